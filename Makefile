@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Everything else is created on demand.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+LEGACY_VENV := .venv-legacy
+BIN := $(VENV)/bin
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.PHONY: demo test legacy-env env testdata bench clean
+
+env: $(VENV)/.installed
+legacy-env: $(LEGACY_VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints/main.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints/main.txt -e '.[test]'
+	touch $@
+
+$(LEGACY_VENV)/.installed: constraints/legacy.txt
+	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/pip install $(PIP_FLAGS) -r constraints/legacy.txt
+	touch $@
+
+demo: env
+	./scripts/demo.sh
+
+test: env legacy-env
+	$(BIN)/python -m pytest -q
+
+testdata: legacy-env
+	$(LEGACY_VENV)/bin/python testdata/generate.py
+
+bench: env legacy-env
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(LEGACY_VENV) demo-out

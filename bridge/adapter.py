@@ -1,0 +1,193 @@
+"""A TF1 Hub module as an in-memory TF2 Reusable SavedModel object.
+
+    obj = adapt("testdata/modules/convnet_bn")
+    features = obj(images)                          # inference variant (tags set())
+    features = obj(images, training=True)           # {"train"} variant, batch-norm updates applied
+    outputs = obj.image_feature_vector(images)      # every TF1 signature, with all its output keys
+    obj.variables, obj.trainable_variables, obj.regularization_losses
+
+Both graph variants run on one set of `tf.Variable`s (one per checkpoint name), so what training changes is what
+inference sees. The object can be saved with `tf.saved_model.save` (see `bridge.convert`) and then needs neither
+this project nor tensorflow_hub to load.
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+
+import tensorflow as tf
+
+from bridge.metadata import BridgeMetadata
+from legacy.errors import InvalidInputError, NotAnImageModuleError
+from legacy.functions import ModuleFunctions, load_variables
+from legacy.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, StoredModule, read_module, tag_label
+
+TRAIN_TAGS = frozenset({"train"})
+INFERENCE_TAGS = frozenset()
+# Attributes of the Reusable SavedModel API and of this class that a TF1 signature name must not shadow.
+_RESERVED = frozenset({"variables", "trainable_variables", "regularization_losses", "signatures",
+                       "expected_image_size", "metadata", "signature_names", "call_signature", "serve",
+                       "serve_training"})
+
+
+class ModuleAdapter(tf.__internal__.tracking.AutoTrackable):
+    """Implements the Reusable SavedModel API (`__call__(images, training)`, `variables`, ...) over a TF1 module."""
+
+    def __init__(self, module: StoredModule, signature: str | None = None):
+        self._stored = module
+        self._primary = DEFAULT_SIGNATURE if signature is None else signature
+        inference = module.variant(INFERENCE_TAGS)
+        inference.signature(self._primary)  # fails early, listing the signatures, when the name is unknown
+        self._image_signatures = sorted(name for name, sig in inference.signatures.items()
+                                        if set(sig.inputs) == {IMAGE_INPUT_KEY})
+        if self._primary not in self._image_signatures:
+            raise NotAnImageModuleError(
+                f"signature {self._primary!r} does not take a single {IMAGE_INPUT_KEY!r} input (it takes "
+                f"{', '.join(sorted(inference.signature(self._primary).inputs))}); the adapter serves image "
+                f"signatures: pick one of {', '.join(self._image_signatures) or '(none)'} with --signature")
+        self._training_tags = TRAIN_TAGS if module.has_train_variant else INFERENCE_TAGS
+
+        variables = load_variables(module)
+        self._assets = [tf.saved_model.Asset(os.path.join(module.assets_dir, name)) for name in module.asset_files()]
+        self._fns = ModuleFunctions(module, variables, {
+            name: asset.asset_path for name, asset in zip(module.asset_files(), self._assets)})
+
+        self.variables = list(variables.values())
+        self.trainable_variables = [v for v in self.variables if v.trainable]
+        self.regularization_losses = [
+            tf.function(fn, input_signature=[]) for fn in self._fns.regularization_losses(self._training_tags)]
+        for name in self._image_signatures:
+            if name.isidentifier() and not keyword.iskeyword(name) and name not in _RESERVED:
+                setattr(self, name, self._signature_function(name))
+        self.serve = tf.function(self._serve, input_signature=[self._image_spec(self._primary)])
+        self.serve_training = tf.function(self._serve_training, input_signature=[self._image_spec(self._primary)])
+
+        size = None
+        try:
+            size = module.expected_image_size(self._primary)
+        except NotAnImageModuleError:
+            pass
+        self._metadata = BridgeMetadata(image_size=size, signatures=[self._primary] + [
+            s for s in self._image_signatures if s != self._primary], primary_signature=self._primary,
+            kind=_kind(inference, self._primary), source_format="tf1_hub")
+
+    # -- the Reusable SavedModel API ---------------------------------------------------------------------------
+
+    @tf.function(reduce_retracing=True)
+    def __call__(self, images, training=False):
+        """The primary signature's `default` output; `training=True` runs the train variant and its updates."""
+        return self._run(self._primary, images, training)[DEFAULT_SIGNATURE]
+
+    # -- everything else -----------------------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> BridgeMetadata:
+        return self._metadata
+
+    @property
+    def expected_image_size(self):
+        """(height, width) of the images the module expects, or None when nothing records it."""
+        return self._metadata.image_size
+
+    @property
+    def signature_names(self) -> list:
+        """The TF1 image signatures this object serves, primary first."""
+        return list(self._metadata.signatures)
+
+    @property
+    def stored_module(self) -> StoredModule:
+        return self._stored
+
+    def call_signature(self, name: str, images, training: bool = False) -> dict:
+        """All outputs of TF1 signature `name` (also reachable as `obj.<name>(images, training=...)`)."""
+        self._stored.variant(INFERENCE_TAGS).signature(name)
+        return self._run(name, images, training)
+
+    def _signature_function(self, name: str):
+        def call(images, training=False):
+            return self._run(name, images, training)
+
+        call.__name__ = name
+        return tf.function(call, reduce_retracing=True)
+
+    def _run(self, name: str, images, training) -> dict:
+        if not isinstance(training, bool):
+            raise InvalidInputError("training must be a Python bool (True or False), as for any Reusable "
+                                    "SavedModel; use tf.cond or Keras to switch on a tensor")
+        images = self._check_images(name, images)
+        if training:
+            return self._fns.signature(self._training_tags, name, with_updates=True)(images=images)
+        return self._fns.signature(INFERENCE_TAGS, name)(images=images)
+
+    def _image_spec(self, name: str) -> tf.TensorSpec:
+        info = self._stored.variant(INFERENCE_TAGS).signature(name).inputs[IMAGE_INPUT_KEY]
+        shape = [None] * 4 if info.shape is None else [None] + list(info.shape[1:])
+        return tf.TensorSpec(shape, tf.as_dtype(info.dtype), name=IMAGE_INPUT_KEY)
+
+    def _check_images(self, name: str, images):
+        spec = self._image_spec(name)
+        try:
+            images = tf.convert_to_tensor(images)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"images must be a float32 tensor of shape {spec.shape}: {e}") from None
+        if images.dtype != spec.dtype:
+            raise InvalidInputError(
+                f"images have dtype {images.dtype.name}, but signature {name!r} takes {spec.dtype.name} "
+                "[batch, height, width, 3] with values in [0, 1]; convert with tf.image.convert_image_dtype")
+        if not spec.shape.is_compatible_with(images.shape):
+            raise InvalidInputError(
+                f"images have shape {images.shape}, but signature {name!r} takes {spec.shape} "
+                "([batch, height, width, channels]); resize or batch them to fit")
+        return images
+
+    def _serve(self, images):
+        return self._run(self._primary, images, False)
+
+    def _serve_training(self, images):
+        return self._run(self._primary, images, True)
+
+    def trace_for_export(self) -> dict:
+        """Trace every function for both values of `training` and return the serving signatures to save."""
+        spec = self._image_spec(self._primary)
+        self.__call__.get_concrete_function(spec, training=False)
+        self.__call__.get_concrete_function(spec, training=True)
+        signatures = {"serving_default": self.serve.get_concrete_function()}
+        for name in self._image_signatures:
+            fn = getattr(self, name, None)
+            sig_spec = self._image_spec(name)
+            if fn is not None:
+                fn.get_concrete_function(sig_spec, training=False)
+                fn.get_concrete_function(sig_spec, training=True)
+            signatures[name] = tf.function(
+                lambda images, name=name: self._run(name, images, False),
+                input_signature=[sig_spec]).get_concrete_function()
+        for loss in self.regularization_losses:
+            loss.get_concrete_function()
+        self.serve_training.get_concrete_function()
+        return signatures
+
+    def __repr__(self) -> str:
+        return (f"<ModuleAdapter {self._stored.path} signature={self._primary!r} "
+                f"variants={', '.join(tag_label(t) for t in self._stored.tags)}>")
+
+
+def _kind(variant, primary: str) -> str | None:
+    """"classification" or "feature_vector": which image signature the primary one's output is."""
+    for name, kind in (("image_classification", "classification"), ("image_feature_vector", "feature_vector")):
+        if primary == name:
+            return kind
+    output = variant.signature(primary).outputs.get(DEFAULT_SIGNATURE)
+    for name, kind in (("image_classification", "classification"), ("image_feature_vector", "feature_vector")):
+        other = variant.signatures.get(name)
+        if output is not None and other is not None and DEFAULT_SIGNATURE in other.outputs \
+                and other.outputs[DEFAULT_SIGNATURE].tensor_name == output.tensor_name:
+            return kind
+    return None
+
+
+def adapt(module, signature: str | None = None) -> ModuleAdapter:
+    """A Reusable SavedModel object over a TF1 Hub module (a path or a `StoredModule`), without writing to disk."""
+    if not isinstance(module, StoredModule):
+        module = read_module(module)
+    return ModuleAdapter(module, signature=signature)

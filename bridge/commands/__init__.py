@@ -1,0 +1,1 @@
+"""One module per `bridge` subcommand, each with `register(subparsers)` and its examples."""

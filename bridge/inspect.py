@@ -1,0 +1,179 @@
+"""Describe a model directory (TF1 Hub module or TF2 SavedModel) from its protos alone; nothing runs.
+
+    report = inspect_model("testdata/modules/convnet_bn")
+    print(format_report(report))
+"""
+
+from __future__ import annotations
+
+import os
+
+from bridge import formats
+from bridge.metadata import read_metadata
+from legacy.errors import BridgeError
+from legacy.reader import read_module, read_saved_model_proto, read_signature, tag_label
+
+
+def inspect_model(path: str) -> dict:
+    """A JSON-ready description of the model at `path`."""
+    fmt = formats.detect(path)
+    if fmt.name == formats.TF1_HUB:
+        report = _inspect_tf1(path)
+    else:
+        report = _inspect_tf2(path)
+    report["path"] = os.fspath(path)
+    report["format"] = fmt.name
+    report["format_label"] = fmt.label
+    return report
+
+
+def _signatures_json(signatures: dict) -> dict:
+    return {name: {"inputs": {k: v.to_json() for k, v in sorted(sig.inputs.items())},
+                   "outputs": {k: v.to_json() for k, v in sorted(sig.outputs.items())}}
+            for name, sig in sorted(signatures.items())}
+
+
+def _image_facts(lookup_size, lookup_channels) -> dict:
+    facts = {}
+    try:
+        facts["expected_image_size"] = list(lookup_size())
+    except BridgeError as e:
+        facts["expected_image_size"] = None
+        facts["expected_image_size_error"] = str(e)
+    try:
+        facts["num_image_channels"] = lookup_channels()
+    except BridgeError as e:
+        facts["num_image_channels"] = None
+        facts["num_image_channels_error"] = str(e)
+    return facts
+
+
+def _inspect_tf1(path: str) -> dict:
+    module = read_module(path)
+    variables = module.variables()
+    report = {
+        "variants": [{
+            "tags": sorted(tags),
+            "signatures": _signatures_json(module.variants[tags].signatures),
+            "attached_messages": sorted(module.variants[tags].attachments),
+            "update_ops": len(module.variants[tags].update_ops),
+            "regularization_losses": len(module.variants[tags].regularization_losses),
+        } for tags in module.tags],
+        "tags": [sorted(t) for t in module.tags],
+        "variables": {
+            "count": len(variables),
+            "trainable": sum(v.trainable for v in variables),
+            "bytes": sum(v.nbytes for v in variables),
+            "kinds": sorted({"reference" if v.op_type != "VarHandleOp" else "resource" for v in variables}),
+        },
+        "assets": module.asset_files(),
+    }
+    if frozenset() in module.variants:
+        report.update(_image_facts(module.expected_image_size, module.num_image_channels))
+        info = module.image_module_info()
+        report["image_module_info"] = None if info is None else {
+            "height": info.default_image_size.height, "width": info.default_image_size.width}
+    return report
+
+
+def _inspect_tf2(path: str) -> dict:
+    from tensorflow.python.framework import dtypes
+
+    saved_model = read_saved_model_proto(path)
+    meta_graph = saved_model.meta_graphs[0]
+
+    signatures = {name: read_signature(name, sig) for name, sig in meta_graph.signature_def.items()}
+    nodes = meta_graph.object_graph_def.nodes
+    root_children = {c.local_name for c in nodes[0].children} if len(nodes) else set()
+    variables = [n.variable for n in nodes if n.WhichOneof("kind") == "variable"]
+    nbytes = 0
+    for v in variables:
+        count = 1
+        for d in v.shape.dim:
+            count *= max(d.size, 0)
+        nbytes += count * dtypes.as_dtype(v.dtype).size
+    metadata = read_metadata(path)
+    report = {
+        "tags": [sorted(m.meta_info_def.tags) for m in saved_model.meta_graphs],
+        "signatures": _signatures_json(signatures),
+        "reusable": {"__call__": "__call__" in root_children,
+                     "variables": "variables" in root_children,
+                     "trainable_variables": "trainable_variables" in root_children,
+                     "regularization_losses": "regularization_losses" in root_children},
+        "variables": {"count": len(variables), "trainable": sum(v.trainable for v in variables), "bytes": nbytes},
+        "assets": sorted(os.listdir(os.path.join(path, "assets"))) if os.path.isdir(os.path.join(path, "assets"))
+        else [],
+        "bridge_metadata": None if metadata is None else metadata.to_json(),
+    }
+
+    def size():
+        if metadata is not None and metadata.image_size:
+            return metadata.image_size
+        shape = _serving_image_shape(signatures)
+        if shape is None or len(shape) != 4 or not shape[1] or not shape[2]:
+            raise BridgeError("no expected image size recorded and the input's height/width are dynamic")
+        return shape[1], shape[2]
+
+    def channels():
+        shape = _serving_image_shape(signatures)
+        if shape is None or len(shape) != 4 or not shape[3]:
+            raise BridgeError("the input's channel count is not static")
+        return shape[3]
+
+    report.update(_image_facts(size, channels))
+    return report
+
+
+def _serving_image_shape(signatures: dict):
+    sig = signatures.get("serving_default") or next(iter(signatures.values()), None)
+    if sig is None or len(sig.inputs) != 1:
+        return None
+    return next(iter(sig.inputs.values())).shape
+
+
+def _fmt_shape(shape) -> str:
+    return "<unknown rank>" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _signature_lines(signatures: dict, indent: str) -> list:
+    lines = []
+    for name, sig in signatures.items():
+        ins = ", ".join(f"{k}: {v['dtype']}{_fmt_shape(v['shape'])}" for k, v in sig["inputs"].items())
+        outs = ", ".join(f"{k}: {v['dtype']}{_fmt_shape(v['shape'])}" for k, v in sig["outputs"].items())
+        lines.append(f"{indent}{name}({ins}) -> {outs}")
+    return lines
+
+
+def format_report(report: dict) -> str:
+    """The human-readable table for `bridge inspect`."""
+    lines = [f"{report['path']}: {report['format_label']}"]
+    if report["format"] == formats.TF1_HUB:
+        lines.append(f"  graph variants: {', '.join(tag_label(v['tags']) for v in report['variants'])}")
+        for variant in report["variants"]:
+            lines.append(f"  variant {tag_label(variant['tags'])}: {len(variant['signatures'])} signatures, "
+                         f"{variant['update_ops']} update ops, {variant['regularization_losses']} regularization "
+                         f"losses, attached: {', '.join(variant['attached_messages']) or '-'}")
+            lines.extend(_signature_lines(variant["signatures"], "    "))
+    else:
+        reusable = [k for k, v in report["reusable"].items() if v]
+        lines.append(f"  reusable API: {', '.join(reusable) or 'none (signatures only)'}")
+        lines.append("  signatures:")
+        lines.extend(_signature_lines(report["signatures"], "    "))
+    size = report.get("expected_image_size")
+    lines.append(f"  expected image size: {'x'.join(map(str, size)) if size else 'unknown'}"
+                 + ("" if size else f" ({report.get('expected_image_size_error', '')})"))
+    lines.append(f"  image channels: {report.get('num_image_channels') or 'unknown'}")
+    variables = report["variables"]
+    kinds = f", {'/'.join(variables['kinds'])} variables" if variables.get("kinds") else ""
+    lines.append(f"  variables: {variables['count']} ({variables['trainable']} trainable), "
+                 f"{_fmt_bytes(variables['bytes'])}{kinds}")
+    lines.append(f"  assets: {', '.join(report['assets']) or '-'}")
+    return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""Every error this project raises on bad input, each naming the problem and the fix.
+
+`bridge` imports these too: there is one place to look for what can go wrong. The CLI prints the message of
+any `BridgeError` as one line (exit status 2) and hides the traceback unless BRIDGE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base class: a problem with the user's input, explained in one line."""
+
+
+class NotAModuleError(BridgeError):
+    """The path is neither a TF1 Hub module nor a TF2 SavedModel."""
+
+
+class ModuleFormatError(BridgeError):
+    """A TF1 Hub module whose files are missing, corrupt or of an unsupported format."""
+
+
+class UnknownVariantError(BridgeError, ValueError):
+    """No graph variant with the requested tags (the message lists the ones that exist)."""
+
+
+class UnknownSignatureError(BridgeError, ValueError):
+    """No signature with the requested name (the message lists the ones that exist)."""
+
+
+class NotAnImageModuleError(BridgeError, ValueError):
+    """An image-only operation on a signature without an image input."""
+
+
+class DestinationExistsError(BridgeError):
+    """The output path exists and --force was not given."""
+
+
+class InvalidInputError(BridgeError, ValueError):
+    """Input tensors or image files that do not fit the model."""
+
+
+class ConversionError(BridgeError):
+    """A model that cannot be converted as asked (the message says what to change)."""
+
+
+class UnsafeModelError(BridgeError):
+    """A graph with ops that touch files, processes or the network, refused before running."""

@@ -1,0 +1,186 @@
+"""Instantiate one graph variant of a TF1 module in the current graph, on variables owned by the caller.
+
+This is the engine under the adapter (TF1 → TF2), the shim's `hub.Module` (eager and graph mode) and the
+converter. It works in any graph: a `tf.compat.v1.Graph`, or the FuncGraph of `tf.compat.v1.wrap_function`.
+
+How: the variant's GraphDef is pruned to what the requested tensors need (so initializers never run), reference
+variables (`VariableV2`, as TF 1.x exported them) are rewritten into resource variables, and the result is imported
+with an `input_map` that sends the image input to the caller's tensor, every variable handle to the caller's
+`tf.Variable` and every plain read to a read through that variable (so gradient tapes see it). One set of
+variables can thus back both graph variants: nothing is copied.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from legacy.errors import ConversionError, ModuleFormatError
+from legacy.reader import REF_VARIABLE_OPS, VARIABLE_OPS
+
+# Reference-variable ops and their resource-variable counterparts (the ref is always input 0).
+_REF_ASSIGN_OPS = {"Assign": "AssignVariableOp", "AssignAdd": "AssignAddVariableOp",
+                   "AssignSub": "AssignSubVariableOp"}
+# Ops that take a reference variable as a mutable input and have no simple resource counterpart here.
+_UNSUPPORTED_REF_CONSUMERS = frozenset({
+    "ScatterUpdate", "ScatterAdd", "ScatterSub", "ScatterMul", "ScatterDiv", "ScatterNdUpdate", "ScatterNdAdd",
+    "CountUpTo", "ApplyGradientDescent", "ApplyMomentum", "ApplyAdam", "ApplyRMSProp", "ApplyAdagrad",
+})
+_READ_SUFFIX = "/_bridge_read"
+_ASSIGN_SUFFIX = "/_bridge_assign"
+
+
+def op_name(name: str) -> str:
+    """`scope/op:0` or `^scope/op` -> `scope/op`."""
+    name = name[1:] if name.startswith("^") else name
+    return name.split(":")[0]
+
+
+def _tensor_name(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
+def prune(graph_def, fetches: Sequence[str]):
+    """The part of `graph_def` that the fetched tensors or ops depend on (data and control inputs), in order."""
+    from tensorflow.core.framework import graph_pb2
+
+    nodes = {n.name: n for n in graph_def.node}
+    missing = sorted({op_name(f) for f in fetches} - set(nodes))
+    if missing:
+        raise ModuleFormatError(f"the graph has no node {missing[0]!r} although a signature or collection names "
+                                "it; the module is corrupt: re-export it")
+    keep, stack = set(), [op_name(f) for f in fetches]
+    while stack:
+        name = stack.pop()
+        if name in keep:
+            continue
+        if name not in nodes:
+            raise ModuleFormatError(f"node {name!r} is used but missing from the graph; the module is corrupt: "
+                                    "re-export it")
+        keep.add(name)
+        stack.extend(op_name(i) for i in nodes[name].input)
+    out = graph_pb2.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    out.node.extend(n for n in graph_def.node if n.name in keep)
+    return out
+
+
+def to_resource_variables(graph_def):
+    """Rewrite reference variables into resource variables, keeping every node name that others refer to.
+
+    `VariableV2` -> `VarHandleOp`; its `Identity` reads -> `ReadVariableOp`; `Assign`/`AssignAdd`/`AssignSub` ->
+    their `...VariableOp` form plus a `ReadVariableOp` under the old name that yields the new value, as the ref op
+    did; any other consumer reads through one shared `ReadVariableOp`.
+    """
+    from tensorflow.core.framework import graph_pb2
+
+    ref_vars = {n.name: n for n in graph_def.node if n.op in REF_VARIABLE_OPS}
+    if not ref_vars:
+        return graph_def
+    out = graph_pb2.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    shared_reads = {}
+
+    def dtype_of(var_name):
+        return ref_vars[var_name].attr["dtype"].type
+
+    def shared_read(var_name):
+        if var_name not in shared_reads:
+            read = out.node.add(name=var_name + _READ_SUFFIX, op="ReadVariableOp", input=[var_name])
+            read.attr["dtype"].type = dtype_of(var_name)
+            shared_reads[var_name] = read.name
+        return shared_reads[var_name]
+
+    for node in graph_def.node:
+        if node.op in REF_VARIABLE_OPS:
+            handle = out.node.add(name=node.name, op="VarHandleOp")
+            handle.attr["dtype"].type = node.attr["dtype"].type
+            handle.attr["shape"].CopyFrom(node.attr["shape"])
+            handle.attr["container"].s = node.attr["container"].s
+            handle.attr["shared_name"].s = node.attr["shared_name"].s or node.name.encode()
+            continue
+        data_inputs = [i for i in node.input if not i.startswith("^")]
+        control_inputs = [i for i in node.input if i.startswith("^")]
+        ref_positions = [k for k, i in enumerate(data_inputs)
+                         if op_name(i) in ref_vars and i.split(":")[-1] in (op_name(i), "0")]
+        if not ref_positions:
+            out.node.add().CopyFrom(node)
+            continue
+        if node.op in _REF_ASSIGN_OPS and ref_positions == [0]:
+            var_name = op_name(data_inputs[0])
+            assign = out.node.add(name=node.name + _ASSIGN_SUFFIX, op=_REF_ASSIGN_OPS[node.op],
+                                  input=[var_name, data_inputs[1]] + control_inputs)
+            assign.attr["dtype"].type = dtype_of(var_name)
+            read = out.node.add(name=node.name, op="ReadVariableOp", input=[var_name, "^" + assign.name])
+            read.attr["dtype"].type = dtype_of(var_name)
+        elif node.op == "Identity" and ref_positions == [0]:
+            read = out.node.add(name=node.name, op="ReadVariableOp",
+                                input=[op_name(data_inputs[0])] + control_inputs)
+            read.attr["dtype"].type = dtype_of(op_name(data_inputs[0]))
+        elif node.op in _UNSUPPORTED_REF_CONSUMERS or node.op in _REF_ASSIGN_OPS:
+            raise ConversionError(
+                f"op {node.name!r} ({node.op}) modifies reference variable {op_name(data_inputs[ref_positions[0]])!r}"
+                "; only Assign/AssignAdd/AssignSub updates of reference variables are supported")
+        else:
+            new = out.node.add()
+            new.CopyFrom(node)
+            del new.input[:]
+            for k, i in enumerate(data_inputs):
+                new.input.append(shared_read(op_name(i)) if k in ref_positions else i)
+            new.input.extend(control_inputs)
+    return out
+
+
+def _strip_placement(graph_def) -> None:
+    # Devices recorded at export time (often GPUs) and colocation with nodes that input_map replaces would only
+    # get in the way of placement here.
+    for node in graph_def.node:
+        node.device = ""
+        if "_class" in node.attr:
+            del node.attr["_class"]
+
+
+def prepare(graph_def, fetches: Sequence[str]):
+    """Prune to `fetches`, convert reference variables, drop device placement."""
+    pruned = prune(graph_def, fetches)
+    pruned = to_resource_variables(pruned)
+    _strip_placement(pruned)
+    return pruned
+
+
+def _in_graph(tensor):
+    """`tensor` usable in the current graph: eager tensors (variable handles, constants) are captured."""
+    import tensorflow as tf
+
+    if isinstance(tensor, tf.Tensor) and hasattr(tensor, "numpy") and not tf.executing_eagerly():
+        return tf.compat.v1.get_default_graph().capture(tensor)
+    return tensor
+
+
+def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, object],
+                   variables: Mapping[str, object], name: str = "") -> list:
+    """Import what `fetches` need into the current graph and return them (tensors, or ops for op names).
+
+    inputs: graph tensor name -> tensor to use instead (the signature's placeholders, asset paths).
+    variables: variable op name (= checkpoint name) -> the `tf.Variable` that holds it.
+    """
+    import tensorflow as tf
+
+    graph_def = prepare(graph_def, fetches)
+    nodes = {n.name: n for n in graph_def.node}
+    input_map = {_tensor_name(k): _in_graph(v) for k, v in inputs.items() if op_name(k) in nodes}
+    for node in graph_def.node:
+        if node.op in VARIABLE_OPS:
+            var = variables.get(node.name)
+            if var is None:
+                raise ModuleFormatError(
+                    f"the graph uses variable {node.name!r}, which the module's checkpoint does not provide; "
+                    "the module is incomplete: re-export it")
+            input_map[node.name + ":0"] = _in_graph(var.handle)
+        elif (node.op == "ReadVariableOp" and len(node.input) == 1 and node.input[0] in nodes
+              and nodes[node.input[0]].op in VARIABLE_OPS):
+            # A plain read: read through the variable object, so that a GradientTape watches it.
+            input_map[node.name + ":0"] = variables[node.input[0]].value()
+    return tf.compat.v1.import_graph_def(graph_def, input_map=input_map, return_elements=list(fetches),
+                                         name=name)

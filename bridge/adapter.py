@@ -18,7 +18,7 @@ import os
 
 import tensorflow as tf
 
-from bridge.metadata import BridgeMetadata
+from legacy.metadata import BridgeMetadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.functions import ModuleFunctions, load_variables
 from legacy.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, StoredModule, read_module, tag_label

@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("inspect",)
+COMMANDS = ("inspect", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,7 +74,7 @@ def _tf1_to_tf2(src: str, dst: str, *, signature: str | None, force: bool, progr
     import tensorflow as tf
 
     from bridge.adapter import adapt
-    from bridge.metadata import write_metadata
+    from legacy.metadata import write_metadata
 
     progress(f"reading TF1 Hub module {src}")
     adapter = adapt(src, signature=signature)

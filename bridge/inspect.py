@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from bridge import formats
-from bridge.metadata import read_metadata
+from legacy.metadata import read_metadata
 from legacy.errors import BridgeError
 from legacy.reader import read_module, read_saved_model_proto, read_signature, tag_label
 
@@ -82,7 +82,9 @@ def _inspect_tf2(path: str) -> dict:
     saved_model = read_saved_model_proto(path)
     meta_graph = saved_model.meta_graphs[0]
 
-    signatures = {name: read_signature(name, sig) for name, sig in meta_graph.signature_def.items()}
+    # __saved_model_init_op is TensorFlow's own bookkeeping entry, not a signature anyone can call.
+    signatures = {name: read_signature(name, sig) for name, sig in meta_graph.signature_def.items()
+                  if name != "__saved_model_init_op"}
     nodes = meta_graph.object_graph_def.nodes
     root_children = {c.local_name for c in nodes[0].children} if len(nodes) else set()
     variables = [n.variable for n in nodes if n.WhichOneof("kind") == "variable"]

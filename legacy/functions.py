@@ -50,7 +50,7 @@ def _checkpoint_value(module: StoredModule, reader, shapes: Mapping, var: Variab
                                 f"{shapes[var.name]} in the checkpoint; re-export the module")
     try:
         return reader.get_tensor(var.name)
-    except tf.errors.OpError as e:
+    except (tf.errors.OpError, IndexError, ValueError) as e:  # a short data file raises IndexError
         raise ModuleFormatError(f"{module.path}: reading variable {var.name!r} failed ({_first_line(e)}); the "
                                 "checkpoint is corrupt: re-download or re-export the module") from None
 

@@ -51,8 +51,15 @@ def check_paths(src: str, dst: str, force: bool) -> None:
 
 
 def convert(src: str, dst: str, *, to: str | None = None, signature: str | None = None, force: bool = False,
+            kind: str | None = None, image_size: tuple | str | None = None,
             progress=_progress) -> ConversionResult:
-    """Convert the model at `src` into the other format at `dst`; `to` ("tf1"/"tf2") overrides the detection."""
+    """Convert the model at `src` into the other format at `dst`; `to` ("tf1"/"tf2") overrides the detection.
+
+    TF1 -> TF2: `signature` picks the TF1 signature that `__call__` serves (default "default").
+    TF2 -> TF1: `kind` ("feature_vector"/"classification") names the image signature to write besides "default"
+    (taken from the model's bridge metadata when it has some); `image_size` (h, w) or "HxW" is needed when the
+    model's input size is dynamic and nothing records it.
+    """
     src, dst = os.fspath(src), os.fspath(dst)
     fmt = formats.detect(src)
     target = to or (TF2 if fmt.name == formats.TF1_HUB else TF1)
@@ -63,7 +70,12 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
         _tf1_to_tf2(src, dst, signature=signature, force=force, progress=progress)
         direction = "tf1->tf2"
     elif fmt.name == formats.TF2_SAVED_MODEL and target == TF1:
-        raise ConversionError("TF2 SavedModel -> TF1 Hub conversion is not available yet")
+        from bridge.tf2_to_tf1 import export_tf1, parse_image_size
+
+        if isinstance(image_size, str):
+            image_size = parse_image_size(image_size)
+        export_tf1(src, dst, kind=kind, image_size=image_size, force=force, progress=progress)
+        direction = "tf2->tf1"
     else:
         raise ConversionError(f"{src} is already a {fmt.label}; pass --to {TF1 if target == TF2 else TF2} "
                               "or a source in the other format")

@@ -18,8 +18,12 @@ from legacy.errors import ModuleFormatError
 from legacy.reader import StoredModule, VariableInfo, tag_label
 
 
-def load_variables(module: StoredModule, name_prefix: str = "") -> dict:
-    """One `tf.Variable` per module variable, holding the checkpoint's value (`trainable` per the module)."""
+def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool = True) -> dict:
+    """One `tf.Variable` per module variable, holding the checkpoint's value (`trainable` per the module).
+
+    trainable=False makes every variable non-trainable (a `hub.Module(..., trainable=False)`), so that gradient
+    tapes do not watch them.
+    """
     import tensorflow as tf
 
     variables = module.variables()
@@ -35,7 +39,8 @@ def load_variables(module: StoredModule, name_prefix: str = "") -> dict:
     for var in variables:
         value = _checkpoint_value(module, reader, shapes, var)
         with tf.init_scope():
-            result[var.name] = tf.Variable(value, trainable=var.trainable, name=name_prefix + var.name)
+            result[var.name] = tf.Variable(value, trainable=trainable and var.trainable,
+                                          name=name_prefix + var.name)
     return result
 
 

@@ -27,12 +27,21 @@ def test_read_write_round_trip_loads_in_genuine_hub(name, tmp_path):
         assert described[key] == golden[key], key
     images = golden_arrays(name)["inputs/images"]
     for tags in golden["tags"]:
-        outputs = runner.run_outputs(dst, images, tmp_path, tags=",".join(tags) or None)
+        tag_arg = ",".join(tags) or None
+        # The same genuine computation on the original and on the written module: bit-identical.
+        outputs = runner.run_outputs(dst, images, tmp_path, tags=tag_arg)
+        original = runner.run_outputs(module_path(name), images, tmp_path, tags=tag_arg)
+        assert sorted(outputs) == sorted(original)
+        for key, value in original.items():
+            np.testing.assert_array_equal(outputs[key], value, err_msg=key)
+        # And within the legacy library's own run-to-run variation of the recorded answers (the generator's
+        # graph differs from a plain `run`, which moves the last bits of some outputs).
         expected = {k: v for k, v in golden_arrays(name).items()
                     if k.startswith(f"outputs/{'train' if tags else 'infer'}/")}
         assert sorted(outputs) == sorted(expected)
         for key, value in expected.items():
-            np.testing.assert_array_equal(outputs[key], value, err_msg=key)
+            scale = float(np.abs(value).max())
+            assert float(np.abs(outputs[key] - value).max()) <= 4e-6 * scale, key
 
 
 def test_existing_destination_is_never_overwritten_without_force(tmp_path):

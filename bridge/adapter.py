@@ -70,7 +70,8 @@ class ModuleAdapter(tf.__internal__.tracking.AutoTrackable):
             pass
         self._metadata = BridgeMetadata(image_size=size, signatures=[self._primary] + [
             s for s in self._image_signatures if s != self._primary], primary_signature=self._primary,
-            kind=_kind(inference, self._primary), source_format="tf1_hub")
+            kind=_kind(inference, self._primary), source_format="tf1_hub",
+            variants=[sorted(tags) for tags in module.tags])
 
     # -- the Reusable SavedModel API ---------------------------------------------------------------------------
 

@@ -134,8 +134,11 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None) -> _Plan:
             name, k = f"{base}_{k}", k + 1
         used.add(name)
         names[id(var)] = name
+    # A model converted from a TF1 module without a train variant gets none back (its training=True trace only
+    # repeats the inference graph).
+    had_train_variant = metadata is None or metadata.variants is None or ["train"] in metadata.variants
     return _Plan(signatures=signatures, image_size=tuple(image_size), input_shape=[None] + shape[1:],
-                 has_training=True in trainings, variable_names=names)
+                 has_training=True in trainings and had_train_variant, variable_names=names)
 
 
 def _concrete(fn, spec, training: bool):

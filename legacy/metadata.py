@@ -22,6 +22,7 @@ class BridgeMetadata:
     primary_signature: str = "default"
     kind: str | None = None  # "feature_vector" or "classification"
     source_format: str | None = None  # "tf1_hub" or "tf2_saved_model"
+    variants: list | None = None  # the TF1 graph variants it came from, as sorted tag lists ([[], ["train"]])
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -39,7 +40,7 @@ def read_metadata(saved_model_dir: str) -> BridgeMetadata | None:
     size = data.get("image_size")
     return BridgeMetadata(image_size=tuple(size) if size else None, signatures=list(data.get("signatures", [])),
                           primary_signature=data.get("primary_signature", "default"), kind=data.get("kind"),
-                          source_format=data.get("source_format"))
+                          source_format=data.get("source_format"), variants=data.get("variants"))
 
 
 def write_metadata(saved_model_dir: str, metadata: BridgeMetadata) -> None:

@@ -1,14 +1,21 @@
 """Recognise a model directory's format in one place, by cheap file tests.
 
-Each format answers "is this mine?"; adding a format adds one entry to `FORMATS`.
+Each format answers "is this mine?"; adding a format adds one entry to `FORMATS`. `open_model` is the one way in
+for commands: it also accepts a `.tar.gz` archive or a cached TF Hub handle (see `legacy.archive`) and can refuse
+models with unsafe ops (see `legacy.safety`) before anything runs.
+
+    with open_model("mobilenet.tar.gz", check_safety=True) as model:
+        model.path, model.format.name          # a local directory, "tf1_hub" or "tf2_saved_model"
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
+from legacy.archive import resolve_model_path
 from legacy.errors import NotAModuleError
 from legacy.reader import MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module
 
@@ -40,7 +47,7 @@ def detect(path: str) -> Format:
         raise NotAModuleError(f"{path}: no such file or directory; check the path")
     if not os.path.isdir(path):
         raise NotAModuleError(f"{path} is a file, but a model is a directory; pass the directory that holds "
-                              f"{SAVED_MODEL_FILENAME} (extract archives first)")
+                              f"{SAVED_MODEL_FILENAME}, or a .tar.gz archive of it")
     for fmt in FORMATS:
         if fmt.claims(path):
             return fmt
@@ -48,3 +55,30 @@ def detect(path: str) -> Format:
         raise NotAModuleError(f"{path} is an empty directory; pass a TF1 Hub module or TF2 SavedModel directory")
     raise NotAModuleError(f"{path} is neither a TF1 Hub module ({MODULE_DEF_FILENAME}) nor a TF2 SavedModel "
                           f"({SAVED_MODEL_FILENAME}); pass a model directory")
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenedModel:
+    """A model ready to read: its local directory, its format, and the safety scan when one was asked for."""
+
+    path: str  # a local directory (inside a temporary directory for archives: valid only inside `open_model`)
+    format: Format
+    source: str  # what the user gave: a directory, an archive or a handle
+    scan: object = None  # legacy.safety.ScanResult
+
+
+@contextlib.contextmanager
+def open_model(source, *, check_safety: bool = False, allow_unsafe_ops: bool = False) -> Iterator[OpenedModel]:
+    """Resolve `source` (directory, .tar.gz, cached TF Hub handle) to a local directory and detect its format.
+
+    check_safety: scan the graphs first and raise `UnsafeModelError` on ops that touch files, processes or the
+    network or run Python, unless `allow_unsafe_ops`. Extracted archives are removed when the block ends.
+    """
+    with resolve_model_path(source) as path:
+        fmt = detect(path)
+        scan = None
+        if check_safety:
+            from legacy.safety import check_graph_safe
+
+            scan = check_graph_safe(path, allow_unsafe_ops=allow_unsafe_ops, label=os.fspath(source))
+        yield OpenedModel(path=path, format=fmt, source=os.fspath(source), scan=scan)

@@ -1,4 +1,8 @@
-"""Describe a model directory (TF1 Hub module or TF2 SavedModel) from its protos alone; nothing runs.
+"""Describe a model (TF1 Hub module or TF2 SavedModel) from its protos alone; nothing runs.
+
+The model may be a directory, a `.tar.gz` archive of one, or a TF Hub handle already in the local cache. The
+report includes the safety scan (`legacy.safety`): ops that would touch files, processes or the network or run
+Python, by node name; inspect shows them and never refuses, since it runs nothing.
 
     report = inspect_model("testdata/modules/convnet_bn")
     print(format_report(report))
@@ -9,21 +13,25 @@ from __future__ import annotations
 import os
 
 from bridge import formats
+from legacy.archive import is_handle
 from legacy.metadata import read_metadata
 from legacy.errors import BridgeError
 from legacy.reader import read_module, read_saved_model_proto, read_signature, tag_label
+from legacy.safety import scan_model
 
 
 def inspect_model(path: str) -> dict:
-    """A JSON-ready description of the model at `path`."""
-    fmt = formats.detect(path)
-    if fmt.name == formats.TF1_HUB:
-        report = _inspect_tf1(path)
-    else:
-        report = _inspect_tf2(path)
+    """A JSON-ready description of the model at `path` (a directory, a .tar.gz archive or a cached handle)."""
+    with formats.open_model(path) as model:
+        if model.format.name == formats.TF1_HUB:
+            report = _inspect_tf1(model.path)
+        else:
+            report = _inspect_tf2(model.path)
+        if is_handle(model.source):
+            report["resolved_path"] = model.path  # where the cached copy lives
     report["path"] = os.fspath(path)
-    report["format"] = fmt.name
-    report["format_label"] = fmt.label
+    report["format"] = model.format.name
+    report["format_label"] = model.format.label
     return report
 
 
@@ -52,6 +60,7 @@ def _inspect_tf1(path: str) -> dict:
     module = read_module(path)
     variables = module.variables()
     report = {
+        "safety": scan_model(module, label=path).to_json(),
         "variants": [{
             "tags": sorted(tags),
             "signatures": _signatures_json(module.variants[tags].signatures),
@@ -96,6 +105,7 @@ def _inspect_tf2(path: str) -> dict:
         nbytes += count * dtypes.as_dtype(v.dtype).size
     metadata = read_metadata(path)
     report = {
+        "safety": scan_model(saved_model, label=path).to_json(),
         "tags": [sorted(m.meta_info_def.tags) for m in saved_model.meta_graphs],
         "signatures": _signatures_json(signatures),
         "reusable": {"__call__": "__call__" in root_children,
@@ -178,4 +188,15 @@ def format_report(report: dict) -> str:
     lines.append(f"  variables: {variables['count']} ({variables['trainable']} trainable), "
                  f"{_fmt_bytes(variables['bytes'])}{kinds}")
     lines.append(f"  assets: {', '.join(report['assets']) or '-'}")
+    if "safety" in report:
+        lines.append(f"  safety: {_safety_line(report['safety'])}")
     return "\n".join(lines)
+
+
+def _safety_line(safety: dict) -> str:
+    from legacy.safety import Finding, ScanResult
+
+    scanned = safety["scanned"]
+    result = ScanResult(label="", findings=[Finding(**f) for f in safety["findings"]], graphs=scanned["graphs"],
+                        functions=scanned["functions"], nodes=scanned["nodes"])
+    return result.summary()

@@ -1,25 +1,53 @@
 """Write a directory atomically: it appears complete at its final path, or not at all.
 
-Everything is written into a hidden temporary sibling of the destination and renamed into place at the end (a
-rename within one directory is atomic on POSIX). An existing destination is replaced only with `force=True`, and
-only once the new content is complete; until then the old one stays untouched.
+Everything is written into a hidden temporary sibling of the destination, `.<name>.partial-<pid>-<random>`, and
+renamed into place at the end (a rename within one directory is atomic on POSIX). An existing destination is
+replaced only with `force=True`, and only once the new content is complete: on Linux the two directories are
+swapped in one step (`renameat2(RENAME_EXCHANGE)`), elsewhere the old one is moved aside just before the new one
+moves in. Until then the old one stays untouched.
+
+A process killed mid-write (SIGKILL, power loss) leaves its temporary directory behind. Each writer holds an
+exclusive `flock` on its temporary directory while it works, so the next write to the same destination can tell
+such leftovers (unlocked, their process gone) from another writer's work in progress, and removes them; an old
+destination that a killed `force=True` write had moved aside is put back first.
+
+    with atomic_directory("out/model", force=True) as tmp:
+        write_everything_into(tmp)
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import os
+import re
 import shutil
 import tempfile
+import time
 from typing import Iterator
 
 from legacy.errors import BridgeError, DestinationExistsError
 
+PARTIAL = "partial"  # temporary directory being filled
+OLD = "old"  # an old destination moved aside while --force replaces it (only where an atomic swap is missing)
+# Leftovers whose name carries no process id (written by earlier versions) are removed once this old.
+_UNOWNED_STALE_SECONDS = 3600.0
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
 
 def check_destination(dst: str, force: bool = False) -> None:
-    """Fail early, before any work, when `dst` exists and may not be replaced, or its parent is unusable."""
+    """Fail early, before any work, when `dst` exists and may not be replaced, or its parent is unusable.
+
+    Leftovers of writers to `dst` that were killed are cleaned up first (see `remove_stale_temp_dirs`).
+    """
+    remove_stale_temp_dirs(dst)
     if os.path.lexists(dst) and not force:
         raise DestinationExistsError(f"{dst} already exists; pass --force (force=True) to replace it")
+    if os.path.islink(dst):
+        raise DestinationExistsError(f"{dst} is a symbolic link; remove it, or pass the directory it points to")
     if os.path.lexists(dst) and not os.path.isdir(dst):
         raise DestinationExistsError(f"{dst} exists and is not a directory; remove it or choose another destination")
     parent = os.path.dirname(os.path.abspath(dst))
@@ -29,28 +57,159 @@ def check_destination(dst: str, force: bool = False) -> None:
         raise BridgeError(f"cannot write into {parent} (permission denied); choose a writable destination")
 
 
-@contextlib.contextmanager
-def atomic_directory(dst: str, force: bool = False) -> Iterator[str]:
-    """Yield a temporary directory to fill; on success it becomes `dst`, on any error it is removed."""
-    dst = os.path.abspath(os.fspath(dst))
-    check_destination(dst, force)
-    parent, base = os.path.split(dst)
+def temp_prefix(dst: str, kind: str = PARTIAL) -> str:
+    """The name prefix of the temporary siblings of `dst` (`.<name>.partial-` or `.<name>.old-`)."""
+    return f".{os.path.basename(os.path.abspath(dst))}.{kind}-"
+
+
+def _prefixes(dst: str) -> tuple:
+    # The last one: temporary directories of writers nested in ours (a module written into our temporary directory
+    # with force=True), which sit next to it as `..<name>.partial-<pid>-<random>.partial-...`.
+    return temp_prefix(dst, PARTIAL), temp_prefix(dst, OLD), "." + temp_prefix(dst, PARTIAL)
+
+
+def temp_siblings(dst: str) -> list:
+    """Paths of the temporary directories of `dst` that exist now (ours, other writers', leftovers)."""
+    parent = os.path.dirname(os.path.abspath(dst))
+    prefixes = _prefixes(dst)
     try:
-        tmp = tempfile.mkdtemp(prefix=f".{base}.partial-", dir=parent)
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    return sorted(os.path.join(parent, n) for n in names if n.startswith(prefixes))
+
+
+def remove_stale_temp_dirs(dst: str) -> list:
+    """Remove temporary directories of `dst` left by writers that were killed; return the removed paths.
+
+    A directory is stale when nobody holds its lock and the process named in it is gone (for names without a
+    process id: when it is over an hour old). Another writer's work in progress is never touched.
+    """
+    dst = os.path.abspath(os.fspath(dst))
+    removed = []
+    for path in temp_siblings(dst):
+        if not _is_stale(path, *_prefixes(dst)):
+            continue
+        moved_aside = os.path.join(path, os.path.basename(dst))
+        if os.path.basename(path).startswith(temp_prefix(dst, OLD)) and not os.path.lexists(dst) \
+                and os.path.isdir(moved_aside):
+            # Killed between moving the old destination aside and moving the new one in: put the old one back.
+            os.rename(moved_aside, dst)
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            removed.append(path)
+    return removed
+
+
+def _is_stale(path: str, *prefixes: str) -> bool:
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    fd = _try_lock(path)
+    if fd is None:  # locked: a live writer is filling it
+        return False
+    try:
+        name = os.path.basename(path)
+        rest = next(name[len(p):] for p in prefixes if name.startswith(p))
+        match = re.match(r"(\d+)-", rest)
+        if match:
+            return not _process_alive(int(match.group(1)))
+        return time.time() - os.path.getmtime(path) > _UNOWNED_STALE_SECONDS
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _try_lock(path: str) -> int | None:
+    """An fd holding an exclusive lock on directory `path`, or None when someone else holds it (or it is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # our own directories are locked while in use; an unlocked one may be about to be
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+def _make_temp_dir(parent: str, prefix: str) -> tuple:
+    """(path, fd holding its lock) of a new temporary directory named `<prefix><pid>-<random>`."""
+    try:
+        path = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
     except PermissionError:
         raise BridgeError(f"cannot write into {parent} (permission denied); choose a writable destination") from None
+    fd = _try_lock(path)
+    if fd is None:  # cannot happen for a directory just made, unless it was removed at once
+        raise BridgeError(f"the temporary directory {path} vanished while being created; try again")
+    return path, fd
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2); False where the system cannot do that."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False  # an old kernel or a file system without the flag
+    raise OSError(err, os.strerror(err), b)
+
+
+def _replace(tmp: str, dst: str) -> None:
+    """Put the complete `tmp` at `dst`, which exists: swap them, then remove the old content."""
+    if _exchange(tmp, dst):
+        shutil.rmtree(tmp, ignore_errors=True)  # now holds the old destination
+        return
+    parent, base = os.path.split(dst)
+    old, fd = _make_temp_dir(parent, temp_prefix(dst, OLD))
+    try:
+        os.rename(dst, os.path.join(old, base))
+        os.rename(tmp, dst)
+    finally:
+        os.close(fd)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(dst: str, force: bool = False) -> Iterator[str]:
+    """Yield a temporary directory to fill; on success it becomes `dst`, on any error it is removed.
+
+    Stale temporary directories of the same destination, left by killed writers, are removed first.
+    """
+    dst = os.path.abspath(os.fspath(dst))
+    check_destination(dst, force)
+    parent = os.path.dirname(dst)
+    tmp, fd = _make_temp_dir(parent, temp_prefix(dst, PARTIAL))
     try:
         yield tmp
         os.chmod(tmp, 0o755)
         if os.path.lexists(dst):
             if not force:  # appeared while we were working
                 raise DestinationExistsError(f"{dst} already exists; pass --force (force=True) to replace it")
-            old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
-            os.rename(dst, os.path.join(old, base))
-            os.rename(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
+            check_destination(dst, force)  # it may have changed while we were working
+            _replace(tmp, dst)
         else:
             os.rename(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(fd)

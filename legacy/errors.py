@@ -45,3 +45,11 @@ class ConversionError(BridgeError):
 
 class UnsafeModelError(BridgeError):
     """A graph with ops that touch files, processes or the network, refused before running."""
+
+
+class UnsafeArchiveError(BridgeError):
+    """An archive whose contents would land outside its directory, or that is too big, refused before extracting."""
+
+
+class ModelNotCachedError(NotAModuleError):
+    """A TF Hub handle that is not in the local TF Hub cache (the bridge never downloads)."""

@@ -130,9 +130,15 @@ class StoredModule:
     def variant(self, tags: Iterable[str] | None = None) -> Variant:
         key = frozenset(tags or ())
         if key not in self.variants:
+            existing = ", ".join(tag_label(t) for t in self.tags)
+            if not key:  # the default every consumer asks for: no tags to pass can make up for it
+                raise UnknownVariantError(
+                    f"No such graph variant: tags={tag_label(key)}; this module has {existing} only, and no "
+                    "inference variant (tags set()): pass one of those as tags, or re-export the module with an "
+                    "inference variant")
             raise UnknownVariantError(
-                f"No such graph variant: tags={tag_label(key)}; this module has "
-                f"{', '.join(tag_label(t) for t in self.tags)}: pass one of those as tags")
+                f"No such graph variant: tags={tag_label(key)}; this module has {existing}: pass one of those as "
+                "tags")
         return self.variants[key]
 
     @property
@@ -227,8 +233,8 @@ def read_module_def(path: str):
             "re-export the module with tensorflow_hub 0.15 or earlier")
     if module_def.required_features:
         raise ModuleFormatError(
-            f"{filename} requires unknown features {list(module_def.required_features)}; this module needs a "
-            "newer TF1 Hub implementation than the one it was written for")
+            f"{filename} requires unknown features {list(module_def.required_features)}, which no TF1 Hub "
+            "implementation supports (tensorflow_hub 0.15 refuses them too); re-export the module without them")
     return module_def
 
 
@@ -271,11 +277,32 @@ def read_module(path: str) -> StoredModule:
             raise ModuleFormatError(f"{path}: two graph variants share the tags {tag_label(tags)}; re-export it")
         variants[tags] = _read_variant(path, tags, meta_graph)
     module = StoredModule(path=path, variants=variants)
-    if module.variables() and not os.path.isfile(module.variables_prefix + ".index"):
+    if module.variables():
+        _check_checkpoint_files(path)
+    return module
+
+
+_DATA_SHARD = re.compile(r"^variables\.data-(\d+)-of-(\d+)$")
+
+
+def _check_checkpoint_files(path: str) -> None:
+    """The checkpoint's index and every data shard exist (checked by name only: nothing is read)."""
+    if not os.path.isfile(os.path.join(path, VARIABLES_PREFIX + ".index")):
         raise ModuleFormatError(
             f"{path}: {VARIABLES_PREFIX}.index is missing although the graph has variables; the module is "
             "incomplete: re-download or re-export it")
-    return module
+    directory = os.path.join(path, VARIABLES_DIRNAME)
+    shards = [m for m in map(_DATA_SHARD.match, os.listdir(directory)) if m]
+    if not shards:
+        raise ModuleFormatError(
+            f"{path}: {VARIABLES_PREFIX}.data-* is missing although the graph has variables; the module is "
+            "incomplete: re-download or re-export it")
+    count = int(shards[0].group(2))
+    missing = sorted(set(range(count)) - {int(m.group(1)) for m in shards if int(m.group(2)) == count})
+    if missing:
+        raise ModuleFormatError(
+            f"{path}: {VARIABLES_PREFIX}.data-{missing[0]:05d}-of-{count:05d} is missing (the checkpoint has "
+            f"{count} data files); the module is incomplete: re-download or re-export it")
 
 
 def _read_variant(path: str, tags: frozenset, meta_graph) -> Variant:

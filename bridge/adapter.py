@@ -13,6 +13,7 @@ this project nor tensorflow_hub to load.
 
 from __future__ import annotations
 
+import functools
 import keyword
 import os
 
@@ -31,37 +32,83 @@ _RESERVED = frozenset({"variables", "trainable_variables", "regularization_losse
                        "serve_training"})
 
 
-class ModuleAdapter(tf.__internal__.tracking.AutoTrackable):
-    """Implements the Reusable SavedModel API (`__call__(images, training)`, `variables`, ...) over a TF1 module."""
+class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
+    """What a converted SavedModel holds: the tf.functions of the Reusable SavedModel API over shared variables.
+
+    `bridge.convert` saves this object; `ModuleAdapter` wraps it for in-memory use and checks inputs first (a
+    traced function sees only the shapes it was traced for, and `reduce_retracing` relaxes them).
+    """
+
+    def __init__(self, adapter: "ModuleAdapter", variables: list, regularization_losses: list, assets: list):
+        self.variables = variables
+        self.trainable_variables = [v for v in variables if v.trainable]
+        self.regularization_losses = regularization_losses
+        self._assets = assets
+        primary = adapter._primary
+
+        def call(images, training=False):
+            return adapter._run(primary, images, training)[DEFAULT_SIGNATURE]
+
+        self.__call__ = tf.function(call, reduce_retracing=True, autograph=False)
+        self.signature_functions = {}
+        for name in adapter._image_signatures:
+            def call_signature(images, training=False, name=name):
+                return adapter._run(name, images, training)
+
+            call_signature.__name__ = name
+            self.signature_functions[name] = tf.function(call_signature, reduce_retracing=True, autograph=False)
+            if _attribute_name(name):
+                setattr(self, name, self.signature_functions[name])
+        spec = adapter._image_spec(primary)
+        self.serve = tf.function(lambda images: adapter._run(primary, images, False), input_signature=[spec],
+                                 autograph=False)
+        self.serve_training = tf.function(lambda images: adapter._run(primary, images, True),
+                                          input_signature=[spec], autograph=False)
+
+
+def _attribute_name(name: str) -> bool:
+    """A TF1 signature name usable as `obj.<name>`: an identifier that shadows nothing of the API."""
+    return name.isidentifier() and not keyword.iskeyword(name) and name not in _RESERVED
+
+
+class ModuleAdapter:
+    """Implements the Reusable SavedModel API (`__call__(images, training)`, `variables`, ...) over a TF1 module.
+
+    Inputs are checked in Python before any traced function runs, so a wrong batch is refused with one line
+    that names the fix; `saveable` is the object `tf.saved_model.save` writes (see `bridge.convert`).
+    """
 
     def __init__(self, module: StoredModule, signature: str | None = None):
         self._stored = module
         self._primary = DEFAULT_SIGNATURE if signature is None else signature
         inference = module.variant(INFERENCE_TAGS)
-        inference.signature(self._primary)  # fails early, listing the signatures, when the name is unknown
         self._image_signatures = sorted(name for name, sig in inference.signatures.items()
                                         if set(sig.inputs) == {IMAGE_INPUT_KEY})
+        if not self._image_signatures:
+            raise NotAnImageModuleError(
+                f"{module.path} has no image signature (none takes a single {IMAGE_INPUT_KEY!r} input): the bridge "
+                "converts image models; pass an image module")
+        inference.signature(self._primary)  # fails early, listing the signatures, when the name is unknown
         if self._primary not in self._image_signatures:
             raise NotAnImageModuleError(
                 f"signature {self._primary!r} does not take a single {IMAGE_INPUT_KEY!r} input (it takes "
                 f"{', '.join(sorted(inference.signature(self._primary).inputs))}); the adapter serves image "
-                f"signatures: pick one of {', '.join(self._image_signatures) or '(none)'} with --signature")
+                f"signatures: pick one of {', '.join(self._image_signatures)} with --signature")
         self._training_tags = TRAIN_TAGS if module.has_train_variant else INFERENCE_TAGS
 
         variables = load_variables(module)
-        self._assets = [tf.saved_model.Asset(os.path.join(module.assets_dir, name)) for name in module.asset_files()]
+        assets = [tf.saved_model.Asset(os.path.join(module.assets_dir, name)) for name in module.asset_files()]
         self._fns = ModuleFunctions(module, variables, {
-            name: asset.asset_path for name, asset in zip(module.asset_files(), self._assets)})
-
-        self.variables = list(variables.values())
-        self.trainable_variables = [v for v in self.variables if v.trainable]
-        self.regularization_losses = [
+            name: asset.asset_path for name, asset in zip(module.asset_files(), assets)})
+        regularization_losses = [
             tf.function(fn, input_signature=[]) for fn in self._fns.regularization_losses(self._training_tags)]
+        self._saved = SavedAdapter(self, list(variables.values()), regularization_losses, assets)
+        self.variables = self._saved.variables
+        self.trainable_variables = self._saved.trainable_variables
+        self.regularization_losses = self._saved.regularization_losses
         for name in self._image_signatures:
-            if name.isidentifier() and not keyword.iskeyword(name) and name not in _RESERVED:
-                setattr(self, name, self._signature_function(name))
-        self.serve = tf.function(self._serve, input_signature=[self._image_spec(self._primary)])
-        self.serve_training = tf.function(self._serve_training, input_signature=[self._image_spec(self._primary)])
+            if _attribute_name(name):
+                setattr(self, name, functools.partial(self.call_signature, name))
 
         size = None
         try:
@@ -75,12 +122,28 @@ class ModuleAdapter(tf.__internal__.tracking.AutoTrackable):
 
     # -- the Reusable SavedModel API ---------------------------------------------------------------------------
 
-    @tf.function(reduce_retracing=True)
-    def __call__(self, images, training=False):
+    def __call__(self, images, training: bool = False):
         """The primary signature's `default` output; `training=True` runs the train variant and its updates."""
-        return self._run(self._primary, images, training)[DEFAULT_SIGNATURE]
+        _check_training(training)
+        images = self._check_images(self._primary, images)
+        return self._saved.__call__(images, training=training)
+
+    def call_signature(self, name: str, images, training: bool = False) -> dict:
+        """All outputs of TF1 signature `name` (also reachable as `obj.<name>(images, training=...)`)."""
+        _check_training(training)
+        if name not in self._image_signatures:
+            self._stored.variant(INFERENCE_TAGS).signature(name)  # lists the signatures when unknown
+            raise NotAnImageModuleError(f"signature {name!r} does not take a single {IMAGE_INPUT_KEY!r} input; "
+                                        f"pick one of {', '.join(self._image_signatures)}")
+        images = self._check_images(name, images)
+        return self._saved.signature_functions[name](images, training=training)
 
     # -- everything else -----------------------------------------------------------------------------------------
+
+    @property
+    def saveable(self) -> SavedAdapter:
+        """The trackable object to pass to `tf.saved_model.save` (after `trace_for_export`)."""
+        return self._saved
 
     @property
     def metadata(self) -> BridgeMetadata:
@@ -100,23 +163,11 @@ class ModuleAdapter(tf.__internal__.tracking.AutoTrackable):
     def stored_module(self) -> StoredModule:
         return self._stored
 
-    def call_signature(self, name: str, images, training: bool = False) -> dict:
-        """All outputs of TF1 signature `name` (also reachable as `obj.<name>(images, training=...)`)."""
-        self._stored.variant(INFERENCE_TAGS).signature(name)
-        return self._run(name, images, training)
-
-    def _signature_function(self, name: str):
-        def call(images, training=False):
-            return self._run(name, images, training)
-
-        call.__name__ = name
-        return tf.function(call, reduce_retracing=True)
-
     def _run(self, name: str, images, training) -> dict:
-        if not isinstance(training, bool):
-            raise InvalidInputError("training must be a Python bool (True or False), as for any Reusable "
-                                    "SavedModel; use tf.cond or Keras to switch on a tensor")
+        """Inside a traced function: the signature's outputs, with shapes enforced at run time too."""
+        _check_training(training)
         images = self._check_images(name, images)
+        images = tf.ensure_shape(images, self._image_spec(name).shape)
         if training:
             return self._fns.signature(self._training_tags, name, with_updates=True)(images=images)
         return self._fns.signature(INFERENCE_TAGS, name)(images=images)
@@ -131,7 +182,8 @@ class ModuleAdapter(tf.__internal__.tracking.AutoTrackable):
         try:
             images = tf.convert_to_tensor(images)
         except (TypeError, ValueError) as e:
-            raise InvalidInputError(f"images must be a float32 tensor of shape {spec.shape}: {e}") from None
+            raise InvalidInputError(f"images must be a float32 tensor of shape {spec.shape}: "
+                                    f"{_one_line(str(e))}") from None
         if images.dtype != spec.dtype:
             raise InvalidInputError(
                 f"images have dtype {images.dtype.name}, but signature {name!r} takes {spec.dtype.name} "
@@ -142,35 +194,39 @@ class ModuleAdapter(tf.__internal__.tracking.AutoTrackable):
                 "([batch, height, width, channels]); resize or batch them to fit")
         return images
 
-    def _serve(self, images):
-        return self._run(self._primary, images, False)
-
-    def _serve_training(self, images):
-        return self._run(self._primary, images, True)
-
     def trace_for_export(self) -> dict:
         """Trace every function for both values of `training` and return the serving signatures to save."""
+        saved = self._saved
         spec = self._image_spec(self._primary)
-        self.__call__.get_concrete_function(spec, training=False)
-        self.__call__.get_concrete_function(spec, training=True)
-        signatures = {"serving_default": self.serve.get_concrete_function()}
+        saved.__call__.get_concrete_function(spec, training=False)
+        saved.__call__.get_concrete_function(spec, training=True)
+        signatures = {"serving_default": saved.serve.get_concrete_function()}
         for name in self._image_signatures:
-            fn = getattr(self, name, None)
             sig_spec = self._image_spec(name)
-            if fn is not None:
-                fn.get_concrete_function(sig_spec, training=False)
-                fn.get_concrete_function(sig_spec, training=True)
+            fn = saved.signature_functions[name]
+            fn.get_concrete_function(sig_spec, training=False)
+            fn.get_concrete_function(sig_spec, training=True)
             signatures[name] = tf.function(
                 lambda images, name=name: self._run(name, images, False),
-                input_signature=[sig_spec]).get_concrete_function()
+                input_signature=[sig_spec], autograph=False).get_concrete_function()
         for loss in self.regularization_losses:
             loss.get_concrete_function()
-        self.serve_training.get_concrete_function()
+        saved.serve_training.get_concrete_function()
         return signatures
 
     def __repr__(self) -> str:
         return (f"<ModuleAdapter {self._stored.path} signature={self._primary!r} "
                 f"variants={', '.join(tag_label(t) for t in self._stored.tags)}>")
+
+
+def _check_training(training) -> None:
+    if not isinstance(training, bool):
+        raise InvalidInputError("training must be a Python bool (True or False), as for any Reusable "
+                                "SavedModel; use tf.cond or Keras to switch on a tensor")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _kind(variant, primary: str) -> str | None:
@@ -187,8 +243,15 @@ def _kind(variant, primary: str) -> str | None:
     return None
 
 
-def adapt(module, signature: str | None = None) -> ModuleAdapter:
-    """A Reusable SavedModel object over a TF1 Hub module (a path or a `StoredModule`), without writing to disk."""
+def adapt(module, signature: str | None = None, allow_unsafe_ops: bool = False) -> ModuleAdapter:
+    """A Reusable SavedModel object over a TF1 Hub module (a path or a `StoredModule`), without writing to disk.
+
+    The module's graphs are scanned first: ops that touch files, processes or the network are refused unless
+    `allow_unsafe_ops` (see `legacy.safety`).
+    """
+    from legacy.safety import check_graph_safe
+
     if not isinstance(module, StoredModule):
         module = read_module(module)
+    check_graph_safe(module, allow_unsafe_ops=allow_unsafe_ops)
     return ModuleAdapter(module, signature=signature)

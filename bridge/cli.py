@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("inspect", "convert")
+COMMANDS = ("inspect", "convert", "parity")
 
 
 def build_parser() -> argparse.ArgumentParser:

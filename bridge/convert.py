@@ -1,8 +1,13 @@
 """Convert between the TF1 Hub format and TF2 Reusable SavedModels: `convert(src, dst)` in both directions.
 
     convert("old_module/", "new_savedmodel/")            # TF1 Hub -> TF2 SavedModel (direction from the source)
+    convert("new_savedmodel/", "old_module/")            # and back
 
 Writes are atomic: `dst` appears complete or not at all, and an existing `dst` is replaced only with `force=True`.
+Every conversion proves itself before it appears: the model written to the temporary directory is compared with
+its source by the parity harness (`bridge.parity`) on seeded random images (plus `verify_images`), inference and
+training mode; if any output differs beyond the default tolerance, `VerificationError` is raised and nothing is
+left at `dst` (an existing one stays as it was); `verify=False` skips the check.
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ from legacy.errors import BridgeError, ConversionError
 
 TF1 = "tf1"
 TF2 = "tf2"
+VERIFY_RANDOM = 8  # seeded random images every verification feeds
+
+
+class VerificationError(ConversionError):
+    """The converted model does not match its source; `report` says where (nothing was written)."""
+
+    def __init__(self, message: str, report):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclasses.dataclass
@@ -26,6 +40,12 @@ class ConversionResult:
     direction: str  # "tf1->tf2" or "tf2->tf1"
     source_bytes: int
     destination_bytes: int
+    verification: object = None  # the parity Report of the verification, None when skipped
+
+    def to_json(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["verification"] = None if self.verification is None else self.verification.to_json()
+        return data
 
 
 def _progress(message: str) -> None:
@@ -51,48 +71,124 @@ def check_paths(src: str, dst: str, force: bool) -> None:
 
 
 def convert(src: str, dst: str, *, to: str | None = None, signature: str | None = None, force: bool = False,
-            kind: str | None = None, image_size: tuple | str | None = None,
+            kind: str | None = None, image_size: tuple | str | None = None, verify: bool = True,
+            verify_images=None, verify_gradients: bool = False, seed: int = 0, allow_unsafe_ops: bool = False,
             progress=_progress) -> ConversionResult:
     """Convert the model at `src` into the other format at `dst`; `to` ("tf1"/"tf2") overrides the detection.
 
+    `src`: a model directory, a `.tar.gz` archive of one or a cached TF Hub handle (`bridge.formats.open_model`);
+    its graphs are scanned before anything runs, and ops that touch files, processes or the network are refused
+    unless `allow_unsafe_ops`.
     TF1 -> TF2: `signature` picks the TF1 signature that `__call__` serves (default "default").
     TF2 -> TF1: `kind` ("feature_vector"/"classification") names the image signature to write besides "default"
     (taken from the model's bridge metadata when it has some); `image_size` (h, w) or "HxW" is needed when the
     model's input size is dynamic and nothing records it.
+    Verification (on unless `verify=False`): `VERIFY_RANDOM` random images seeded with `seed`, after the images
+    of `verify_images` (a folder, files or arrays, as `bridge.parity.compare` takes); `verify_gradients` also
+    compares gradients. Raises `VerificationError` (with the report) on a mismatch, leaving `dst` untouched.
     """
+    from bridge.formats import open_model
+
     src, dst = os.fspath(src), os.fspath(dst)
-    fmt = formats.detect(src)
-    target = to or (TF2 if fmt.name == formats.TF1_HUB else TF1)
-    if target not in (TF1, TF2):
+    progress = progress or (lambda message: None)
+    if to not in (None, TF1, TF2):
         raise BridgeError(f"unknown target format {to!r}; use 'tf1' or 'tf2'")
-    check_paths(src, dst, force)
-    if fmt.name == formats.TF1_HUB and target == TF2:
-        _tf1_to_tf2(src, dst, signature=signature, force=force, progress=progress)
-        direction = "tf1->tf2"
-    elif fmt.name == formats.TF2_SAVED_MODEL and target == TF1:
-        from bridge.tf2_to_tf1 import export_tf1, parse_image_size
+    if os.path.exists(src):  # cheap checks first: the safety scan below imports TensorFlow
+        check_paths(src, dst, force)
+    with open_model(src, check_safety=True, allow_unsafe_ops=allow_unsafe_ops) as opened:
+        fmt, local = opened.format, opened.path
+        target = to or (TF2 if fmt.name == formats.TF1_HUB else TF1)
+        check_paths(src, dst, force)
+        if verify and verify_images is not None:
+            _check_verify_images(verify_images)
+        if fmt.name == formats.TF1_HUB and target == TF2:
+            (write, reference), direction = _tf1_to_tf2_writer(local, src, signature, allow_unsafe_ops,
+                                                                    progress), "tf1->tf2"
+        elif fmt.name == formats.TF2_SAVED_MODEL and target == TF1:
+            (write, reference), direction = _tf2_to_tf1_writer(local, dst, kind, image_size, progress), "tf2->tf1"
+        else:
+            raise ConversionError(f"{src} is already a {fmt.label}; pass --to {TF1 if target == TF2 else TF2} "
+                                  "or a source in the other format")
+        report = None
+        with atomic_directory(dst, force=force) as tmp:
+            write(tmp)
+            if verify:
+                report = _verify(src, reference(), tmp, dst, verify_images, verify_gradients, seed,
+                                 allow_unsafe_ops, progress)
+        source_bytes = directory_bytes(local)
+    return ConversionResult(src, dst, direction, source_bytes, directory_bytes(dst), report)
 
-        if isinstance(image_size, str):
-            image_size = parse_image_size(image_size)
-        export_tf1(src, dst, kind=kind, image_size=image_size, force=force, progress=progress)
-        direction = "tf2->tf1"
-    else:
-        raise ConversionError(f"{src} is already a {fmt.label}; pass --to {TF1 if target == TF2 else TF2} "
-                              "or a source in the other format")
-    return ConversionResult(src, dst, direction, directory_bytes(src), directory_bytes(dst))
 
-
-def _tf1_to_tf2(src: str, dst: str, *, signature: str | None, force: bool, progress) -> None:
+def _tf1_to_tf2_writer(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress):
     import tensorflow as tf
 
     from bridge.adapter import adapt
     from legacy.metadata import write_metadata
 
-    progress(f"reading TF1 Hub module {src}")
-    adapter = adapt(src, signature=signature)
+    progress(f"reading TF1 Hub module {label}")
+    adapter = adapt(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops)
     progress("tracing the inference and training functions")
     signatures = adapter.trace_for_export()
-    with atomic_directory(dst, force=force) as tmp:
-        progress(f"writing TF2 SavedModel to {dst}")
-        tf.saved_model.save(adapter, tmp, signatures=signatures)
+
+    def write(tmp: str) -> None:
+        progress("writing the TF2 SavedModel")
+        tf.saved_model.save(adapter.saveable, tmp, signatures=signatures)
         write_metadata(tmp, adapter.metadata)
+
+    def reference():
+        # The source module, without importing its graphs a second time: the adapter's functions are built from
+        # the module's graphs alone, and its variables get the checkpoint's values back (whatever happened to
+        # them during the export), so the reference is exactly the module on disk.
+        reader = tf.train.load_checkpoint(adapter.stored_module.variables_prefix) if adapter.variables else None
+        for var in adapter.variables:
+            var.assign(reader.get_tensor(var.name.split(":")[0]))
+        return adapter
+
+    return write, reference
+
+
+def _tf2_to_tf1_writer(src: str, dst: str, kind: str | None, image_size, progress):
+    from bridge.tf2_to_tf1 import export_tf1, parse_image_size
+
+    if isinstance(image_size, str):
+        image_size = parse_image_size(image_size)
+
+    def write(tmp: str) -> None:
+        # export_tf1 writes atomically itself: with force=True it replaces the (empty) temporary directory, which
+        # then holds the complete module until verification lets the outer atomic_directory rename it into place.
+        export_tf1(src, tmp, kind=kind, image_size=image_size, force=True,
+                   progress=lambda message: progress(message.replace(tmp, dst)))
+
+    return write, lambda: src
+
+
+def _check_verify_images(images) -> None:
+    """Fail before converting when a verification image path does not exist."""
+    from legacy.errors import InvalidInputError
+
+    items = [images] if isinstance(images, (str, os.PathLike)) else images
+    for item in items:
+        if isinstance(item, (str, os.PathLike)) and not os.path.exists(item):
+            raise InvalidInputError(f"{os.fspath(item)}: no such file or directory; check the --verify-images path")
+
+
+def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, seed: int, allow_unsafe_ops: bool,
+            progress):
+    """Compare the written model (still in `tmp`) with its source (`reference`: the source's path or its
+    in-memory adapter); raise VerificationError on a mismatch."""
+    from bridge.parity.compare import verify_conversion
+    from bridge.parity.report import describe_inputs, minimum_line, summary_line
+
+    progress(f"verifying the converted model against {src}")
+    report = verify_conversion(reference, tmp, images=images, random=VERIFY_RANDOM, seed=seed, gradients=gradients,
+                               labels=(src, dst), allow_unsafe_ops=allow_unsafe_ops,
+                               progress=lambda message: progress(f"verifying: {message}"))
+    summary = summary_line(report)
+    progress(f"parity on {describe_inputs(report.inputs)}")
+    progress(f"parity: {summary}; {minimum_line(report)}")
+    if not report.passed:
+        raise VerificationError(
+            f"the converted model does not match its source ({summary}), so nothing was written to {dst}; this "
+            "is a conversion bug: report it with the parity table; --no-verify (verify=False) writes the model "
+            f"anyway, to inspect it with `bridge parity {src} {dst}`", report)
+    return report

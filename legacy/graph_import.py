@@ -178,9 +178,10 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
                     f"the graph uses variable {node.name!r}, which the module's checkpoint does not provide; "
                     "the module is incomplete: re-export it")
             input_map[node.name + ":0"] = _in_graph(var.handle)
-        elif (node.op == "ReadVariableOp" and len(node.input) == 1 and node.input[0] in nodes
-              and nodes[node.input[0]].op in VARIABLE_OPS):
-            # A plain read: read through the variable object, so that a GradientTape watches it.
-            input_map[node.name + ":0"] = variables[node.input[0]].value()
+        elif (node.op == "ReadVariableOp" and len(node.input) == 1 and op_name(node.input[0]) in nodes
+              and nodes[op_name(node.input[0])].op in VARIABLE_OPS):
+            # A plain read (its input may be spelled `var` or `var:0`): read through the variable object, so
+            # that a GradientTape watches it.
+            input_map[node.name + ":0"] = variables[op_name(node.input[0])].value()
     return tf.compat.v1.import_graph_def(graph_def, input_map=input_map, return_elements=list(fetches),
                                          name=name)

@@ -1,0 +1,437 @@
+"""Compare two models on identical image batches, output by output, streaming: `compare(a, b, images=...)`.
+
+    report = compare("old_module/", "new_savedmodel/", images="photos/", training=True)
+    report.passed, print(report.table())
+
+Model A is the reference. The same batches go to both models; each batch's outputs are compared and dropped, so
+memory stays flat in the number of images. What is compared ("modes"):
+- inference: every output of every selected signature, training=False, on the models' initial weights;
+- training (`training=True`): the same outputs with training=True, and after each such call the non-trainable
+  variables (batch-norm moving statistics) as outputs `updates/<variable name>`. The updates accumulate over the
+  batches as in a training loop that calls the first compared signature once per step (every signature's call
+  starts from that state), on the side: inference and gradients always see the initial values;
+- gradients (`gradients=True`): d loss / d trainable variable, matched by name (':0' stripped; a repeated name gets
+  `_1`, `_2`, ... as `bridge.tf2_to_tf1` names checkpoint keys), outputs `gradients/<variable name>`, for one
+  seeded loss per batch (`GRADIENT_LOSS`); run with training=True when both models have a training mode, as
+  fine-tuning does.
+Every model is restored to its initial variable values at the end.
+
+Tolerances: `bridge.parity.tolerance` (an element fails only when |A-B| > atol AND |A-B| > rtol*|A|). Equal
+non-finite values (both NaN, or the same infinity) are equal; any other non-finite difference fails. An output
+present in only one model fails. Reported per output: the smallest atol that would have passed at its rtol
+(max |a-b| over elements with |a-b| > rtol*|a|) and the smallest rtol at its atol (max |a-b|/|a| over elements
+with |a-b| > atol). "identical" means every element is equal (bit-identical up to the sign of zero).
+Streaming approximations (median, p99 beyond 65,536 elements per output): see `bridge.parity.stats`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import zlib
+from typing import Callable, Sequence
+
+import numpy as np
+
+from bridge.parity.images import DEFAULT_BATCH_SIZE, DEFAULT_VAL_RANGE, collect_inputs
+from bridge.parity.results import (FAIL, GRADIENTS, INFERENCE, MISSING, PASS, TRAINING, UPDATES, OutputResult,
+                                   Report)
+from bridge.parity.runners import Runner, open_runner
+from bridge.parity.stats import ErrorStats
+from bridge.parity.tolerance import DEFAULT_ATOL_SCALE, DEFAULT_RTOL, MODES, SEMANTICS, Tolerances, check_overrides
+from legacy.errors import InvalidInputError, UnknownSignatureError
+
+DEFAULT_RANDOM = 8  # random images fed when no inputs are given
+GRADIENT_LOSS = ("sum over the compared signatures and their shared float outputs of reduce_sum(output * W), "
+                 "W ~ N(0, 1) from numpy.random.default_rng([seed, batch index, crc32('signature/output_key')]), "
+                 "the same W for both models")
+
+
+# -- the streaming comparison --------------------------------------------------------------------------------------
+
+
+class _Entry:
+    """One output being compared: its identity and its streaming statistics (or why it cannot be compared)."""
+
+    def __init__(self, name, signature, key, mode, tolerances: Tolerances, logits: bool):
+        self.name, self.signature, self.key, self.mode = name, signature, key, mode
+        self.atol, self.rtol, self.atol_source, self.rtol_source = tolerances.resolve(name, key, mode)
+        self.stats = ErrorStats(self.rtol, logits=logits)
+        self.missing: str | None = None
+        self.note: str | None = None
+
+    def result(self) -> OutputResult:
+        s = self.stats
+        base = dict(name=self.name, signature=self.signature, key=self.key, mode=self.mode,
+                    rtol=self.rtol, atol_source=self.atol_source, rtol_source=self.rtol_source)
+        if self.missing:
+            return OutputResult(status=MISSING, reason=self.missing, min_atol=math.inf, min_rtol=math.inf, **base)
+        atol = self.atol if self.atol is not None else DEFAULT_ATOL_SCALE * s.scale
+        shape = None if s.sample_shape is None else (
+            [s.samples] + list(s.sample_shape) if s.batched else list(s.sample_shape))
+        result = OutputResult(
+            status=PASS, reason="", shape=shape, batches=s.batches, elements=s.count, atol=atol, scale=s.scale,
+            identical=s.identical and not s.error, max_abs=s.max_abs, mean_abs=s.mean_abs,
+            median_abs=s.quantile(0.5), p99_abs=s.quantile(0.99), max_rel=s.max_rel, mean_rel=s.mean_rel,
+            median_rel=s.quantile(0.5, relative=True), p99_rel=s.quantile(0.99, relative=True), cosine=s.cosine,
+            top1=s.top1_agreement, top5=s.top5_agreement, failing=s.failing(atol), min_atol=s.min_atol,
+            min_rtol=s.min_rtol(atol), exact_quantiles=s.exact, worst=s.worst.to_json() if s.worst else None,
+            **base)
+        extra = "; ".join(s.notes + ([self.note] if self.note else []))
+        if s.error:
+            result.status, result.reason = FAIL, s.error
+            result.min_atol = result.min_rtol = math.inf
+        elif not s.passes(atol):
+            where = ""
+            if s.worst is not None:
+                image = f"image {s.worst.image} ({s.worst.image_name}) " if s.worst.image is not None else ""
+                where = f"; largest at {image}index {s.worst.index}: A={s.worst.a:.6g} B={s.worst.b:.6g}"
+            exact = "" if s.exact else "up to "
+            result.status = FAIL
+            result.reason = (f"{exact}{result.failing} of {s.count} elements exceed atol {atol:.3g} and rtol "
+                             f"{self.rtol:.3g}; max |A-B| {s.max_abs:.3g}{where}")
+        elif s.count == 0:
+            result.reason = self.note or "nothing to compare (empty output)"
+            extra = "; ".join(s.notes)
+        elif result.identical:
+            result.reason = "identical"
+        else:
+            result.reason = f"max |A-B| {s.max_abs:.3g} within atol {atol:.3g} / rtol {self.rtol:.3g}"
+        if extra:
+            result.reason += f" ({extra})"
+        return result
+
+
+class _Session:
+    """Runs both models on each batch, phase by phase, and feeds the entries."""
+
+    def __init__(self, ra: Runner, rb: Runner, signatures: list, tolerances: Tolerances, *, training: bool,
+                 gradients: bool, logits: Sequence[str], seed: int, outputs_writer=None):
+        self.runners = {"A": ra, "B": rb}
+        self.signatures = signatures
+        self.tolerances = tolerances
+        self.training = training
+        self.gradients = gradients
+        self.gradient_training = ra.supports_training and rb.supports_training
+        self.logits = set(logits)
+        self.seed = seed
+        self.writer = outputs_writer
+        self.entries: dict = {}
+        self.shared_keys: dict = {}  # signature -> output keys both models return
+        self.initial: dict = {}
+        self.train_state: dict = {}
+        self.notes: list = []
+        if training or gradients:
+            for side, runner in self.runners.items():
+                names = [n for n in runner.variables if n not in runner.trainable_variables]
+                self.initial[side] = runner.snapshot(names)
+                self.train_state[side] = dict(self.initial[side])
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:  # once, however many batches
+            self.notes.append(text)
+
+    def known_names(self) -> set:
+        """Every name a tolerance override may use: output names and keys seen so far, the modes, and the
+        `updates/<variable>` names (known before the first batch)."""
+        names = set(MODES)
+        for entry in self.entries.values():
+            names.update((entry.name, entry.key))
+        if self.training:
+            names.update(f"updates/{var}" for side in self.initial.values() for var in side)
+        return names
+
+    def _entry(self, mode: str, signature: str | None, key: str) -> _Entry:
+        name = key if signature is None else f"{signature}/{key}"
+        if (mode, name) not in self.entries:
+            logits = mode in (INFERENCE, TRAINING) and (
+                any(r.is_logits(signature, key) for r in self.runners.values()) or bool({name, key} & self.logits))
+            self.entries[(mode, name)] = _Entry(name, signature, key, mode, self.tolerances, logits)
+        return self.entries[(mode, name)]
+
+    def step(self, batch, index: int) -> None:
+        outputs = {side: {sig: _numpy(r.run(sig, batch.images, training=False)) for sig in self.signatures}
+                   for side, r in self.runners.items()}
+        self._feed(INFERENCE, outputs, batch, index)
+        if self.training:
+            trained, states = {}, {}
+            for side, runner in self.runners.items():
+                trained[side], states[side] = {}, {}
+                for sig in self.signatures:
+                    runner.restore(self.train_state[side])
+                    trained[side][sig] = _numpy(runner.run(sig, batch.images, training=True))
+                    states[side][sig] = runner.snapshot(list(self.initial[side]))
+                self.train_state[side] = states[side][self.signatures[0]]
+                runner.restore(self.initial[side])
+            self._feed(TRAINING, trained, batch, index)
+            self._feed_updates(states, index)
+        if self.gradients:
+            self._gradients(batch, index, outputs)
+
+    def _feed(self, mode: str, outputs: dict, batch, index: int) -> None:
+        for sig in self.signatures:
+            a, b = outputs["A"][sig], outputs["B"][sig]
+            if sig not in self.shared_keys:
+                self.shared_keys[sig] = _ordered([k for k in a if k in b])
+            for key in _ordered(set(a) | set(b)):
+                entry = self._entry(mode, sig, key)
+                if key not in a or key not in b:
+                    entry.missing = f"output only in {'A' if key in a else 'B'}"
+                    continue
+                entry.stats.update(a[key], b[key], start=batch.start, names=batch.names)
+                self._write(f"{mode}/{entry.name}", index, a[key], b[key])
+
+    def _feed_updates(self, states: dict, index: int) -> None:
+        """The non-trainable variables after each training call, compared by name."""
+        for sig in self.signatures:
+            a, b = states["A"][sig], states["B"][sig]
+            for var in _union(list(a), list(b)):
+                entry = self._entry(UPDATES, None, f"updates/{var}")
+                if var not in a or var not in b:
+                    entry.missing = f"non-trainable variable only in {'A' if var in a else 'B'}"
+                    continue
+                entry.stats.update(a[var], b[var])
+                self._write(f"updates/{sig}/{var}", index, a[var], b[var])
+
+    def _gradients(self, batch, index: int, outputs: dict) -> None:
+        """Gradients of one seeded loss over every compared signature's shared float outputs (GRADIENT_LOSS)."""
+        weights = {}
+        for sig in self.signatures:
+            for key in self.shared_keys.get(sig, []):
+                out = outputs["A"][sig][key]
+                if np.issubdtype(out.dtype, np.floating) and out.shape == outputs["B"][sig][key].shape:
+                    rng = np.random.default_rng([self.seed, index, zlib.crc32(f"{sig}/{key}".encode())])
+                    weights[(sig, key)] = rng.standard_normal(out.shape).astype(np.float32)
+        if not weights:
+            self._note("no float output of the same shape in both models, so no gradients were compared")
+            return
+        grads = {side: self._side_gradients(side, batch.images, weights) for side in self.runners}
+        for var in _union(list(grads["A"]), list(grads["B"])):
+            entry = self._entry(GRADIENTS, None, f"gradients/{var}")
+            if var not in grads["A"] or var not in grads["B"]:
+                entry.missing = f"trainable variable only in {'A' if var in grads['A'] else 'B'}"
+                continue
+            ga, gb = grads["A"][var], grads["B"][var]
+            if ga is None and gb is None:
+                entry.note = "no gradient in either model (the loss does not reach this variable)"
+                continue
+            if ga is None or gb is None:
+                entry.stats.error = (f"only {'B' if ga is None else 'A'} has a gradient for this variable (the "
+                                     "other model's outputs do not depend on it, or read it without a gradient)")
+                continue
+            entry.stats.update(ga, gb)
+            self._write(f"gradients/{var}", index, ga, gb)
+
+    def _side_gradients(self, side: str, images, weights: dict) -> dict:
+        import tensorflow as tf
+
+        runner = self.runners[side]
+        variables = runner.trainable_variables
+        terms = []
+        with tf.GradientTape() as tape:
+            for sig in dict.fromkeys(sig for sig, _ in weights):
+                outs = runner.run(sig, images, training=self.gradient_training)
+                if self.initial.get(side):
+                    runner.restore(self.initial[side])  # a training-mode call ran the batch-norm updates
+                terms += [tf.reduce_sum(tf.cast(outs[key], tf.float32) * w)
+                          for (s, key), w in weights.items() if s == sig]
+            loss = tf.add_n(terms)
+        grads = tape.gradient(loss, list(variables.values()))
+        return {name: None if g is None else tf.convert_to_tensor(g).numpy()
+                for name, g in zip(variables, grads)}
+
+    def finish(self) -> None:
+        """Restore every model's initial variable values."""
+        self.restore()
+
+    def restore(self) -> None:
+        for side, runner in self.runners.items():
+            if self.initial.get(side):
+                runner.restore(self.initial[side])
+
+    def _write(self, name: str, index: int, a, b) -> None:
+        if self.writer is not None:
+            self.writer.add(f"A/{name}/{index:05d}", a)
+            self.writer.add(f"B/{name}/{index:05d}", b)
+
+    def results(self) -> list:
+        return [e.result() for e in self.entries.values()]
+
+
+def _numpy(outputs: dict) -> dict:
+    return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in outputs.items()}
+
+
+def _ordered(keys) -> list:
+    """Output keys, `default` first, the rest sorted."""
+    keys = set(keys)
+    return (["default"] if "default" in keys else []) + sorted(keys - {"default"})
+
+
+def _union(first: list, second: list) -> list:
+    return first + [x for x in second if x not in set(first)]
+
+
+# -- the public functions ------------------------------------------------------------------------------------------
+
+
+def select_signatures(ra: Runner, rb: Runner, signatures: Sequence[str] | None = None) -> list:
+    """The requested signatures (each must exist in both), or every signature the two share, in A's order."""
+    if signatures:
+        for name in signatures:
+            for side, runner in (("A", ra), ("B", rb)):
+                if name not in runner.signature_names:
+                    raise UnknownSignatureError(
+                        f"signature {name!r} is not in {side} ({runner.label}); it has "
+                        f"{', '.join(runner.signature_names) or 'none'}: pick one with --signature")
+        return list(dict.fromkeys(signatures))
+    shared = [s for s in ra.signature_names if s in rb.signature_names]
+    if not shared:
+        raise UnknownSignatureError(
+            f"the models share no signature: A has {', '.join(ra.signature_names) or 'none'}, B has "
+            f"{', '.join(rb.signature_names) or 'none'}; they cannot be compared output by output")
+    return shared
+
+
+def resolve_image_size(ra: Runner, rb: Runner, image_size=None) -> tuple | None:
+    """The size images are resized to: the one given, else the models' expected size (they must agree)."""
+    if image_size is not None:
+        return tuple(int(x) for x in image_size)
+    size_a, size_b = ra.expected_image_size, rb.expected_image_size
+    if size_a and size_b and tuple(size_a) != tuple(size_b):
+        raise InvalidInputError(
+            f"A expects {size_a[0]}x{size_a[1]} images but B expects {size_b[0]}x{size_b[1]}; pass --image-size "
+            "HxW to feed both the same size")
+    size = size_a or size_b
+    return tuple(size) if size else None
+
+
+def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
+            val_range: Sequence[float] = DEFAULT_VAL_RANGE, batch_size: int = DEFAULT_BATCH_SIZE,
+            image_size: Sequence[int] | None = None, signatures: Sequence[str] | None = None,
+            training: bool = False, gradients: bool = False, atol=None, rtol=None, logits: Sequence[str] = (),
+            save_inputs: str | None = None, save_outputs: str | None = None, allow_unsafe_ops: bool = False,
+            progress: Callable[[str], None] | None = None) -> Report:
+    """Run models `a` (the reference) and `b` on the same batches and compare every output.
+
+    `a`, `b`: model directories (TF1 Hub module or TF2 SavedModel), `.tar.gz` archives or cached TF Hub handles
+    (see `bridge.formats.open_model`; their graphs are scanned for unsafe ops before anything runs, refused unless
+    `allow_unsafe_ops`), or objects already loaded: `bridge.adapter.ModuleAdapter`s, loaded SavedModels,
+    `bridge.parity.runners.Runner`s. `images`: paths (image files, folders, .npy, .npz) or arrays; `random`
+    seeded uniform images in `val_range` are fed after them (`DEFAULT_RANDOM` when neither is given).
+    `atol`/`rtol`: a number, "NAME:VALUE" strings or a dict (see `bridge.parity.tolerance` for the semantics).
+    `logits`: extra output names whose top-1/top-5 agreement to report (`image_classification/default` and a
+    classification model's primary output always are). `save_inputs`/`save_outputs`: .npz files written as the
+    run streams (one array per batch). `progress`: called with one line per batch.
+    """
+    tolerances = Tolerances.parse(atol, rtol)  # bad options fail before any model loads
+    with contextlib.ExitStack() as stack:
+        ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (a, b))
+        return _compare(ra, rb, tolerances, images=images, random=random, seed=seed, val_range=val_range,
+                        batch_size=batch_size, image_size=image_size, signatures=signatures, training=training,
+                        gradients=gradients, logits=logits, save_inputs=save_inputs, save_outputs=save_outputs,
+                        progress=progress)
+
+
+def _open(model, stack: contextlib.ExitStack, allow_unsafe_ops: bool) -> Runner:
+    """A runner for `model`; a path is resolved (archives extracted until `stack` closes) and scanned first."""
+    if isinstance(model, (str, os.PathLike)):
+        from bridge.formats import open_model
+
+        opened = stack.enter_context(open_model(model, check_safety=True, allow_unsafe_ops=allow_unsafe_ops))
+        return open_runner(opened.path, label=opened.source, allow_unsafe_ops=allow_unsafe_ops)
+    return open_runner(model)
+
+
+def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, seed, val_range, batch_size,
+             image_size, signatures, training, gradients, logits, save_inputs, save_outputs, progress) -> Report:
+    chosen = select_signatures(ra, rb, signatures)
+    if training or gradients:
+        for side, runner in (("A", ra), ("B", rb)):
+            if training and not runner.supports_training:
+                raise InvalidInputError(f"{side} ({runner.label}) has no training mode (only serving signatures); "
+                                        "drop --training")
+    size = resolve_image_size(ra, rb, image_size)
+    if images is None and random is None:
+        random = DEFAULT_RANDOM
+    inputs = collect_inputs(images, random=random, seed=seed, val_range=val_range, image_size=size,
+                            batch_size=batch_size)
+    from bridge.parity.report import NpzWriter
+
+    inputs_writer = NpzWriter(save_inputs) if save_inputs else None
+    outputs_writer = NpzWriter(save_outputs) if save_outputs else None
+    session = _Session(ra, rb, chosen, tolerances, training=training, gradients=gradients, logits=logits,
+                       seed=seed, outputs_writer=outputs_writer)
+    total = len(inputs)
+    writers = [w for w in (inputs_writer, outputs_writer) if w is not None]
+    try:
+        for index, batch in enumerate(inputs.batches()):
+            if inputs_writer is not None:
+                inputs_writer.add(f"batch_{index:05d}", batch.images)
+            session.step(batch, index)
+            if index == 0:  # every output name is known now: refuse names that match none
+                check_overrides(tolerances, session.known_names())
+                _check_logits(logits, session.known_names())
+            if progress:
+                progress(f"batch {index + 1}/{inputs.num_batches}: {batch.start + len(batch.images)}/{total} images")
+        session.finish()
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    finally:
+        session.restore()
+    for writer in writers:
+        writer.close()
+    results = session.results()
+    notes = list(session.notes)
+    settings = {
+        "signatures": chosen,
+        "modes": [m for m, on in ((INFERENCE, True), (TRAINING, training), (GRADIENTS, gradients),
+                                  (UPDATES, training)) if on],
+        "gradient_training_mode": session.gradient_training if gradients else None,
+        "gradient_loss": GRADIENT_LOSS if gradients else None,
+        "seed": seed,
+        "tolerance": {"semantics": SEMANTICS, "default_atol_scale": DEFAULT_ATOL_SCALE,
+                      "default_rtol": DEFAULT_RTOL, "overrides": tolerances.to_json()},
+    }
+    describe = inputs.describe()
+    describe["sources"] = _describe_sources(images)
+    return Report(a=ra.describe(), b=rb.describe(), inputs=describe, results=results, settings=settings,
+                  notes=notes)
+
+
+def _check_logits(logits: Sequence[str], names: set) -> None:
+    unknown = [n for n in logits if n not in names]
+    if unknown:
+        outputs = sorted(n for n in names if "/" in n and not n.startswith(("updates/", "gradients/")))
+        raise InvalidInputError(f"--logits {', '.join(map(repr, unknown))} matches no output; pass "
+                                f"signature/output_key or an output key (here: {', '.join(outputs)})")
+
+
+def _describe_sources(images) -> list:
+    if images is None:
+        return []
+    items = [images] if isinstance(images, (str, np.ndarray)) or hasattr(images, "__fspath__") else list(images)
+    return [f"array {list(x.shape)}" if isinstance(x, np.ndarray) else str(x) for x in items]
+
+
+def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, seed: int = 0,
+                      batch_size: int = DEFAULT_BATCH_SIZE, gradients: bool = False, atol=None, rtol=None,
+                      labels: tuple = (None, None), allow_unsafe_ops: bool = False,
+                      progress: Callable[[str], None] | None = None) -> Report:
+    """Prove a conversion: compare the freshly written `dst` with its source `src` (the reference).
+
+    Feeds `random` seeded random images after `images` (paths or arrays, as for `compare`); compares the inference
+    outputs of every shared signature, plus the training-mode outputs and batch-norm updates when both models have
+    a training mode, and the gradients when asked; default tolerances (1e-5 of each output's scale, rtol 1e-5).
+    `labels`: the names to show for src and dst (e.g. the final path while dst is still a temporary directory).
+    """
+    with contextlib.ExitStack() as stack:
+        ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (src, dst))
+        for runner, label in zip((ra, rb), labels):
+            runner.label = label or runner.label
+        return compare(ra, rb, images=images, random=random, seed=seed, batch_size=batch_size,
+                       training=ra.supports_training and rb.supports_training, gradients=gradients, atol=atol,
+                       rtol=rtol, progress=progress)

@@ -1,0 +1,337 @@
+"""A model as a runner: its signatures, how to run them on a batch, its variables by name, its expected image size.
+
+    runner = open_runner("testdata/modules/convnet_bn")   # or a TF2 SavedModel path, or an in-memory object
+    runner.signature_names                                # ['default', 'image_classification', ...]
+    runner.run("image_feature_vector", images, training=False)   # {'default': <tf.Tensor>, 'conv1': ...}
+
+What a model exposes decides its signatures:
+- a TF1 Hub module runs through `bridge.adapter` (every image signature, both graph variants, one set of variables;
+  variable names are the module's checkpoint names);
+- a TF2 SavedModel written by the bridge (it has `assets.extra/tf_hub_bridge.json`) has one attribute function per
+  TF1 signature, `obj.<signature>(images, training=...)` returning a dict;
+- any other Reusable SavedModel is its `__call__(images, training=...)`, shown as signature `default` with output
+  `default` (or the keys of the dict it returns); one without `__call__` is its `serving_default` signature, which
+  has no training mode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from bridge import formats
+from legacy.errors import BridgeError, InvalidInputError, ModuleFormatError, NotAnImageModuleError
+from legacy.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY
+
+SERVING_DEFAULT = "serving_default"
+
+
+def variable_name(var) -> str:
+    """A variable's name without the ':0' output suffix (checkpoint names in TF1 modules)."""
+    return re.sub(r":\d+$", "", var.name)
+
+
+class Runner:
+    """A model that parity can run; subclasses fill in the model-specific parts."""
+
+    label = "model"
+    format = "unknown"
+    _names: dict | None = None
+    _trainable_names: list = []
+
+    @property
+    def signature_names(self) -> list:
+        raise NotImplementedError
+
+    @property
+    def expected_image_size(self) -> tuple | None:
+        return None
+
+    @property
+    def supports_training(self) -> bool:
+        return False
+
+    def is_logits(self, signature: str, key: str) -> bool:
+        """Whether output `key` of `signature` holds classification logits (for top-k agreement)."""
+        return signature == "image_classification" and key == DEFAULT_SIGNATURE
+
+    def _call(self, signature: str, images, training: bool) -> dict:
+        raise NotImplementedError
+
+    def _variable_list(self) -> tuple:
+        """(all variables, trainable variables) as lists of tf.Variable."""
+        return [], []
+
+    def run(self, signature: str, images, training: bool = False) -> dict:
+        """All outputs of `signature` on `images` (float32 NHWC) as a dict of tensors, so gradient tapes see them."""
+        if signature not in self.signature_names:
+            from legacy.errors import UnknownSignatureError
+            raise UnknownSignatureError(f"{self.label}: no signature {signature!r}; available: "
+                                        f"{', '.join(self.signature_names) or 'none'}")
+        if training and not self.supports_training:
+            raise InvalidInputError(f"{self.label} has no training mode (it exposes only serving signatures); "
+                                    "drop --training and --gradients")
+        import tensorflow as tf
+
+        try:
+            outputs = self._call(signature, images, training)
+        except BridgeError as e:
+            raise type(e)(f"{self.label}: {e}") from None
+        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
+            shape = list(getattr(images, "shape", []))
+            raise InvalidInputError(
+                f"{self.label}: signature {signature!r} failed on images of shape {shape} "
+                f"({' '.join(str(e).split())[:300]}); check the image size (--image-size HxW)") from None
+        if not isinstance(outputs, dict):
+            outputs = {DEFAULT_SIGNATURE: outputs}
+        return dict(outputs)
+
+    @property
+    def variables(self) -> dict:
+        """All variables by name (':0' stripped), named once and cached (see `unique_names`)."""
+        if getattr(self, "_names", None) is None:
+            variables, trainable = self._variable_list()
+            known = {id(v) for v in variables}
+            variables = list(variables) + [v for v in trainable if id(v) not in known]
+            self._names = unique_names(variables)
+            trainable_ids = {id(v) for v in trainable}
+            self._trainable_names = [n for n, v in self._names.items() if id(v) in trainable_ids]
+        return self._names
+
+    @property
+    def trainable_variables(self) -> dict:
+        """The trainable variables, named as in `variables` (so a name means the same variable in both)."""
+        variables = self.variables
+        return {name: variables[name] for name in self._trainable_names}
+
+    def snapshot(self, names=None) -> dict:
+        """The current values of the variables (all, or those named), to restore later."""
+        variables = self.variables
+        return {name: variables[name].numpy() for name in (variables if names is None else names)}
+
+    def restore(self, snapshot: dict) -> None:
+        variables = self.variables
+        for name, value in snapshot.items():
+            variables[name].assign(value)
+
+    def describe(self) -> dict:
+        return {"label": self.label, "format": self.format, "signatures": self.signature_names,
+                "expected_image_size": list(self.expected_image_size) if self.expected_image_size else None,
+                "training_mode": self.supports_training}
+
+
+def unique_names(variables) -> dict:
+    """name -> variable, ':0' stripped; a repeated name gets `_1`, `_2`, ... in order.
+
+    The same rule as `bridge.tf2_to_tf1` uses for checkpoint names (Keras 3 variable names are not unique, e.g.
+    "kernel"), so that variables of a TF2 model and of the TF1 module converted from it match by name.
+    """
+    result = {}
+    for var in variables:
+        base = variable_name(var) or "variable"
+        name, k = base, 1
+        while name in result:
+            name, k = f"{base}_{k}", k + 1
+        result[name] = var
+    return result
+
+
+class ModuleRunner(Runner):
+    """A TF1 Hub module (through `bridge.adapter.ModuleAdapter`)."""
+
+    format = formats.TF1_HUB
+
+    def __init__(self, adapter, label: str | None = None):
+        self.adapter = adapter
+        self.label = label or adapter.stored_module.path
+
+    @property
+    def signature_names(self) -> list:
+        return self.adapter.signature_names
+
+    @property
+    def expected_image_size(self):
+        return self.adapter.expected_image_size
+
+    @property
+    def supports_training(self) -> bool:
+        return True  # the {"train"} variant, or the inference graph when the module has none (as hub.Module)
+
+    def is_logits(self, signature: str, key: str) -> bool:
+        meta = self.adapter.metadata
+        return super().is_logits(signature, key) or (
+            signature == meta.primary_signature and key == DEFAULT_SIGNATURE and meta.kind == "classification")
+
+    def _call(self, signature, images, training):
+        return self.adapter.call_signature(signature, images, training=training)
+
+    def _variable_list(self):
+        return self.adapter.variables, self.adapter.trainable_variables
+
+
+class SavedModelRunner(Runner):
+    """A loaded TF2 SavedModel: bridge signature functions, else `__call__`, else `serving_default`."""
+
+    format = formats.TF2_SAVED_MODEL
+
+    def __init__(self, obj, metadata=None, label: str | None = None):
+        self.obj = obj
+        self.metadata = metadata
+        self.label = label or "in-memory TF2 object"
+        self._functions = {}  # signature -> (callable, takes_training, input key or None)
+        names = list(metadata.signatures) if metadata is not None and metadata.signatures else []
+        if not names:
+            # Without the metadata file (an object loaded in memory): a model converted by the bridge has one
+            # serving signature per TF1 signature, each also an attribute function taking `training`.
+            names = [n for n in getattr(obj, "signatures", {})
+                     if n != SERVING_DEFAULT and callable(getattr(obj, n, None))]
+        for name in names:
+            fn = getattr(obj, name, None)
+            if callable(fn):
+                self._functions[name] = (fn, True, None)
+            elif name in getattr(obj, "signatures", {}):
+                self._functions[name] = (obj.signatures[name], False, _input_key(obj.signatures[name]))
+        if not self._functions:
+            if callable(obj):
+                self._functions[DEFAULT_SIGNATURE] = (obj, _takes_training(obj), None)
+            elif SERVING_DEFAULT in getattr(obj, "signatures", {}):
+                fn = obj.signatures[SERVING_DEFAULT]
+                self._functions[DEFAULT_SIGNATURE] = (fn, False, _input_key(fn))
+            else:
+                raise NotAnImageModuleError(
+                    f"{self.label} has neither __call__ nor a {SERVING_DEFAULT!r} signature, so there is nothing "
+                    "to run; export it as a Reusable SavedModel (tf.saved_model.save with a __call__)")
+
+    @property
+    def signature_names(self) -> list:
+        return list(self._functions)
+
+    @property
+    def expected_image_size(self):
+        if self.metadata is not None and self.metadata.image_size:
+            return tuple(self.metadata.image_size)
+        for fn, _, _ in self._functions.values():
+            size = _static_image_size(fn)
+            if size:
+                return size
+        return None
+
+    @property
+    def supports_training(self) -> bool:
+        return all(takes for _, takes, _ in self._functions.values())
+
+    def is_logits(self, signature: str, key: str) -> bool:
+        meta = self.metadata
+        return super().is_logits(signature, key) or (
+            meta is not None and signature == meta.primary_signature and key == DEFAULT_SIGNATURE
+            and meta.kind == "classification")
+
+    def _call(self, signature, images, training):
+        fn, takes_training, input_key = self._functions[signature]
+        if input_key is not None:
+            import tensorflow as tf
+            return fn(**{input_key: tf.convert_to_tensor(images)})
+        if takes_training:
+            return fn(images, training=training)
+        return fn(images)
+
+    def _variable_list(self):
+        obj = self.obj
+        if hasattr(obj, "variables"):
+            variables = list(obj.variables)
+            trainable = list(getattr(obj, "trainable_variables", [v for v in variables if v.trainable]))
+            return variables, trainable
+        import tensorflow as tf
+        variables = [d for d in tf.train.TrackableView(obj).descendants() if isinstance(d, tf.Variable)]
+        return variables, [v for v in variables if v.trainable]
+
+
+def _input_key(fn) -> str:
+    kwargs = fn.structured_input_signature[1]
+    if IMAGE_INPUT_KEY in kwargs:
+        return IMAGE_INPUT_KEY
+    if len(kwargs) != 1:
+        raise NotAnImageModuleError(f"serving signature takes inputs {sorted(kwargs)}; parity feeds one image "
+                                    f"input (key {IMAGE_INPUT_KEY!r})")
+    return next(iter(kwargs))
+
+
+def _concrete_functions(fn) -> list:
+    if hasattr(fn, "structured_input_signature"):
+        return [fn]
+    call = getattr(fn, "__call__", fn)
+    return list(getattr(call, "concrete_functions", None) or getattr(fn, "concrete_functions", None) or [])
+
+
+def _takes_training(obj) -> bool:
+    """Whether a restored `__call__` was traced with training=True (the Reusable SavedModel API)."""
+    for cf in _concrete_functions(obj):
+        args, kwargs = cf.structured_input_signature
+        if any(a is True for a in args) or kwargs.get("training") is True:
+            return True
+    return False
+
+
+def _static_image_size(fn):
+    import tensorflow as tf
+
+    for cf in _concrete_functions(fn):
+        args, kwargs = cf.structured_input_signature
+        for spec in list(args) + list(kwargs.values()):
+            if isinstance(spec, tf.TensorSpec) and spec.shape.rank == 4 and spec.shape[1] and spec.shape[2]:
+                return int(spec.shape[1]), int(spec.shape[2])
+    return None
+
+
+def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False) -> Runner:
+    """A runner for a path (TF1 Hub module or TF2 SavedModel), a `ModuleAdapter`, a loaded object or a Runner.
+
+    A TF1 module's graphs are scanned before they run (refused unless `allow_unsafe_ops`, see `legacy.safety`).
+    """
+    if isinstance(model, Runner):
+        if label:
+            model.label = label
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        fmt = formats.detect(path)
+        if fmt.name == formats.TF1_HUB:
+            return ModuleRunner(_adapt(path, allow_unsafe_ops), label=label or path)
+        from legacy.metadata import read_metadata
+        return SavedModelRunner(_load_saved_model(path), metadata=read_metadata(path), label=label or path)
+    from bridge.adapter import ModuleAdapter
+
+    if isinstance(model, ModuleAdapter):
+        return ModuleRunner(model, label=label)
+    from legacy.metadata import BridgeMetadata
+
+    metadata = getattr(model, "metadata", None)
+    return SavedModelRunner(model, metadata=metadata if isinstance(metadata, BridgeMetadata) else None, label=label)
+
+
+def _load_saved_model(path: str):
+    import tensorflow as tf
+
+    try:
+        return tf.saved_model.load(path)
+    except (tf.errors.OpError, ValueError, OSError) as e:
+        message = " ".join((getattr(e, "message", None) or str(e)).split())[:200]
+        raise ModuleFormatError(f"{path}: the TF2 SavedModel cannot be loaded ({message}); re-export it with "
+                                "tf.saved_model.save") from None
+
+
+def _adapt(path: str, allow_unsafe_ops: bool):
+    """The module's adapter, primary signature `default` when it is an image signature, else the first one."""
+    from bridge.adapter import adapt
+    from legacy.reader import read_module
+
+    module = read_module(path)
+    try:
+        return adapt(module, allow_unsafe_ops=allow_unsafe_ops)
+    except NotAnImageModuleError:
+        names = sorted(n for n, sig in module.variant(frozenset()).signatures.items()
+                       if set(sig.inputs) == {IMAGE_INPUT_KEY})
+        if not names:
+            raise NotAnImageModuleError(f"{path} has no image signature (one whose only input is "
+                                        f"{IMAGE_INPUT_KEY!r}); parity compares image models") from None
+        return adapt(module, signature=names[0], allow_unsafe_ops=allow_unsafe_ops)

@@ -53,9 +53,28 @@ def write_checkpoint(prefix: str, variables: Mapping[str, np.ndarray]) -> None:
     import tensorflow as tf
 
     names = sorted(variables)
+    if not tf.executing_eagerly():
+        # In graph mode (a TF1 program exporting a module) an op would only be added to the caller's graph:
+        # run the save in a graph and session of its own instead.
+        _write_checkpoint_in_session(prefix, names, variables)
+        return
     tensors = [tf.convert_to_tensor(variables[n]) for n in names]
     with tf.device("/cpu:0"):
         tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names), tensors=tensors)
+
+
+def _write_checkpoint_in_session(prefix: str, names: list, variables: Mapping[str, np.ndarray]) -> None:
+    import tensorflow as tf
+
+    # Strings stay Python objects: a NumPy bytes array would drop their trailing NUL bytes.
+    values = [v if isinstance(v, (bytes, str)) else np.asarray(v) for v in (variables[n] for n in names)]
+    graph = tf.Graph()
+    with graph.as_default(), tf.device("/cpu:0"):
+        feeds = [tf.compat.v1.placeholder(tf.string if isinstance(v, (bytes, str)) or v.dtype.kind in "SUO"
+                                          else tf.as_dtype(v.dtype)) for v in values]
+        save = tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names), tensors=feeds)
+    with tf.compat.v1.Session(graph=graph) as session:
+        session.run(save, dict(zip(feeds, values)))
 
 
 def copy_checkpoint(src_prefix: str, dst_prefix: str) -> None:

@@ -1,0 +1,280 @@
+"""A TF1 Hub format module as a `ModuleSpec`, instantiated into a TF1 graph or eagerly.
+
+The spec is either read from disk (`NativeModuleSpec.load`, weights in the module's checkpoint) or built in memory
+by `create_module_spec` (weights from the variables' own initializers, as the genuine library did).
+
+Graph mode (a `tf.compat.v1.Graph`, as `hub.Module` always worked): the module's variables become resource
+variables under the module's scope, initialized by `global_variables_initializer()` from the checkpoint
+(`tf.compat.v1.train.init_from_checkpoint` turns their initializers into restore ops: no weights are embedded in
+the graph). Each application imports what the signature's outputs need (`graph_import.import_fetches`) onto those
+variables, under `<name>_apply_<signature>`. Collections are filled as the genuine library did: TRAINABLE_VARIABLES
+and REGULARIZATION_LOSSES when a trainable module is constructed, UPDATE_OPS each time a trainable module is
+applied, nothing of the three when `trainable=False`.
+
+Eager mode (which the genuine library never supported): `tf.Variable`s holding the weights and one concrete
+function per (variant, signature) over them (`functions.ModuleFunctions`). A trainable module applied in a variant
+that has update ops runs them once per call (as Keras batch normalization does with `training=True`), because
+eager code has no UPDATE_OPS collection to run them from.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from legacy import graph_import
+from legacy.errors import DestinationExistsError, ModuleFormatError
+from legacy.functions import ModuleFunctions, load_variables
+from legacy.reader import MODULE_DEF_FILENAME, StoredModule, read_module
+from legacy.spec import ModuleSpec, ParsedTensorInfo, signature_name
+from legacy.writer import write_module
+
+
+class NativeModuleSpec(ModuleSpec):
+    """A TF1 Hub format module: graph variants with signatures, plus where its weights and assets come from."""
+
+    def __init__(self, stored: StoredModule, checkpoint_prefix: str | None, asset_sources: dict,
+                 description: str):
+        """checkpoint_prefix: the module's variables checkpoint, or None to use the variables' initializers.
+        asset_sources: asset file name (as in the graphs' AssetFileDefs) -> path of the file to use."""
+        self.stored = stored
+        self.checkpoint_prefix = checkpoint_prefix
+        self.asset_sources = dict(asset_sources)
+        self.description = description
+
+    @classmethod
+    def load(cls, path: str) -> "NativeModuleSpec":
+        stored = read_module(path)
+        assets_dir = os.path.abspath(stored.assets_dir)
+        return cls(stored, stored.variables_prefix if stored.variables() else None,
+                   {name: os.path.join(assets_dir, name) for name in stored.asset_files()}, path)
+
+    def __repr__(self) -> str:
+        return f"<hub.ModuleSpec {self.description}>"
+
+    # -- the ModuleSpec interface ----------------------------------------------------------------------------
+
+    def get_tags(self) -> list:
+        return [set(tags) for tags in self.stored.tags]
+
+    def get_signature_names(self, tags=None) -> list:
+        return sorted(self.stored.variant(tags).signatures)
+
+    def get_input_info_dict(self, signature=None, tags=None) -> dict:
+        sig = self.stored.variant(tags).signature(signature_name(signature))
+        return {key: ParsedTensorInfo.dense(info.dtype, info.shape) for key, info in sig.inputs.items()}
+
+    def get_output_info_dict(self, signature=None, tags=None) -> dict:
+        sig = self.stored.variant(tags).signature(signature_name(signature))
+        return {key: ParsedTensorInfo.dense(info.dtype, info.shape) for key, info in sig.outputs.items()}
+
+    def _get_attached_bytes(self, key, tags):
+        return self.stored.variant(tags).attachments.get(key)
+
+    def _create_impl(self, name, trainable, tags, graph_mode):
+        if graph_mode:
+            return GraphModuleImpl(self, name, trainable, tags)
+        return EagerModuleImpl(self, name, trainable, tags)
+
+    def _export_from_checkpoint(self, path, checkpoint_path, name_transform_fn):
+        reader = tf.train.load_checkpoint(checkpoint_path)
+        available = reader.get_variable_to_shape_map()
+        values = {}
+        for var in self.stored.variables():
+            key = name_transform_fn(var.name)
+            if key not in available:
+                raise ModuleFormatError(f"checkpoint {checkpoint_path} has no variable {key!r} (module variable "
+                                        f"{var.name!r}); pass a name_transform_fn that maps module names to "
+                                        "checkpoint names")
+            values[var.name] = reader.get_tensor(key)
+        self.write(path, values)
+
+    # -- shared by the instantiations ------------------------------------------------------------------------
+
+    def write(self, path: str, values: dict) -> None:
+        """Write the module to `path` with these variable values (checkpoint name -> array)."""
+        path = os.fspath(path)
+        if os.path.isfile(os.path.join(path, MODULE_DEF_FILENAME)):
+            raise DestinationExistsError(f"{path} already holds a module; export to a new or empty directory")
+        # The legacy exporter wrote into an existing directory; replacing an empty one is the safe equivalent.
+        empty_dir = os.path.isdir(path) and not os.listdir(path)
+        meta_graphs = [self.stored.variants[tags].meta_graph for tags in self.stored.tags]
+        write_module(path, meta_graphs, variables=values or None, assets=self.asset_sources, force=empty_dir)
+
+    def model_variable_names(self, tags) -> set:
+        from tensorflow.core.framework import variable_pb2
+
+        meta_graph = self.stored.variant(tags).meta_graph
+        if "model_variables" not in meta_graph.collection_def:
+            return set()
+        return {graph_import.op_name(variable_pb2.VariableDef.FromString(blob).variable_name)
+                for blob in meta_graph.collection_def["model_variables"].bytes_list.value}
+
+    def initial_value_names(self, tags) -> dict:
+        """Variable name -> the tensor holding its initial value in the module graph (for specs without weights)."""
+        from tensorflow.core.framework import variable_pb2
+
+        meta_graph = self.stored.variant(tags).meta_graph
+        nodes = {node.name: node for node in meta_graph.graph_def.node}
+        result = {}
+        blobs = meta_graph.collection_def["variables"].bytes_list.value if "variables" in meta_graph.collection_def \
+            else []
+        for blob in blobs:
+            var_def = variable_pb2.VariableDef.FromString(blob)
+            name = graph_import.op_name(var_def.variable_name)
+            if var_def.initial_value_name:
+                result[name] = var_def.initial_value_name
+            elif var_def.initializer_name in nodes and len(nodes[var_def.initializer_name].input) > 1:
+                result[name] = nodes[var_def.initializer_name].input[1]  # the value its Assign op writes
+            else:
+                raise ModuleFormatError(f"variable {name!r} has no initializer in the module graph; give the "
+                                        "module weights (export it with a checkpoint)")
+        for info in self.stored.variant(tags).variables:
+            if info.name not in result:
+                raise ModuleFormatError(f"variable {info.name!r} is not in the variables collection, so its "
+                                        "initializer is unknown; give the module weights (export it with a checkpoint)")
+        return result
+
+    def asset_inputs(self, tags, make_tensor) -> dict:
+        """Asset path tensor name in the graph -> `make_tensor(path)` of the file to use."""
+        inputs = {}
+        for tensor_name, filename in self.stored.variant(tags).asset_files.items():
+            if filename not in self.asset_sources:
+                raise ModuleFormatError(f"{self.description}: asset file {filename!r} is missing from assets/; "
+                                        "the module is incomplete: re-download or re-export it")
+            inputs[tensor_name] = make_tensor(self.asset_sources[filename])
+        return inputs
+
+
+def _safe_scope(signature: str) -> str:
+    return signature.replace(":", "_")
+
+
+class GraphModuleImpl:
+    """The module's state (variables, asset paths, regularization losses) in the current TF1 graph."""
+
+    def __init__(self, spec: NativeModuleSpec, scope: str, trainable: bool, tags: frozenset):
+        self._spec = spec
+        self._tags = tags
+        self._variant = spec.stored.variant(tags)
+        self._scope = scope  # absolute, with a trailing "/"
+        self._name = scope.rstrip("/").split("/")[-1]
+        self._trainable = trainable
+        # Outside any control-flow context or control dependencies of the caller, as the genuine library did.
+        with tf.control_dependencies(None), tf.compat.v1.name_scope(scope):
+            self._asset_inputs = spec.asset_inputs(tags, self._asset_constant)
+            self.variable_map = self._create_variables()
+            self.regularization_losses = self._add_regularization_losses() if trainable else []
+
+    def _asset_constant(self, path: str):
+        tensor = tf.constant(path, name="asset_path")
+        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS, tensor)
+        return tensor
+
+    def _create_variables(self) -> dict:
+        model_variables = self._spec.model_variable_names(self._tags)
+        initial_values = None if self._spec.checkpoint_prefix else self._spec.initial_value_names(self._tags)
+        graph_def = self._variant.meta_graph.graph_def
+        variables = {}
+        for info in self._variant.variables:
+            if initial_values is None:
+                # Replaced by a restore op just below; a zeros fill is tiny in the graph, whatever the shape.
+                def initial_value(info=info):
+                    return tf.zeros(info.shape, info.dtype)
+            else:
+                def initial_value(info=info):
+                    return graph_import.import_fetches(graph_def, [initial_values[info.name]], self._asset_inputs,
+                                                       variables, name="import")[0]
+            collections = [tf.compat.v1.GraphKeys.GLOBAL_VARIABLES]
+            if info.name in model_variables:
+                collections.append(tf.compat.v1.GraphKeys.MODEL_VARIABLES)
+            var = tf.compat.v1.Variable(initial_value, name=info.name, dtype=info.dtype, shape=info.shape,
+                                        trainable=self._trainable and info.trainable, collections=collections,
+                                        use_resource=True)
+            if var.op.name != self._scope + info.name:
+                raise RuntimeError(f"variable {self._scope + info.name!r} already exists in the graph; "
+                                   f"instantiate the module under another name")
+            variables[info.name] = var
+        if variables and self._spec.checkpoint_prefix:
+            tf.compat.v1.train.init_from_checkpoint(self._spec.checkpoint_prefix,
+                                                    {name: var for name, var in variables.items()})
+        return variables
+
+    def _add_regularization_losses(self) -> list:
+        names = self._variant.regularization_losses
+        if not names:
+            return []
+        losses = graph_import.import_fetches(self._variant.meta_graph.graph_def, names, self._asset_inputs,
+                                             self.variable_map, name=self._scope)
+        for loss in losses:
+            tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, loss)
+        return losses
+
+    def apply(self, signature: str, inputs: dict) -> dict:
+        sig = self._variant.signature(signature)
+        feeds = {sig.inputs[key].tensor_name: value for key, value in inputs.items()}
+        feeds.update(self._asset_inputs)
+        outputs = {key: feeds[info.tensor_name] for key, info in sig.outputs.items()
+                   if info.tensor_name in feeds}  # an output that is an input is returned as given
+        to_import = sorted(key for key in sig.outputs if key not in outputs)
+        updates = list(self._variant.update_ops) if self._trainable else []
+        if to_import or updates:
+            with tf.compat.v1.name_scope(f"{self._name}_apply_{_safe_scope(signature)}") as scope:
+                fetched = graph_import.import_fetches(
+                    self._variant.meta_graph.graph_def, [sig.outputs[k].tensor_name for k in to_import] + updates,
+                    feeds, self.variable_map, name=scope)
+            outputs.update(zip(to_import, fetched))
+            for update in fetched[len(to_import):]:
+                tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
+        return outputs
+
+    def export(self, path: str, session) -> None:
+        values = session.run(self.variable_map) if self.variable_map else {}
+        self._spec.write(path, values)
+
+
+class EagerModuleImpl:
+    """The module's weights as `tf.Variable`s and its signatures as concrete functions over them."""
+
+    def __init__(self, spec: NativeModuleSpec, name: str, trainable: bool, tags: frozenset):
+        self._spec = spec
+        self._tags = tags
+        variant = spec.stored.variant(tags)
+        if spec.checkpoint_prefix:
+            self.variable_map = load_variables(spec.stored, name_prefix=name + "/", trainable=trainable)
+        else:
+            self.variable_map = _initial_variables(spec, tags, name + "/", trainable)
+        with tf.init_scope():
+            asset_paths = {filename: tf.constant(path) for filename, path in spec.asset_sources.items()}
+        self._fns = ModuleFunctions(spec.stored, self.variable_map, asset_paths)
+        # No UPDATE_OPS collection in eager code: a trainable module applies the variant's updates on each call.
+        self._with_updates = trainable and bool(variant.update_ops)
+        self.regularization_losses = list(self._fns.regularization_losses(tags)) if trainable else []
+
+    def apply(self, signature: str, inputs: dict) -> dict:
+        return self._fns.signature(self._tags, signature, with_updates=self._with_updates)(**inputs)
+
+    def export(self, path: str, session=None) -> None:
+        self._spec.write(path, {name: var.numpy() for name, var in self.variable_map.items()})
+
+
+def _initial_variables(spec: NativeModuleSpec, tags, name_prefix: str, trainable: bool) -> dict:
+    """tf.Variables holding what the module graph's own initializers compute (a spec built by a module_fn)."""
+    variant = spec.stored.variant(tags)
+    if not variant.variables:
+        return {}
+    initial = spec.initial_value_names(tags)
+    names = [info.name for info in variant.variables]
+
+    def body():
+        inputs = spec.asset_inputs(tags, tf.constant)
+        return graph_import.import_fetches(variant.meta_graph.graph_def, [initial[n] for n in names], inputs, {})
+
+    values = tf.compat.v1.wrap_function(body, [])()
+    result = {}
+    with tf.init_scope():
+        for info, value in zip(variant.variables, values):
+            result[info.name] = tf.Variable(value, trainable=trainable and info.trainable,
+                                            name=name_prefix + info.name)
+    return result

@@ -1,0 +1,225 @@
+"""Publishing TF1 Hub modules from a `module_fn`, as with tensorflow_hub 0.15, on modern TensorFlow.
+
+    def module_fn(is_training=False):
+        images = tf.compat.v1.placeholder(tf.float32, [None, 32, 32, 3])
+        features = ...  # tf.compat.v1 ops, variables from tf.compat.v1.get_variable
+        hub.add_signature(inputs=dict(images=images), outputs=features)
+        hub.attach_image_module_info(hub.ImageModuleInfo(default_image_size=dict(height=32, width=32)))
+
+    spec = create_module_spec(module_fn, tags_and_args=[(set(), {}), ({"train"}, {"is_training": True})])
+    with tf.Graph().as_default():
+        module = hub.Module(spec)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            module.export("out/", session)
+
+Each (tags, args) runs `module_fn(**args)` in a fresh TF1 graph; the graph becomes one graph variant (a
+MetaGraphDef) with the signatures and messages added inside it. The spec has no weights: a `hub.Module` of it
+initializes its variables with the graph's own initializers, and `Module.export` writes the module with the values
+in the session. `tf.compat.v1.layers` (and slim, built on them) need Keras 2 on TensorFlow 2.16+: install tf-keras
+and set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Iterable, Mapping
+
+import tensorflow as tf
+
+from legacy import reader
+from legacy.errors import BridgeError
+from legacy.native_module import NativeModuleSpec
+from legacy.reader import (_ATTACHMENT_KEY, DEFAULT_SIGNATURE, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
+                           StoredModule, tag_label)
+from legacy.writer import attach_message as attach_to_meta_graph
+
+_ASSETS_COLLECTION = "saved_model_assets"
+_ASSET_PLACEHOLDER = b"SAVEDMODEL-ASSET"  # what the exporter writes in place of an asset's path
+_KERAS3_LAYERS = "is not available with Keras 3"  # TF 2.16+ without Keras 2: tf.compat.v1.layers are stubs
+
+
+class ModuleFnError(BridgeError, ValueError):
+    """A module_fn that does not build a valid module (the message says what to change)."""
+
+
+class LegacyLayersUnavailableError(BridgeError, AttributeError):
+    """tf.compat.v1.layers used without Keras 2 (tf-keras and TF_USE_LEGACY_KERAS=1)."""
+
+
+@dataclasses.dataclass
+class _Building:
+    """What `add_signature` and `attach_message` record while one module_fn runs."""
+
+    graph: tf.Graph
+    signatures: dict = dataclasses.field(default_factory=dict)  # name -> (inputs dict, outputs dict)
+    attachments: dict = dataclasses.field(default_factory=dict)  # key -> message
+
+
+_building: list = []  # a stack: module_fns may build specs of their own
+
+
+def _current(what: str) -> _Building:
+    graph = tf.compat.v1.get_default_graph()
+    for state in reversed(_building):
+        if state.graph is graph:
+            return state
+    raise ModuleFnError(f"hub.{what} must be called inside the module_fn passed to hub.create_module_spec")
+
+
+def _tensor_dict(value, what: str, signature: str, graph) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        value = {DEFAULT_SIGNATURE: value}
+    result = {}
+    for key, tensor in value.items():
+        if not isinstance(key, str) or not key:
+            raise ModuleFnError(f"signature {signature!r}: {what} keys must be non-empty strings, got {key!r}")
+        if not isinstance(tensor, tf.Tensor) or getattr(tensor, "graph", None) is not graph:
+            raise ModuleFnError(f"signature {signature!r}: {what} {key!r} is {type(tensor).__name__}, but must be "
+                                "a dense tf.Tensor created inside the module_fn")
+        result[key] = tensor
+    return result
+
+
+def add_signature(name: str | None = None, inputs=None, outputs=None) -> None:
+    """Inside a module_fn: declare a signature. A lone tensor for inputs or outputs is keyed `default`
+    (for image modules pass dict(images=...) instead, which `get_num_image_channels` needs)."""
+    state = _current("add_signature")
+    name = DEFAULT_SIGNATURE if name is None else name
+    if not isinstance(name, str) or not name:
+        raise ModuleFnError(f"signature name must be a non-empty string, got {name!r}")
+    if name in state.signatures:
+        raise ModuleFnError(f"signature {name!r} is added twice; give each signature its own name")
+    inputs = _tensor_dict(inputs, "input", name, state.graph)
+    outputs = _tensor_dict(outputs, "output", name, state.graph)
+    if not outputs:
+        raise ModuleFnError(f"signature {name!r} has no outputs; pass outputs= (a tensor or a dict of tensors)")
+    state.signatures[name] = (inputs, outputs)
+
+
+def attach_message(key: str, message) -> None:
+    """Inside a module_fn: attach a protocol message to the module under `key` (the last one wins)."""
+    state = _current("attach_message")
+    if not isinstance(key, str) or not _ATTACHMENT_KEY.match(key):
+        raise ModuleFnError(f"attachment key {key!r} is invalid: use letters, digits and '_', starting with a letter")
+    if not hasattr(message, "SerializeToString"):
+        raise ModuleFnError(f"attach_message({key!r}, ...) needs a protocol buffer message, got "
+                            f"{type(message).__name__}")
+    state.attachments[key] = message
+
+
+def attach_image_module_info(image_module_info=None) -> None:
+    """Inside a module_fn: attach an `ImageModuleInfo` (e.g. the default image size)."""
+    from legacy.protos import ImageModuleInfo
+
+    attach_message(IMAGE_MODULE_INFO_KEY, image_module_info if image_module_info is not None else ImageModuleInfo())
+
+
+def create_module_spec(module_fn: Callable, tags_and_args: Iterable | None = None,
+                       drop_collections: Iterable[str] | None = None) -> NativeModuleSpec:
+    """A module spec built by running `module_fn(**args)` once per graph variant.
+
+    tags_and_args: [(tags, args)], default [(set(), {})]; the inference variant set() is required.
+    drop_collections: graph collections to leave out (the format allows only a few; the error lists them).
+    """
+    tags_and_args = [(set(), {})] if tags_and_args is None else list(tags_and_args)
+    drop = list(drop_collections or [])
+    description = f"<module_fn {getattr(module_fn, '__name__', type(module_fn).__name__)}>"
+    variants, asset_sources = {}, {}
+    for entry in tags_and_args:
+        try:
+            tags, args = entry
+        except (TypeError, ValueError):
+            raise ModuleFnError(f"tags_and_args entries are (tags, args) pairs, got {entry!r}") from None
+        tags = frozenset(tags or ())
+        if tags in variants:
+            raise ModuleFnError(f"tags {tag_label(tags)} appear twice in tags_and_args; give each variant its own")
+        meta_graph, assets = _build_variant(module_fn, tags, dict(args or {}), drop)
+        for filename, path in assets.items():
+            if asset_sources.setdefault(filename, path) != path:
+                raise ModuleFnError(f"two different asset files are named {filename!r}; give them distinct names")
+        # The reader validates the variant as it would on disk (collections, attachments, variables).
+        variants[tags] = reader._read_variant(description, tags, meta_graph)
+    if frozenset() not in variants:
+        raise ModuleFnError("tags_and_args has no inference variant; add (set(), {...}) to it")
+    return NativeModuleSpec(StoredModule(path=description, variants=variants), checkpoint_prefix=None,
+                            asset_sources=asset_sources, description=description)
+
+
+def _build_variant(module_fn: Callable, tags: frozenset, args: dict, drop: list) -> tuple:
+    """(MetaGraphDef, {asset file name: path}) of one graph variant."""
+    graph = tf.Graph()
+    state = _Building(graph)
+    with graph.as_default():
+        _building.append(state)
+        try:
+            module_fn(**args)
+        except AttributeError as e:
+            if _KERAS3_LAYERS in str(e):
+                raise LegacyLayersUnavailableError(
+                    f"module_fn uses tf.compat.v1.layers ({e}): on TensorFlow 2.16+ they need Keras 2: pip install "
+                    "tf-keras and set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported") from None
+            raise
+        finally:
+            _building.pop()
+    if not state.signatures:
+        raise ModuleFnError(f"module_fn built variant {tag_label(tags)} without signatures; call "
+                            "hub.add_signature(inputs=..., outputs=...) inside it")
+    for key in drop:
+        graph.clear_collection(key)
+    keys = sorted(graph.get_all_collection_keys())
+    unsupported = [k for k in keys if k not in KNOWN_COLLECTIONS]
+    if unsupported:
+        raise ModuleFnError(f"module_fn created graph collections a TF1 Hub module cannot hold: "
+                            f"{', '.join(unsupported)}; pass drop_collections={unsupported!r}")
+    assets = _asset_paths(graph)
+    with graph.as_default():
+        meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph, collection_list=keys, clear_devices=True,
+                                                          strip_default_attrs=True)
+    meta_graph.meta_info_def.ClearField("tags")
+    meta_graph.meta_info_def.tags.extend(sorted(tags))
+    for name, (inputs, outputs) in sorted(state.signatures.items()):
+        signature = meta_graph.signature_def[name]  # method_name stays empty, as in the format
+        for target, tensors in ((signature.inputs, inputs), (signature.outputs, outputs)):
+            for key, tensor in tensors.items():
+                target[key].name = tensor.name
+                target[key].dtype = tensor.dtype.as_datatype_enum
+                target[key].tensor_shape.CopyFrom(tensor.shape.as_proto())
+    for key, message in sorted(state.attachments.items()):
+        attach_to_meta_graph(meta_graph, key, message)
+    _record_assets(meta_graph, assets)
+    return meta_graph, {filename: path for filename, path in assets.values()}
+
+
+def _asset_paths(graph) -> dict:
+    """{tensor name: (file name, path)} for the string constants in the ASSET_FILEPATHS collection."""
+    assets, paths = {}, {}
+    for tensor in graph.get_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS):
+        value = tf.make_ndarray(tensor.op.get_attr("value")) if tensor.op.type == "Const" else None
+        value = value.item() if value is not None and value.shape == () else None
+        if not isinstance(value, bytes):
+            raise ModuleFnError(f"asset {tensor.name} must be a scalar string constant (tf.constant(path)) holding "
+                                "the file's path")
+        path = os.path.abspath(value.decode())
+        if not os.path.isfile(path):
+            raise ModuleFnError(f"asset file {path} does not exist; create it before building the module")
+        filename = os.path.basename(path)
+        if paths.setdefault(filename, path) != path:
+            raise ModuleFnError(f"two different asset files are named {filename!r}; give them distinct names")
+        assets[tensor.name] = (filename, path)
+    return assets
+
+
+def _record_assets(meta_graph, assets: dict) -> None:
+    """As on disk: each asset constant holds SAVEDMODEL-ASSET and an AssetFileDef names its file."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    nodes = {node.name: node for node in meta_graph.graph_def.node}
+    for tensor_name, (filename, _) in sorted(assets.items()):
+        nodes[tensor_name.split(":")[0]].attr["value"].tensor.string_val[:] = [_ASSET_PLACEHOLDER]
+        asset = meta_graph_pb2.AssetFileDef(filename=filename)
+        asset.tensor_info.name = tensor_name
+        meta_graph.collection_def[_ASSETS_COLLECTION].any_list.value.add().Pack(asset)

@@ -1,0 +1,190 @@
+"""`ModuleSpec`: a module before it is instantiated, as `hub.load_module_spec` returned it in tensorflow_hub 0.15.
+
+    spec = load_module_spec("testdata/modules/convnet_bn")
+    spec.get_tags()                                   # [set(), {'train'}]
+    spec.get_input_info_dict("image_feature_vector")  # {'images': <hub.ParsedTensorInfo shape=(None, 32, 32, 3) ...>}
+
+A directory is recognised in one place (`LOADERS`), by cheap file tests, first match wins: a TF1 Hub module (it
+holds `tfhub_module.pb`), else a TF2 SavedModel, which the genuine library refused with `NotFoundError:
+tfhub_module.pb` and this shim presents as a module (see `legacy.tf2_module`). Loading a spec reads protocol
+buffers only; nothing runs until a `hub.Module` is built from it. Each kind of spec implements `_create_impl` for
+the two ways of instantiating a module: into a TF1 graph, or eagerly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable
+
+import tensorflow as tf
+
+from legacy.errors import NotAModuleError, UnknownVariantError
+from legacy.reader import DEFAULT_SIGNATURE, MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module, tag_label
+
+
+class ParsedTensorInfo:
+    """A signature input or output as the legacy API described it: `dtype`, `get_shape()`, `is_sparse`, ..."""
+
+    def __init__(self, type_spec: tf.TypeSpec):
+        self._type_spec = type_spec
+
+    @classmethod
+    def dense(cls, dtype, shape) -> "ParsedTensorInfo":
+        """A dense tensor; `shape` is a sequence with None for unknown sizes, or None for an unknown rank."""
+        return cls(tf.TensorSpec(tf.TensorShape(None if shape is None else list(shape)), tf.as_dtype(dtype)))
+
+    @property
+    def dtype(self) -> tf.DType:
+        return self._type_spec.dtype
+
+    def get_shape(self) -> tf.TensorShape:
+        return self._type_spec.shape
+
+    @property
+    def is_sparse(self) -> bool:
+        return isinstance(self._type_spec, tf.SparseTensorSpec)
+
+    @property
+    def is_composite(self) -> bool:
+        return not isinstance(self._type_spec, tf.TensorSpec)
+
+    @property
+    def is_supported_type(self) -> bool:
+        return not self.is_composite
+
+    @property
+    def type_spec(self) -> tf.TypeSpec:
+        return self._type_spec
+
+    def __repr__(self) -> str:
+        return f"<hub.ParsedTensorInfo shape={self.get_shape()} dtype={self.dtype.name} is_sparse={self.is_sparse}>"
+
+
+class ModuleSpec:
+    """What every kind of module spec answers; subclasses hold the graphs and say where the weights come from.
+
+    Do not instantiate directly: use `load_module_spec` or `create_module_spec`.
+    """
+
+    def get_tags(self) -> list:
+        """The graph variants, as a list of tag sets (the inference variant `set()` first)."""
+        raise NotImplementedError
+
+    def get_signature_names(self, tags: Iterable[str] | None = None) -> list:
+        raise NotImplementedError
+
+    def get_input_info_dict(self, signature: str | None = None, tags: Iterable[str] | None = None) -> dict:
+        """{input name: ParsedTensorInfo} of `signature` (None: `default`) in the variant `tags`."""
+        raise NotImplementedError
+
+    def get_output_info_dict(self, signature: str | None = None, tags: Iterable[str] | None = None) -> dict:
+        """{output name: ParsedTensorInfo} of `signature` (None: `default`) in the variant `tags`."""
+        raise NotImplementedError
+
+    def get_attached_message(self, key: str, message_type, tags: Iterable[str] | None = None,
+                             required: bool = False):
+        """The message attached under `key` parsed as `message_type`, or None (a KeyError when `required`)."""
+        blob = self._get_attached_bytes(key, self.check_tags(tags))
+        if blob is None:
+            if required:
+                raise KeyError(f"No attached message for key {key!r} in graph variant {tag_label(tags or ())} of "
+                               "the module; attach one with hub.attach_message inside the module_fn")
+            return None
+        message = message_type()
+        message.ParseFromString(blob)
+        return message
+
+    def export(self, path: str, _sentinel=None, checkpoint_path: str | None = None,
+               name_transform_fn: Callable[[str], str] | None = None) -> None:
+        """Write this spec as a TF1 Hub module with the weights read from a training checkpoint.
+
+        name_transform_fn maps a module variable name to its name in the checkpoint (e.g. adds a scope).
+        """
+        if _sentinel is not None:
+            raise TypeError("ModuleSpec.export takes checkpoint_path and name_transform_fn by keyword only")
+        if not checkpoint_path:
+            raise ValueError("ModuleSpec.export needs checkpoint_path=...: the checkpoint holding the weights")
+        self._export_from_checkpoint(os.fspath(path), checkpoint_path, name_transform_fn or (lambda name: name))
+
+    def check_tags(self, tags: Iterable[str] | None) -> frozenset:
+        """`tags` as a frozenset, or the legacy "No such graph variant" error listing the variants."""
+        key = frozenset(tags or ())
+        variants = [frozenset(t) for t in self.get_tags()]
+        if key not in variants:
+            raise UnknownVariantError(
+                f"No such graph variant: tags={tag_label(key)}; this module has "
+                f"{', '.join(tag_label(t) for t in variants)}: pass one of those as tags")
+        return key
+
+    # -- what the subclasses implement --------------------------------------------------------------------------
+
+    def _get_attached_bytes(self, key: str, tags: frozenset) -> bytes | None:
+        raise NotImplementedError
+
+    def _create_impl(self, name: str, trainable: bool, tags: frozenset, graph_mode: bool):
+        """The state of one `hub.Module`: an object with `variable_map`, `regularization_losses`,
+        `apply(signature, inputs) -> dict of outputs` and `export(path, session)`.
+
+        name: graph mode: the absolute variable scope, with a trailing "/"; eager mode: a name prefix."""
+        raise NotImplementedError
+
+    def _export_from_checkpoint(self, path: str, checkpoint_path: str, name_transform_fn) -> None:
+        raise NotImplementedError
+
+
+def signature_name(signature: str | None) -> str:
+    return DEFAULT_SIGNATURE if signature is None else signature
+
+
+# -- loading --------------------------------------------------------------------------------------------------
+
+
+def _load_native(path: str) -> ModuleSpec:
+    from legacy.native_module import NativeModuleSpec
+
+    return NativeModuleSpec.load(path)
+
+
+def _load_saved_model(path: str) -> ModuleSpec:
+    from legacy.tf2_module import SavedModelSpec
+
+    return SavedModelSpec.load(path)
+
+
+def _is_saved_model(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, SAVED_MODEL_FILENAME))
+
+
+# Checked in order, first match wins: a TF1 Hub module holds a saved_model.pb too.
+LOADERS: tuple = (
+    (is_tf1_hub_module, _load_native),
+    (_is_saved_model, _load_saved_model),
+)
+
+
+def load_module_spec(path) -> ModuleSpec:
+    """The spec of the TF1 Hub module or TF2 SavedModel in a directory (or behind a tfhub.dev / Kaggle handle)."""
+    path = os.fspath(path)
+    if "://" in path and not os.path.exists(path):
+        import tensorflow_hub  # resolves and caches handles; imported only when one is given
+
+        path = tensorflow_hub.resolve(path)
+    if not os.path.isdir(path):
+        what = "no such file or directory" if not os.path.exists(path) else "a file, not a module directory"
+        raise NotAModuleError(f"{path}: {what}; pass the directory that holds {MODULE_DEF_FILENAME} (a TF1 Hub "
+                              f"module) or {SAVED_MODEL_FILENAME} (a TF2 SavedModel); extract archives first")
+    for claims, load in LOADERS:
+        if claims(path):
+            return load(path)
+    raise NotAModuleError(f"{path} is neither a TF1 Hub module ({MODULE_DEF_FILENAME}) nor a TF2 SavedModel "
+                          f"({SAVED_MODEL_FILENAME}); pass a model directory")
+
+
+def as_module_spec(spec) -> ModuleSpec:
+    """A `ModuleSpec` as is, or the spec loaded from a path."""
+    if isinstance(spec, ModuleSpec):
+        return spec
+    if isinstance(spec, (str, os.PathLike)):
+        return load_module_spec(spec)
+    raise ValueError(f"Unknown module spec type: {type(spec).__name__}; pass a path or a ModuleSpec "
+                     "(from hub.load_module_spec or hub.create_module_spec)")

@@ -1,0 +1,299 @@
+"""A TF2 Reusable SavedModel presented as a TF1 Hub module, so that `hub.Module(path)` works on it too.
+
+The genuine library refused TF2 SavedModels (`NotFoundError: tfhub_module.pb`). Here one becomes a module with
+
+- signature `default`: the `__call__` function; input `images` (a float32 [batch, height, width, channels] input;
+  any other input is named `default`), output `default` (or the keys of the dict `__call__` returns);
+- when the model carries the bridge metadata (`assets.extra/tf_hub_bridge.json`, as `bridge convert` writes it
+  for a TF1 module): every TF1 signature it lists, each a function of the same name on the model returning all
+  its outputs, and the expected image size as the `image_module_info` attachment, so
+  `hub.get_expected_image_size` answers as it did for the TF1 module;
+- graph variants: `set()` runs `training=False`, and `{"train"}` (`training=True`) exists when `__call__` was
+  traced with `training=True` and, for a converted TF1 module, the module had that variant.
+
+The spec is read from `saved_model.pb` alone (the object graph and the traced signatures); nothing runs until a
+`hub.Module` is built. Each `hub.Module` then loads its own copy with `tf.saved_model.load`:
+
+- eager mode: the model's `tf.Variable`s, and calls that return tensors;
+- graph mode: TensorFlow's own loading into a TF1 graph. The variables are created under the module's scope
+  (`module/conv1/weights`) with initializers that restore the SavedModel's values, so
+  `global_variables_initializer()` loads the weights; each signature call is a function call op in the graph,
+  which `tf.gradients` differentiates. The functions run as traced, which makes them exact.
+
+`Module.export(path, session)` writes a copy of the SavedModel holding the module's current weights.
+
+Known difference from a TF1 module: a TF2 model applies its batch-norm updates inside its training-mode call, so
+they run whenever a `{"train"}` output is computed (also with trainable=False), and UPDATE_OPS stays empty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+
+import tensorflow as tf
+
+from legacy.atomic import atomic_directory
+from legacy.errors import DestinationExistsError, ModuleFormatError, NotAModuleError, UnknownSignatureError
+from legacy.metadata import METADATA_PATH, read_metadata
+from legacy.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
+                           VARIABLES_DIRNAME, VARIABLES_PREFIX, read_saved_model_proto, tag_label)
+from legacy.spec import ModuleSpec, ParsedTensorInfo, signature_name
+from legacy.writer import image_module_info, write_checkpoint
+
+TRAIN_TAGS = frozenset({"train"})
+_CALL = "__call__"
+_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """A function of the loaded model that serves one signature."""
+
+    attribute: str  # its name on the loaded object
+    input_key: str
+    input_spec: tf.TensorSpec
+    outputs: dict  # output key -> tf.TensorSpec
+    bare: bool  # returns a tensor, presented as the output `default`
+    trainings: frozenset  # the values of `training` it was traced for; empty: it takes no `training`
+
+
+class SavedModelSpec(ModuleSpec):
+    """The signatures, variants and attachments of a TF2 SavedModel, read from its protos."""
+
+    def __init__(self, path: str, endpoints: dict, has_train: bool, image_size, variable_names: list,
+                 variable_keys: list):
+        self.path = path
+        self._endpoints = endpoints  # signature name -> Endpoint
+        self._has_train = has_train
+        self._image_size = image_size
+        self.variable_names = variable_names  # names of obj.variables, in order (the variable_map keys)
+        self.variable_keys = variable_keys  # their checkpoint keys, in the same order
+
+    @classmethod
+    def load(cls, path: str) -> "SavedModelSpec":
+        from tensorflow.python.saved_model import nested_structure_coder
+
+        saved_model = read_saved_model_proto(path)
+        graph = saved_model.meta_graphs[0].object_graph_def
+        if not graph.nodes:
+            raise NotAModuleError(f"{path} is a TF1 SavedModel (no object graph), not a TF1 Hub module or TF2 "
+                                  "Reusable SavedModel; load it with tf.compat.v1.saved_model.load")
+        children = {child.local_name: child.node_id for child in graph.nodes[0].children}
+        functions = {name: node_id for name, node_id in children.items()
+                     if graph.nodes[node_id].WhichOneof("kind") == "function"}
+        if _CALL not in functions:
+            raise NotAModuleError(f"{path} is a TF2 SavedModel without a __call__ function (not a Reusable "
+                                  "SavedModel), so hub.Module cannot apply it; use tf.saved_model.load and its "
+                                  ".signatures")
+
+        def endpoint(attribute: str) -> Endpoint:
+            return _read_endpoint(path, attribute, graph, functions[attribute], nested_structure_coder)
+
+        endpoints = {DEFAULT_SIGNATURE: endpoint(_CALL)}
+        has_train = True in endpoints[DEFAULT_SIGNATURE].trainings
+        metadata = read_metadata(path)
+        image_size = None
+        if metadata is not None:
+            if metadata.variants is not None:  # converted from TF1: the variants the module had
+                has_train = has_train and ["train"] in metadata.variants
+            image_size = tuple(metadata.image_size) if metadata.image_size else None
+            for name in metadata.signatures:
+                if name not in functions:
+                    raise ModuleFormatError(f"{path}: {METADATA_PATH} lists signature {name!r}, but the model has "
+                                            "no function of that name; convert the model again")
+                endpoints[name] = endpoint(name)
+        names, keys = _variables(path, graph, children)
+        return cls(path, endpoints, has_train, image_size, names, keys)
+
+    def __repr__(self) -> str:
+        return f"<hub.ModuleSpec {self.path} (TF2 SavedModel)>"
+
+    # -- the ModuleSpec interface ----------------------------------------------------------------------------
+
+    def get_tags(self) -> list:
+        return [set(), set(TRAIN_TAGS)] if self._has_train else [set()]
+
+    def get_signature_names(self, tags=None) -> list:
+        training = self.check_tags(tags) == TRAIN_TAGS
+        # The train variant serves the functions traced with training=True, and those without a `training`.
+        return sorted(name for name, e in self._endpoints.items()
+                      if not training or not e.trainings or True in e.trainings)
+
+    def endpoint(self, signature: str | None, tags) -> Endpoint:
+        name = signature_name(signature)
+        if name not in self.get_signature_names(tags):
+            raise UnknownSignatureError(
+                f"Signature {name!r} is missing from graph variant {tag_label(tags or ())} of the module; "
+                f"available: {', '.join(self.get_signature_names(tags))}")
+        return self._endpoints[name]
+
+    def get_input_info_dict(self, signature=None, tags=None) -> dict:
+        e = self.endpoint(signature, tags)
+        return {e.input_key: ParsedTensorInfo(tf.TensorSpec(e.input_spec.shape, e.input_spec.dtype))}
+
+    def get_output_info_dict(self, signature=None, tags=None) -> dict:
+        return {key: ParsedTensorInfo(tf.TensorSpec(s.shape, s.dtype))
+                for key, s in self.endpoint(signature, tags).outputs.items()}
+
+    def _get_attached_bytes(self, key, tags):
+        if key == IMAGE_MODULE_INFO_KEY and self._image_size:
+            return image_module_info(*self._image_size).SerializeToString()
+        return None
+
+    def _create_impl(self, name, trainable, tags, graph_mode):
+        return LoadedModel(self, name, trainable, tags, graph_mode)
+
+    def _export_from_checkpoint(self, path, checkpoint_path, name_transform_fn):
+        raise ModuleFormatError("ModuleSpec.export(checkpoint_path=...) writes TF1 Hub modules, but this spec is a "
+                                "TF2 SavedModel; instantiate it with hub.Module and use Module.export")
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    def write(self, path: str, values: dict) -> None:
+        """Copy the SavedModel to `path` with these variable values (variable_map name -> array)."""
+        path = os.fspath(path)
+        if os.path.isfile(os.path.join(path, SAVED_MODEL_FILENAME)):
+            raise DestinationExistsError(f"{path} already holds a SavedModel; export to a new or empty directory")
+        empty_dir = os.path.isdir(path) and not os.listdir(path)
+        reader = tf.train.load_checkpoint(os.path.join(self.path, VARIABLES_PREFIX))
+        tensors = {key: reader.get_tensor(key) for key in reader.get_variable_to_dtype_map()}
+        for name, key in zip(self.variable_names, self.variable_keys):
+            tensors[key] = values[name]
+        with atomic_directory(path, force=empty_dir) as tmp:
+            for entry in os.listdir(self.path):
+                src = os.path.join(self.path, entry)
+                if entry in (VARIABLES_DIRNAME, "fingerprint.pb"):  # new weights: the old fingerprint is stale
+                    continue
+                if os.path.isdir(src):
+                    shutil.copytree(src, os.path.join(tmp, entry))
+                else:
+                    shutil.copyfile(src, os.path.join(tmp, entry))
+            os.makedirs(os.path.join(tmp, VARIABLES_DIRNAME))
+            write_checkpoint(os.path.join(tmp, VARIABLES_PREFIX), tensors)
+
+
+def _read_endpoint(path: str, attribute: str, graph, node_id: int, coder) -> Endpoint:
+    """The input, outputs and `training` values of one saved function, from its traced concrete functions."""
+    input_spec, outputs, bare, trainings = None, None, False, set()
+    for concrete_name in graph.nodes[node_id].function.concrete_functions:
+        concrete = graph.concrete_functions[concrete_name]
+        args, kwargs = coder.decode_proto(concrete.canonicalized_input_signature)
+        tensors = [a for a in tf.nest.flatten((args, kwargs)) if isinstance(a, tf.TensorSpec)]
+        if len(tensors) != 1:
+            raise ModuleFormatError(f"{path}: function {attribute} takes {len(tensors)} tensors, but a module "
+                                    "signature here takes exactly one (the image batch)")
+        flags = [a for a in list(args[1:]) + list(kwargs.values()) if isinstance(a, bool)]
+        trainings.update(flags[:1])
+        if input_spec is None or flags[:1] == [False]:
+            input_spec = tensors[0]
+            structured = coder.decode_proto(concrete.output_signature)
+            bare = isinstance(structured, tf.TensorSpec)
+            outputs = {DEFAULT_SIGNATURE: structured} if bare else structured
+            if not isinstance(outputs, dict) or not all(isinstance(v, tf.TensorSpec) for v in outputs.values()):
+                raise ModuleFormatError(f"{path}: function {attribute} returns {type(structured).__name__}, but a "
+                                        "module signature returns a tensor or a dict of tensors")
+    if input_spec is None:
+        raise ModuleFormatError(f"{path}: function {attribute} was saved without a traced signature; save it "
+                                "after calling it (or get_concrete_function) with an image batch spec")
+    is_image = input_spec.shape.rank == 4 and input_spec.dtype.is_floating
+    return Endpoint(attribute=attribute, input_key=IMAGE_INPUT_KEY if is_image else DEFAULT_SIGNATURE,
+                    input_spec=input_spec, outputs=dict(outputs), bare=bare, trainings=frozenset(trainings))
+
+
+def _variables(path: str, graph, children: dict) -> tuple:
+    """Names (unique, for variable_map) and checkpoint keys of the root's `variables`, in their saved order."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    if "variables" not in children:
+        return [], []
+    ids = [child.node_id for child in graph.nodes[children["variables"]].children]
+    names, used = [], set()
+    for node_id in ids:
+        base = graph.nodes[node_id].variable.name or "variable"
+        name, k = base, 1
+        while name in used:  # names need not be unique in TF2 (Keras 3: "kernel", "kernel", ...)
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        names.append(name)
+    reader = tf.train.load_checkpoint(os.path.join(path, VARIABLES_PREFIX))
+    object_graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    keys = []
+    for node_id, name in zip(ids, names):
+        found = [a.checkpoint_key for a in object_graph.nodes[node_id].attributes if a.name == "VARIABLE_VALUE"]
+        if not found:
+            raise ModuleFormatError(f"{path}: the checkpoint holds no value for variable {name!r}; the SavedModel "
+                                    "is incomplete: save it again")
+        keys.append(found[0])
+    return names, keys
+
+
+class LoadedModel:
+    """One `hub.Module`'s copy of the SavedModel, loaded into the current TF1 graph or eagerly."""
+
+    def __init__(self, spec: SavedModelSpec, name: str, trainable: bool, tags: frozenset, graph_mode: bool):
+        self._spec = spec
+        self._tags = tags
+        self._training = tags == TRAIN_TAGS
+        self._graph_mode = graph_mode
+        self._name = name.rstrip("/").split("/")[-1]
+        if graph_mode:
+            # Outside the caller's control dependencies, under the module's scope (`name` ends with "/").
+            with tf.control_dependencies(None), tf.compat.v1.name_scope(name):
+                self._obj = tf.saved_model.load(spec.path)
+        else:
+            with tf.init_scope():
+                self._obj = tf.saved_model.load(spec.path)
+        variables = list(getattr(self._obj, "variables", []))
+        if len(variables) != len(spec.variable_names):
+            raise ModuleFormatError(f"{spec.path}: the model has {len(variables)} variables but its object graph "
+                                    f"lists {len(spec.variable_names)}; save it again")
+        self.variable_map = dict(zip(spec.variable_names, variables))
+        trainable_ids = {id(v) for v in getattr(self._obj, "trainable_variables", [])} if trainable else set()
+        loss_fns = list(getattr(self._obj, "regularization_losses", [])) if trainable else []
+        if graph_mode:
+            self.regularization_losses = self._register_in_graph(name, variables, trainable_ids, loss_fns)
+        else:
+            self.regularization_losses = loss_fns
+
+    def _register_in_graph(self, scope: str, variables: list, trainable_ids: set, loss_fns: list) -> list:
+        """Fill the TF1 collections as for a TF1 module: global variables always, the rest when trainable."""
+        keys = tf.compat.v1.GraphKeys
+        known = {id(v) for v in tf.compat.v1.get_collection(keys.GLOBAL_VARIABLES)}
+        trainable_known = {id(v) for v in tf.compat.v1.get_collection(keys.TRAINABLE_VARIABLES)}
+        for var in variables:
+            if id(var) not in known:
+                tf.compat.v1.add_to_collection(keys.GLOBAL_VARIABLES, var)
+            if id(var) in trainable_ids and id(var) not in trainable_known:
+                tf.compat.v1.add_to_collection(keys.TRAINABLE_VARIABLES, var)
+        losses = []
+        with tf.control_dependencies(None), tf.compat.v1.name_scope(scope):
+            for fn in loss_fns:
+                loss = fn()
+                tf.compat.v1.add_to_collection(keys.REGULARIZATION_LOSSES, loss)
+                losses.append(loss)
+        return losses
+
+    def apply(self, signature: str, inputs: dict) -> dict:
+        endpoint = self._spec.endpoint(signature, self._tags)
+        fn = getattr(self._obj, endpoint.attribute)
+        images = inputs[endpoint.input_key]
+        if self._graph_mode:
+            with tf.compat.v1.name_scope(f"{self._name}_apply_{signature.replace(':', '_')}"):
+                result = self._call(fn, endpoint, images)
+        else:
+            result = self._call(fn, endpoint, images)
+        return {DEFAULT_SIGNATURE: result} if endpoint.bare else dict(result)
+
+    def _call(self, fn, endpoint: Endpoint, images):
+        if endpoint.trainings:
+            return fn(images, training=self._training)
+        return fn(images)
+
+    def export(self, path: str, session) -> None:
+        if self._graph_mode:
+            values = session.run(self.variable_map) if self.variable_map else {}
+        else:
+            values = {name: var.numpy() for name, var in self.variable_map.items()}
+        self._spec.write(path, values)

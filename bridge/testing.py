@@ -3,13 +3,13 @@
     from bridge.testing import assert_parity
 
     def test_conversion(tmp_path):
-        bridge.convert.convert("old_module/", tmp_path / "new")
+        bridge.convert("old_module/", tmp_path / "new")
         assert_parity("old_module/", tmp_path / "new", images="photos/", training=True)
 """
 
 from __future__ import annotations
 
-from bridge.parity.compare import compare
+from bridge.parity.comparison import compare
 from bridge.parity.results import Report
 
 

@@ -36,7 +36,7 @@ def built(tmp_path_factory):
     """Models the corpus lacks: a converted TF2 SavedModel, TF2 models that are not image models, a text module."""
     import tensorflow as tf
 
-    from bridge.convert import convert
+    from bridge.converter import convert
     from tests.legacy.test_safety import add_signature, image_module, reads_file
     from legacy.writer import write_module
 

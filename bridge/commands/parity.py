@@ -89,7 +89,7 @@ def _progress(message: str) -> None:
 
 
 def run(args) -> int:
-    from bridge.parity.compare import compare
+    from bridge.parity.comparison import compare
     from bridge.parity.images import parse_image_size, parse_val_range
     from bridge.parity.report import check_parent, write_json
     from legacy.errors import InvalidInputError

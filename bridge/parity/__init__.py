@@ -11,7 +11,7 @@ batch by batch), `results` (the verdicts), `report` (table, JSON, saved arrays).
 
 from __future__ import annotations
 
-from bridge.parity.compare import compare, verify_conversion
+from bridge.parity.comparison import compare, verify_conversion
 from bridge.parity.results import OutputResult, Report
 from bridge.parity.tolerance import DEFAULT_ATOL_SCALE, DEFAULT_RTOL, Tolerances
 

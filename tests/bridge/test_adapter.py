@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from bridge.adapter import adapt
-from bridge.convert import convert
+from bridge.converter import convert
 from tests.corpus import MODULES, golden_arrays, golden_json, golden_prefix, module_path
 
 

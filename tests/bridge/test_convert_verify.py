@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from bridge.cli import main
-from bridge.convert import VERIFY_RANDOM, VerificationError, convert
+from bridge.converter import VERIFY_RANDOM, VerificationError, convert
 from bridge.parity import compare
 from tests.corpus import IMAGES_DIR, MODULES, golden_json, module_path
 

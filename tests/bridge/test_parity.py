@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from bridge.adapter import adapt
-from bridge.convert import convert
+from bridge.converter import convert
 from bridge.parity import compare
 from bridge.parity.images import collect_inputs
 from bridge.testing import assert_parity

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bridge.convert import convert
+from bridge.converter import convert
 from legacy.errors import ConversionError
 from tests import corpus
 from tests.bridge import tf2_models

@@ -176,7 +176,7 @@ def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, se
             progress):
     """Compare the written model (still in `tmp`) with its source (`reference`: the source's path or its
     in-memory adapter); raise VerificationError on a mismatch."""
-    from bridge.parity.compare import verify_conversion
+    from bridge.parity.comparison import verify_conversion
     from bridge.parity.report import describe_inputs, minimum_line, summary_line
 
     progress(f"verifying the converted model against {src}")

@@ -1,0 +1,77 @@
+"""Smoke test of the benchmark (`make bench`, benchmarks/): every piece runs on a tiny module and fills its table.
+
+One repetition, the corpus module `convnet_bn` instead of ResNet V2 50, and the per-process measurements run in
+this process (`--in-process`) except one, which goes through a real child process. No timing is asserted: on a
+shared test machine the numbers mean nothing; what matters is that `make bench` cannot rot unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from benchmarks import run, sections
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = os.path.join(ROOT, "testdata", "modules", "convnet_bn")
+ROWS = {
+    "inference": ["session", "converted", "hub_load", "shim_eager", "shim_graph"],
+    "training": ["session_train", "converted_train"],
+    "conversion": ["naive", "tf1_tf2", "tf2_tf1"],
+    "cold_start": ["converted", "hub_load", "shim"],
+    "harness": ["own", "compare"] + [f"memory_{n}" for n in run.QUICK["harness_sizes"]],
+}
+TARGETS = ["converted_inference", "shim_eager", "shim_graph", "conversion_time", "conversion_size",
+           "conversion_size_back", "harness"]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """(exit status, JSON results, Markdown) of a quick in-process run on the tiny module."""
+    tmp = tmp_path_factory.mktemp("bench")
+    status = run.main(["--module", MODULE, "--quick", "--reps", "1", "--in-process", "--work", str(tmp / "work"),
+                       "--output", str(tmp / "RESULTS.md"), "--json", str(tmp / "results.json")])
+    with open(tmp / "results.json") as f:
+        results = json.load(f)
+    return status, results, (tmp / "RESULTS.md").read_text()
+
+
+def test_every_section_runs(bench):
+    status, results, _ = bench
+    assert results["errors"] == []
+    assert status == 0
+    assert [t["key"] for t in results["tables"]] == sections.TABLE_ORDER
+
+
+@pytest.mark.parametrize("table", sorted(ROWS))
+def test_table_has_all_rows(bench, table):
+    _, results, _ = bench
+    found = next(t for t in results["tables"] if t["key"] == table)
+    assert [r["key"] for r in found["rows"]] == ROWS[table]
+    for row in found["rows"]:
+        assert len(row["cells"]) == len(found["columns"]), row
+        assert "-" != row["cells"][1], row  # the first measured cell is filled
+
+
+def test_every_target_is_judged(bench):
+    _, results, _ = bench
+    assert [t["key"] for t in results["targets"]] == TARGETS
+    assert all(t["met"] in (True, False) for t in results["targets"])
+
+
+def test_markdown_holds_machine_tables_and_targets(bench):
+    _, results, markdown = bench
+    assert "## Machine" in markdown and "load average" in markdown
+    for table in results["tables"]:
+        assert f"## {table['title']}" in markdown
+    assert "## Targets" in markdown
+
+
+def test_child_process_reports_json(tmp_path):
+    """The per-process path for real: a fresh interpreter runs one task and reports its measurements."""
+    cfg = sections.Config(module=MODULE, work=str(tmp_path), image_size=(32, 32))
+    result = sections.run_child(cfg, "cold", "hub_load", MODULE, "32x32")
+    assert set(result) >= {"import_seconds", "load_seconds", "first_batch_seconds", "peak_rss", "wall_seconds"}
+    assert result["peak_rss"] > 0

@@ -18,19 +18,11 @@ import sys
 
 from bridge import formats
 from legacy.atomic import atomic_directory, check_destination
-from legacy.errors import BridgeError, ConversionError
+from legacy.errors import BridgeError, ConversionError, VerificationError
 
 TF1 = "tf1"
 TF2 = "tf2"
 VERIFY_RANDOM = 8  # seeded random images every verification feeds
-
-
-class VerificationError(ConversionError):
-    """The converted model does not match its source; `report` says where (nothing was written)."""
-
-    def __init__(self, message: str, report):
-        super().__init__(message)
-        self.report = report
 
 
 @dataclasses.dataclass

@@ -53,3 +53,27 @@ class UnsafeArchiveError(BridgeError):
 
 class ModelNotCachedError(NotAModuleError):
     """A TF Hub handle that is not in the local TF Hub cache (the bridge never downloads)."""
+
+
+class ModuleCallError(InvalidInputError, TypeError):
+    """`hub.Module` inputs or `as_dict` that do not fit the signature. A TypeError, as in the legacy library."""
+
+
+class ModuleFnError(BridgeError, ValueError):
+    """A module_fn that does not build a valid module (the message says what to change)."""
+
+
+class LegacyLayersUnavailableError(BridgeError, AttributeError):
+    """tf.compat.v1.layers used without Keras 2 (tf-keras and TF_USE_LEGACY_KERAS=1)."""
+
+
+class HubImportError(BridgeError, ImportError):
+    """The real tensorflow_hub cannot be imported, so there is nothing to install the TF1 names into."""
+
+
+class VerificationError(ConversionError):
+    """The converted model does not match its source; `report` says where (nothing was written)."""
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report

@@ -13,13 +13,9 @@ are never replaced.
 
 from __future__ import annotations
 
-from legacy.errors import BridgeError
+from legacy.errors import HubImportError
 
 _added: list = []  # names install() put on tensorflow_hub, for uninstall()
-
-
-class HubImportError(BridgeError, ImportError):
-    """The real tensorflow_hub cannot be imported, so there is nothing to install into."""
 
 
 def _import_tensorflow_hub():

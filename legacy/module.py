@@ -19,13 +19,9 @@ from typing import Iterable
 
 import tensorflow as tf
 
-from legacy.errors import InvalidInputError
+from legacy.errors import ModuleCallError
 from legacy.reader import DEFAULT_SIGNATURE, tag_label
 from legacy.spec import as_module_spec, signature_name
-
-
-class ModuleCallError(InvalidInputError, TypeError):
-    """Inputs or `as_dict` that do not fit the signature. A TypeError, as in the legacy library."""
 
 
 def graph_mode() -> bool:

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Mapping
 import tensorflow as tf
 
 from legacy import reader
-from legacy.errors import BridgeError
+from legacy.errors import LegacyLayersUnavailableError, ModuleFnError
 from legacy.native_module import NativeModuleSpec
 from legacy.reader import (_ATTACHMENT_KEY, DEFAULT_SIGNATURE, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
                            StoredModule, tag_label)
@@ -38,14 +38,6 @@ from legacy.writer import attach_message as attach_to_meta_graph
 _ASSETS_COLLECTION = "saved_model_assets"
 _ASSET_PLACEHOLDER = b"SAVEDMODEL-ASSET"  # what the exporter writes in place of an asset's path
 _KERAS3_LAYERS = "is not available with Keras 3"  # TF 2.16+ without Keras 2: tf.compat.v1.layers are stubs
-
-
-class ModuleFnError(BridgeError, ValueError):
-    """A module_fn that does not build a valid module (the message says what to change)."""
-
-
-class LegacyLayersUnavailableError(BridgeError, AttributeError):
-    """tf.compat.v1.layers used without Keras 2 (tf-keras and TF_USE_LEGACY_KERAS=1)."""
 
 
 @dataclasses.dataclass

@@ -2,29 +2,23 @@
 
     export_tf1("mobilenet_tf2/", "mobilenet_tf1/", kind="feature_vector")
 
-Each graph variant is a TF1 graph built around the TF2 model's traced function: `__call__(images, training=False)`
-becomes the inference variant (tags `set()`), `__call__(images, training=True)` the `{"train"}` variant. The
-function is flattened (`bridge.inline`) so that its variable assignments (batch-norm moving statistics) become the
-variant's UPDATE_OPS instead of running with every forward pass, as TF1 training loops expect. Variables keep their
-TF2 names (so `variable_map` keys are meaningful) and their trainable flags; regularization losses go into the
-REGULARIZATION_LOSSES collection; the expected image size is attached as `image_module_info`.
+The graph variants are built by `legacy.from_saved_model` (the same code the import shim uses to present a TF2
+SavedModel as a module): `__call__(images, training=False)` becomes the inference variant, `training=True` the
+`{"train"}` variant, with the batch-norm assignments as UPDATE_OPS, regularization losses in REGULARIZATION_LOSSES,
+TF2 variable names and trainable flags, and the expected image size as `image_module_info`. A file on disk must
+declare its kind and image size, so both are required here (from the model's metadata or the arguments).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 
-import tensorflow as tf
-
-from bridge.inline import detach_updates, inline_function_calls
 from legacy.errors import ConversionError
-from legacy.metadata import read_metadata
-from legacy.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY
-from legacy.writer import attach_image_size, write_module
+from legacy.from_saved_model import KINDS, meta_graphs_from_saved_model
+from legacy.writer import write_module
 
-KINDS = {"feature_vector": "image_feature_vector", "classification": "image_classification"}
+__all__ = ["KINDS", "export_tf1", "parse_image_size"]
+
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
@@ -36,189 +30,11 @@ def parse_image_size(text: str) -> tuple:
     return int(match.group(1)), int(match.group(2))
 
 
-@dataclasses.dataclass
-class _Plan:
-    """What to write: the signatures (name -> restored function and whether it returns a dict), size, names."""
-
-    signatures: dict
-    image_size: tuple
-    input_shape: list
-    has_training: bool
-    variable_names: dict  # id(variable) -> checkpoint name
-
-
 def export_tf1(src: str, dst: str, *, kind: str | None = None, image_size: tuple | None = None,
                force: bool = False, progress=lambda message: None) -> str:
     """Convert the TF2 Reusable SavedModel at `src` into a TF1 Hub module at `dst` (atomically)."""
-    progress(f"loading TF2 SavedModel {src}")
-    obj = tf.saved_model.load(src)
-    plan = _plan(src, obj, kind, image_size)
-    variables = list(obj.variables) if hasattr(obj, "variables") else []
-    trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
-    values = {plan.variable_names[id(v)]: v.numpy() for v in variables}
-    meta_graphs = []
-    variants = [(frozenset(), False)] + ([(frozenset({"train"}), True)] if plan.has_training else [])
-    for tags, training in variants:
-        progress(f"building graph variant {sorted(tags) or '{}'} (training={training})")
-        meta_graphs.append(_build_variant(obj, plan, variables, trainable_ids, tags, training))
-    assets = {}
-    assets_dir = os.path.join(src, "assets")
-    if os.path.isdir(assets_dir):
-        for root, _, files in os.walk(assets_dir):
-            for f in files:
-                assets[os.path.relpath(os.path.join(root, f), assets_dir)] = os.path.join(root, f)
+    meta_graphs, values, assets = meta_graphs_from_saved_model(
+        src, kind, image_size, require_kind=True, require_image_size=True, size_from_input_shape=True,
+        progress=progress)
     progress(f"writing TF1 Hub module to {dst}")
     return write_module(dst, meta_graphs, variables=values, assets=assets, force=force)
-
-
-def _plan(src: str, obj, kind: str | None, image_size: tuple | None) -> _Plan:
-    call = getattr(obj, "__call__", None)
-    if call is None or not getattr(call, "concrete_functions", None):
-        raise ConversionError(f"{src} has no __call__ function, so it is not a Reusable SavedModel; re-export it "
-                              "with a tf.function __call__(images, training=False)")
-    concrete = list(call.concrete_functions)
-    trainings = set()
-    input_spec = None
-    for fn in concrete:
-        args, kwargs = fn.structured_input_signature
-        tensors = [a for a in tf.nest.flatten((args, kwargs)) if isinstance(a, tf.TensorSpec)]
-        if len(tensors) != 1:
-            raise ConversionError(f"{src}: __call__ takes {len(tensors)} input tensors, but an image module takes "
-                                  "exactly one (a float32 [batch, height, width, 3] batch)")
-        input_spec = tensors[0]
-        flags = [a for a in list(args[1:]) + list(kwargs.values()) if isinstance(a, bool)]
-        trainings.update(flags or [False])
-    if input_spec.shape.rank != 4 or input_spec.dtype != tf.float32:
-        raise ConversionError(f"{src}: __call__ takes {input_spec.dtype.name}{input_spec.shape}, but an image "
-                              "module takes float32 [batch, height, width, 3]")
-    metadata = read_metadata(src)
-    shape = input_spec.shape.as_list()
-    if image_size is None and metadata is not None and metadata.image_size:
-        image_size = tuple(metadata.image_size)
-    if image_size is None and shape[1] and shape[2]:
-        image_size = (shape[1], shape[2])
-    if image_size is None:
-        raise ConversionError(f"{src} takes images of any size and records no expected size; pass "
-                              "--image-size HEIGHTxWIDTH (image_size=(h, w))")
-    for dim, size in zip(shape[1:3], image_size):
-        if dim is not None and dim != size:
-            raise ConversionError(f"image size {image_size} does not fit the model's input shape {shape}")
-
-    signatures = {}
-    if metadata is not None and metadata.signatures:  # converted from TF1: every TF1 signature comes back
-        for name in metadata.signatures:
-            fn = getattr(obj, name, None)
-            if fn is None or not getattr(fn, "concrete_functions", None):
-                raise ConversionError(f"{src}: its metadata lists signature {name!r}, but the model has no such "
-                                      "function; re-convert it from the TF1 module")
-            signatures[name] = (fn, True)
-        signatures[DEFAULT_SIGNATURE] = (getattr(obj, metadata.primary_signature), True)
-        kind = kind or metadata.kind
-        if kind in KINDS and KINDS[kind] not in signatures:
-            signatures[KINDS[kind]] = (call, False)
-    else:
-        if kind is None:
-            raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass "
-                                  "--kind feature_vector or --kind classification")
-        signatures[DEFAULT_SIGNATURE] = (call, False)
-    if kind is not None and kind not in KINDS:
-        raise ConversionError(f"unknown kind {kind!r}; use feature_vector or classification")
-    if kind is not None and KINDS[kind] not in signatures:
-        signatures[KINDS[kind]] = (call, False)
-
-    names, used = {}, set()
-    for var in getattr(obj, "variables", []):
-        base = var.name.split(":")[0] or "variable"
-        name, k = base, 1
-        while name in used:  # Keras 3 names are not unique ("kernel"): keep them apart
-            name, k = f"{base}_{k}", k + 1
-        used.add(name)
-        names[id(var)] = name
-    # A model converted from a TF1 module without a train variant gets none back (its training=True trace only
-    # repeats the inference graph).
-    had_train_variant = metadata is None or metadata.variants is None or ["train"] in metadata.variants
-    return _Plan(signatures=signatures, image_size=tuple(image_size), input_shape=[None] + shape[1:],
-                 has_training=True in trainings and had_train_variant, variable_names=names)
-
-
-def _concrete(fn, spec, training: bool):
-    try:
-        return fn.get_concrete_function(spec, training=training)
-    except (ValueError, TypeError):
-        if training:
-            raise
-        return fn.get_concrete_function(spec)
-
-
-def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: frozenset, training: bool):
-    graph = tf.Graph()
-    with graph.as_default():
-        images = tf.compat.v1.placeholder(tf.float32, plan.input_shape, name=IMAGE_INPUT_KEY)
-        graph_vars = {}
-        for var in variables:
-            graph_vars[id(var)] = tf.compat.v1.get_variable(
-                plan.variable_names[id(var)], shape=var.shape, dtype=var.dtype, trainable=id(var) in trainable_ids,
-                initializer=tf.compat.v1.zeros_initializer(), use_resource=True)
-        handles = {id(v.handle): graph_vars[id(v)] for v in variables}
-        spec = tf.TensorSpec(plan.input_shape, tf.float32, name=IMAGE_INPUT_KEY)
-        primary_updates = None
-        signature_defs = {}
-        for index, (name, (fn, returns_dict)) in enumerate(plan.signatures.items()):
-            concrete = _concrete(fn, spec, training)
-            outputs, updates = _import_function(concrete, [images], handles, f"{name}_apply")
-            if primary_updates is None or name == DEFAULT_SIGNATURE:
-                primary_updates = updates
-            structured = tf.nest.pack_sequence_as(concrete.structured_outputs, outputs)
-            if not isinstance(structured, dict):
-                structured = {DEFAULT_SIGNATURE: structured}
-            signature_defs[name] = tf.compat.v1.saved_model.build_signature_def(
-                inputs={IMAGE_INPUT_KEY: tf.compat.v1.saved_model.build_tensor_info(images)},
-                outputs={k: tf.compat.v1.saved_model.build_tensor_info(v) for k, v in structured.items()})
-        for update in primary_updates or []:
-            tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
-        for loss_fn in getattr(obj, "regularization_losses", []):
-            loss, _ = _import_function(loss_fn.get_concrete_function(), [], handles, "regularization_loss")
-            tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, loss[0])
-        meta_graph = tf.compat.v1.train.export_meta_graph(
-            graph=graph, clear_devices=True, strip_default_attrs=True,
-            collection_list=[tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,
-                             tf.compat.v1.GraphKeys.UPDATE_OPS, tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES])
-    meta_graph.meta_info_def.ClearField("tags")
-    meta_graph.meta_info_def.tags.extend(sorted(tags))
-    for name, sig in signature_defs.items():
-        meta_graph.signature_def[name].CopyFrom(sig)
-    attach_image_size(meta_graph, *plan.image_size)
-    return meta_graph
-
-
-def _import_function(concrete, args: list, handles: dict, scope: str) -> tuple:
-    """Import a concrete function's flattened graph into the current graph: (outputs, update ops)."""
-    graph_def = inline_function_calls(concrete.graph.as_graph_def())
-    for node in graph_def.node:
-        node.device = ""
-        if "_class" in node.attr:
-            del node.attr["_class"]
-    inputs = concrete.graph.inputs
-    input_map = {}
-    arg_inputs, captured = inputs[:len(inputs) - len(concrete.captured_inputs)], inputs[
-        len(inputs) - len(concrete.captured_inputs):]
-    if len(arg_inputs) != len(args):
-        raise ConversionError(f"function {concrete.name} takes {len(arg_inputs)} inputs, expected {len(args)}")
-    for placeholder, tensor in zip(arg_inputs, args):
-        input_map[placeholder.name] = tensor
-    variable_inputs = set()
-    for placeholder, value in zip(captured, concrete.captured_inputs):
-        var = handles.get(id(value))
-        if var is not None:
-            input_map[placeholder.name] = var.handle
-            variable_inputs.add(placeholder.op.name)
-        elif value.dtype == tf.resource:
-            raise ConversionError("the model's function captures a resource that is not one of its variables (a "
-                                  "lookup table or dataset); such models cannot be written as TF1 Hub modules")
-        else:
-            input_map[placeholder.name] = tf.constant(value.numpy())
-    updates = detach_updates(graph_def, variable_inputs)
-    output_names = [t.name for t in concrete.graph.outputs]
-    imported = tf.compat.v1.import_graph_def(graph_def, input_map=input_map,
-                                             return_elements=output_names + updates, name=scope)
-    return imported[:len(output_names)], imported[len(output_names):]

@@ -35,11 +35,14 @@ class NativeModuleSpec(ModuleSpec):
     """A TF1 Hub format module: graph variants with signatures, plus where its weights and assets come from."""
 
     def __init__(self, stored: StoredModule, checkpoint_prefix: str | None, asset_sources: dict,
-                 description: str):
+                 description: str, checkpoint_keys: dict | None = None):
         """checkpoint_prefix: the module's variables checkpoint, or None to use the variables' initializers.
-        asset_sources: asset file name (as in the graphs' AssetFileDefs) -> path of the file to use."""
+        asset_sources: asset file name (as in the graphs' AssetFileDefs) -> path of the file to use.
+        checkpoint_keys: variable name -> its key in the checkpoint, when the keys are not the names (the
+        checkpoint of a TF2 SavedModel); None: the names are the keys, as in a TF1 Hub module."""
         self.stored = stored
         self.checkpoint_prefix = checkpoint_prefix
+        self.checkpoint_keys = dict(checkpoint_keys) if checkpoint_keys is not None else None
         self.asset_sources = dict(asset_sources)
         self.description = description
 
@@ -197,8 +200,9 @@ class GraphModuleImpl:
                                    f"instantiate the module under another name")
             variables[info.name] = var
         if variables and self._spec.checkpoint_prefix:
+            keys = self._spec.checkpoint_keys or {}
             tf.compat.v1.train.init_from_checkpoint(self._spec.checkpoint_prefix,
-                                                    {name: var for name, var in variables.items()})
+                                                    {keys.get(name, name): var for name, var in variables.items()})
         return variables
 
     def _add_regularization_losses(self) -> list:
@@ -241,7 +245,9 @@ class EagerModuleImpl:
         self._spec = spec
         self._tags = tags
         variant = spec.stored.variant(tags)
-        if spec.checkpoint_prefix:
+        if spec.checkpoint_prefix and spec.checkpoint_keys is not None:
+            self.variable_map = _keyed_variables(spec, name + "/", trainable)
+        elif spec.checkpoint_prefix:
             self.variable_map = load_variables(spec.stored, name_prefix=name + "/", trainable=trainable)
         else:
             self.variable_map = _initial_variables(spec, tags, name + "/", trainable)
@@ -275,6 +281,18 @@ def _initial_variables(spec: NativeModuleSpec, tags, name_prefix: str, trainable
     result = {}
     with tf.init_scope():
         for info, value in zip(variant.variables, values):
+            result[info.name] = tf.Variable(value, trainable=trainable and info.trainable,
+                                            name=name_prefix + info.name)
+    return result
+
+
+def _keyed_variables(spec: NativeModuleSpec, name_prefix: str, trainable: bool) -> dict:
+    """tf.Variables holding the checkpoint's values, read under the spec's `checkpoint_keys`."""
+    reader = tf.train.load_checkpoint(spec.checkpoint_prefix)
+    result = {}
+    with tf.init_scope():
+        for info in spec.stored.variables():
+            value = reader.get_tensor(spec.checkpoint_keys[info.name])
             result[info.name] = tf.Variable(value, trainable=trainable and info.trainable,
                                             name=name_prefix + info.name)
     return result

@@ -146,9 +146,9 @@ def _load_native(path: str) -> ModuleSpec:
 
 
 def _load_saved_model(path: str) -> ModuleSpec:
-    from legacy.tf2_module import SavedModelSpec
+    from legacy.tf2_module import load_saved_model_spec
 
-    return SavedModelSpec.load(path)
+    return load_saved_model_spec(path)
 
 
 def _is_saved_model(path: str) -> bool:

@@ -11,40 +11,110 @@ The genuine library refused TF2 SavedModels (`NotFoundError: tfhub_module.pb`). 
 - graph variants: `set()` runs `training=False`, and `{"train"}` (`training=True`) exists when `__call__` was
   traced with `training=True` and, for a converted TF1 module, the module had that variant.
 
-The spec is read from `saved_model.pb` alone (the object graph and the traced signatures); nothing runs until a
-`hub.Module` is built. Each `hub.Module` then loads its own copy with `tf.saved_model.load`:
+Whenever the model can be written as TF1 graph variants (`legacy.from_saved_model`: one float32 image input, only
+variables captured), the spec is a `NativeModuleSpec` over those variants, built in memory when the spec is loaded,
+with the weights read from the SavedModel's own checkpoint. `hub.Module` then behaves exactly as over the TF1 module
+that `bridge convert` writes: the batch-norm assignments of the `{"train"}` variant are UPDATE_OPS (added only
+when trainable=True), regularization losses go into REGULARIZATION_LOSSES, variables keep their TF2 names and
+trainable flags, in graph mode as in eager mode (where a trainable module applies its updates on each call).
+
+Other models (e.g. capturing a lookup table, or taking a non-image input) fall back to the model's own functions:
+each `hub.Module` loads its own copy with `tf.saved_model.load`:
 
 - eager mode: the model's `tf.Variable`s, and calls that return tensors;
 - graph mode: TensorFlow's own loading into a TF1 graph. The variables are created under the module's scope
   (`module/conv1/weights`) with initializers that restore the SavedModel's values, so
   `global_variables_initializer()` loads the weights; each signature call is a function call op in the graph,
-  which `tf.gradients` differentiates. The functions run as traced, which makes them exact.
+  which `tf.gradients` differentiates. The functions run as traced, which makes them exact. A TF2 model applies
+  its batch-norm updates inside its training-mode call, so in this fallback they run whenever a `{"train"}` output
+  is computed (also with trainable=False), and UPDATE_OPS stays empty.
 
-`Module.export(path, session)` writes a copy of the SavedModel holding the module's current weights.
-
-Known difference from a TF1 module: a TF2 model applies its batch-norm updates inside its training-mode call, so
-they run whenever a `{"train"}` output is computed (also with trainable=False), and UPDATE_OPS stays empty.
+Either way, `Module.export(path, session)` writes a copy of the SavedModel holding the module's current weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 
 import tensorflow as tf
 
 from legacy.atomic import atomic_directory
-from legacy.errors import DestinationExistsError, ModuleFormatError, NotAModuleError, UnknownSignatureError
+from legacy.errors import (ConversionError, DestinationExistsError, ModuleFormatError, NotAModuleError,
+                           UnknownSignatureError)
 from legacy.metadata import METADATA_PATH, read_metadata
+from legacy.native_module import NativeModuleSpec
 from legacy.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
-                           VARIABLES_DIRNAME, VARIABLES_PREFIX, read_saved_model_proto, tag_label)
+                           VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, _read_variant, read_saved_model_proto,
+                           tag_label)
 from legacy.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.writer import image_module_info, write_checkpoint
 
 TRAIN_TAGS = frozenset({"train"})
 _CALL = "__call__"
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+_log = logging.getLogger(__name__)
+
+
+def load_saved_model_spec(path: str):
+    """The module spec of a TF2 SavedModel: its TF1 graph variants when it has them, else its own functions."""
+    saved = SavedModelSpec.load(path)  # validates the SavedModel and names the variables as variable_map keys
+    try:
+        return GraphVariantsSpec.build(saved)
+    except ConversionError as e:
+        _log.warning("%s is served through its own functions, not as TF1 graph variants (%s): its batch-norm "
+                     "updates run inside its training-mode call and UPDATE_OPS stays empty", path, e)
+        saved.fallback_reason = str(e)
+        return saved
+
+
+class GraphVariantsSpec(NativeModuleSpec):
+    """A TF2 SavedModel as the TF1 graph variants `legacy.from_saved_model` builds (weights from its checkpoint)."""
+
+    def __init__(self, stored: StoredModule, checkpoint_keys: dict, asset_sources: dict, saved: "SavedModelSpec"):
+        super().__init__(stored, stored.variables_prefix if checkpoint_keys else None, asset_sources, saved.path,
+                         checkpoint_keys=checkpoint_keys)
+        self.saved = saved
+
+    @classmethod
+    def build(cls, saved: "SavedModelSpec") -> "GraphVariantsSpec":
+        """Raises ConversionError when the model cannot be expressed as TF1 graph variants."""
+        from legacy.from_saved_model import meta_graphs_from_saved_model
+
+        meta_graphs, _, assets = meta_graphs_from_saved_model(saved.path)
+        variants = {}
+        for meta_graph in meta_graphs:
+            tags = frozenset(meta_graph.meta_info_def.tags)
+            variants[tags] = _read_variant(saved.path, tags, meta_graph)
+        stored = StoredModule(path=saved.path, variants=variants)
+        names = [info.name for info in stored.variables()]
+        if sorted(names) != sorted(saved.variable_names):
+            raise ConversionError(f"the graph variants name the variables {sorted(names)}, the object graph "
+                                  f"{sorted(saved.variable_names)}")
+        keys = dict(zip(saved.variable_names, saved.variable_keys))
+        if keys:  # repeated TF2 names are told apart by order: the checkpoint shapes confirm the pairing
+            shapes = tf.train.load_checkpoint(stored.variables_prefix).get_variable_to_shape_map()
+            for info in stored.variables():
+                if list(shapes.get(keys[info.name], [])) != list(info.shape):
+                    raise ConversionError(f"variable {info.name!r} of shape {list(info.shape)} does not match "
+                                          f"checkpoint key {keys[info.name]!r}")
+        return cls(stored, keys, assets, saved)
+
+    def __repr__(self) -> str:
+        return f"<hub.ModuleSpec {self.path} (TF2 SavedModel)>"
+
+    @property
+    def path(self) -> str:
+        return self.saved.path
+
+    def _export_from_checkpoint(self, path, checkpoint_path, name_transform_fn):
+        self.saved._export_from_checkpoint(path, checkpoint_path, name_transform_fn)
+
+    def write(self, path: str, values: dict) -> None:
+        """Copy the SavedModel to `path` with these variable values (variable_map name -> array)."""
+        self.saved.write(path, values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +140,7 @@ class SavedModelSpec(ModuleSpec):
         self._image_size = image_size
         self.variable_names = variable_names  # names of obj.variables, in order (the variable_map keys)
         self.variable_keys = variable_keys  # their checkpoint keys, in the same order
+        self.fallback_reason = None  # why the model is not served as TF1 graph variants, when it is not
 
     @classmethod
     def load(cls, path: str) -> "SavedModelSpec":

@@ -1,0 +1,530 @@
+"""The five measurements of the benchmark, each returning a table and the targets it checks.
+
+In-process sections (`inference`, `training`, the harness throughput) load every contender once and interleave
+their repetitions (`timing.interleaved`); process-level sections (`conversion`, `cold_start`, the harness memory)
+run each measurement in a fresh interpreter (`child.py`) and read its peak resident memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+from benchmarks import contenders as cont
+from benchmarks.report import Row, Table, Target, log, mib, ms, ratio, secs
+from benchmarks.timing import interleaved, median, paired_ratio
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHILD = os.path.join(ROOT, "benchmarks", "child.py")
+FLAT = 1.05  # the harness's memory is flat when its peak RSS grows by at most 5% from the smaller N to the larger
+
+
+@dataclasses.dataclass
+class Config:
+    """What to measure and how often. The defaults are the full `make bench` run."""
+
+    module: str  # the TF1 Hub module
+    work: str  # scratch directory for conversion outputs (emptied by run.py)
+    image_size: tuple = (224, 224)
+    reps: int = 5  # interleaved repetitions of the in-process measurements
+    batch_sizes: tuple = (1, 8, 32)
+    large_batch: int = 32  # batches this large get `large_batch_reps` repetitions (seconds per call on 2 cores)
+    large_batch_reps: int = 3
+    train_batch: int = 8
+    conversion_reps: int = 1  # each conversion is a process of its own, tens of seconds on 2 cores
+    cold_reps: int = 2
+    harness_sizes: tuple = (100, 1000)  # images per harness run for the memory measurement
+    harness_images: int = 24  # images per harness run for the in-process throughput measurement
+    harness_reps: int = 3
+    harness_batch: int = 8
+    min_seconds: float = 0.3  # a timing sample repeats a call until it lasts this long
+    python: str = sys.executable
+    # Run child.py's tasks in this process instead (smoke tests: the plumbing without the interpreter start-ups;
+    # memory and cold-start numbers are then meaningless).
+    in_process: bool = False
+    log: Callable[[str], None] = log
+
+    @property
+    def converted(self) -> str:
+        """The TF2 SavedModel the bridge converts the module into (written by the conversion section)."""
+        return os.path.join(self.work, "converted_tf2")
+
+    @property
+    def size_text(self) -> str:
+        return f"{self.image_size[0]}x{self.image_size[1]}"
+
+
+def run_child(cfg: Config, *args: str) -> dict:
+    """Run `child.py ARGS` in a fresh interpreter; its JSON result plus `wall_seconds` (the whole process)."""
+    if cfg.in_process:
+        from benchmarks import child
+
+        start = time.perf_counter()
+        result = json.loads(json.dumps(child.run(list(args))))
+        result["wall_seconds"] = time.perf_counter() - start
+        return result
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    start = time.perf_counter()
+    proc = subprocess.run([cfg.python, CHILD, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"child.py {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = wall
+    return result
+
+
+def _images(n: int, size: tuple, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(size=(n, size[0], size[1], 3)).astype(np.float32)
+
+
+def _spread(samples: list) -> float:
+    """Half the range of the samples, relative to their median: how noisy the machine was for this contender."""
+    m = median(samples)
+    return (max(samples) - min(samples)) / 2 / m if samples and m > 0 else math.nan
+
+
+def failure(e: Exception) -> str:
+    """One line saying why a measurement failed: the exception, or the last line a child process printed."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+
+
+def _failed_row(key: str, label: str, columns: list, reason: str) -> Row:
+    return Row(key, [label, "failed"] + ["-"] * (len(columns) - 2), {"error": reason})
+
+
+def _rotate(items: list, rep: int) -> list:
+    shift = rep % len(items)
+    return items[shift:] + items[:shift]
+
+
+# -- 1. inference ----------------------------------------------------------------------------------------------
+
+
+# Ops that move data or handles rather than compute: left out when comparing what contenders execute.
+_PLUMBING = frozenset({"_Arg", "_Retval", "VarHandleOp", "ReadVariableOp", "NoOp", "Const", "_EagerConst", "Identity",
+                       "_Send", "_Recv", "_HostSend", "_HostRecv", "Placeholder"})
+
+
+def compute_ops(graphs: list) -> dict:
+    """Op type -> count over the executed (post-Grappler) graphs, plumbing left out."""
+    counts: dict = {}
+    for graph in graphs:
+        if any(node.op == "RestoreV2" for node in graph.node):
+            continue  # a checkpoint restore that ran while the model loaded, not the model
+        for node in graph.node:
+            if node.op not in _PLUMBING:
+                counts[node.op] = counts.get(node.op, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _graph_note(ops: dict) -> str:
+    """Whether every contender executes the Session's compute ops after Grappler, and the differences if not."""
+    if "session" not in ops:
+        return "executed graphs were not captured"
+    base = ops["session"]
+    same = [k for k, v in ops.items() if k != "session" and v == base]
+    text = ("after Grappler, the Session executes " + ", ".join(f"{n} {op}" for op, n in list(base.items())[:6]) +
+            (", ..." if len(base) > 6 else "") + f"; the same compute ops: {', '.join(same) or 'none'}")
+    for key, counts in ops.items():
+        if key != "session" and counts != base:
+            diff = {op: (base.get(op, 0), counts.get(op, 0)) for op in set(base) | set(counts)
+                    if base.get(op, 0) != counts.get(op, 0)}
+            text += f"; {key} differs: " + ", ".join(f"{op} {a}→{b}" for op, (a, b) in sorted(diff.items()))
+    return text
+
+
+def executed_ops(cfg: Config, contenders: list, images: np.ndarray) -> dict:
+    """Contender key -> the compute ops it executes after Grappler, from one call with run metadata.
+
+    Eager contenders record their graphs only on their first call, so fresh instances are made for this (after the
+    timings: a diagnostic must not disturb them); Session contenders are asked on a call of their own.
+    """
+    ops = {}
+    for c in contenders:
+        try:
+            fresh = c if c.key in ("session", "shim_graph") else cont.INFERENCE[c.key](
+                cfg.converted if c.key == "converted" else cfg.module)
+            ops[c.key] = compute_ops(fresh.executed_graphs(images))
+            if fresh is not c:
+                fresh.close()
+        except Exception as e:  # noqa: BLE001  (a diagnostic only: it relies on TF internals)
+            cfg.log(f"inference: could not capture the executed graphs of {c.key}: {e}")
+    return ops
+
+
+def inference(cfg: Config) -> tuple:
+    cfg.log("inference: loading the contenders")
+    contenders, failed = [], {}
+    for key, make in cont.INFERENCE.items():
+        try:
+            contenders.append(make(cfg.converted if key == "converted" else cfg.module))
+        except Exception as e:  # noqa: BLE001  (one broken contender must not hide the others)
+            if key == "session":
+                raise
+            failed[key] = failure(e)
+            cfg.log(f"inference: {key} failed to load: {failed[key]}")
+    batches = {b: _images(b, cfg.image_size, seed=b) for b in cfg.batch_sizes}
+    samples = {}
+    for b in cfg.batch_sizes:
+        reps = cfg.reps if b < cfg.large_batch else min(cfg.reps, cfg.large_batch_reps)
+        cfg.log(f"inference: batch {b}, {len(contenders)} contenders, {reps} interleaved repetitions")
+        for key, values in interleaved({c.key: (lambda c=c, x=batches[b]: c.fn(x)) for c in contenders}, reps,
+                                       cfg.min_seconds).items():
+            samples[(key, b)] = values
+    ops = executed_ops(cfg, contenders, batches[cfg.batch_sizes[0]])
+    for c in contenders:
+        c.close()
+    med = {k: median(v) for k, v in samples.items()}
+    reps_text = str(cfg.reps) if max(cfg.batch_sizes) < cfg.large_batch else \
+        f"{cfg.reps}, {min(cfg.reps, cfg.large_batch_reps)} from batch {cfg.large_batch}"
+    table = Table("inference", f"1. Inference: ms per batch (median of {reps_text}), ratio to the Session baseline",
+                  ["contender"] + [f"batch {b}" for b in cfg.batch_sizes])
+    for c in contenders:
+        cells = [c.label]
+        data = {}
+        for b in cfg.batch_sizes:
+            r = med[(c.key, b)] / med[("session", b)]
+            cells.append(f"{ms(med[(c.key, b)])} ({ratio(r)})")
+            data[f"batch_{b}"] = {"seconds": med[(c.key, b)], "ratio_to_session": r,
+                                  "samples": samples[(c.key, b)]}
+        table.rows.append(Row(c.key, cells, data))
+    for key, reason in failed.items():
+        table.rows.insert(list(cont.INFERENCE).index(key), _failed_row(key, cont.LABELS[key], table.columns, reason))
+        table.errors.append(f"{key}: {reason}")
+    if "converted" not in failed:
+        table.notes.append("converted model throughput: " + ", ".join(
+            f"{b / med[('converted', b)]:.1f} images/s at batch {b}" for b in cfg.batch_sizes))
+    spreads = {c.key: max(_spread(samples[(c.key, b)]) for b in cfg.batch_sizes) for c in contenders}
+    table.notes.append(_graph_note(ops))
+    table.notes.append("run-to-run noise (half the range of the repetitions, relative to the median, worst batch "
+                       "size): " + ", ".join(f"{k} ±{v:.0%}" for k, v in spreads.items()))
+
+    def ratios(a: str, b: str) -> list | None:
+        """Per batch size: (ratio of the medians, lowest and highest per-repetition ratio); None if one failed."""
+        if a in failed or b in failed:
+            return None
+        return [(med[(a, s)] / med[(b, s)],) + paired_ratio(samples[(a, s)], samples[(b, s)])[1:]
+                for s in cfg.batch_sizes]
+
+    def measured(values: list | None) -> str:
+        if values is None:
+            return "not measured (a contender failed)"
+        return ", ".join(f"{ratio(m)} at batch {b} ({lo:.2f}-{hi:.2f})"
+                         for b, (m, lo, hi) in zip(cfg.batch_sizes, values))
+
+    def met(values: list | None, limit: float) -> bool | None:
+        return None if values is None else all(round(m, 2) <= limit for m, _, _ in values)
+
+    conv, eager, graph = ratios("converted", "session"), ratios("shim_eager", "converted"), \
+        ratios("shim_graph", "session")
+    targets = [
+        Target("converted_inference", "converted model inference ≤ 1.00x the Session baseline",
+               measured(conv), met(conv, 1.00)),
+        Target("shim_eager", "shim hub.Module (eager) ≤ 1.05x the converted model", measured(eager),
+               met(eager, 1.05)),
+        Target("shim_graph", "shim hub.Module (graph mode) ≤ 1.05x the Session baseline", measured(graph),
+               met(graph, 1.05)),
+    ]
+    return table, targets
+
+
+# -- 2. training -----------------------------------------------------------------------------------------------
+
+
+def output_width(module_dir: str) -> int:
+    """The width of the default signature's default output ([batch, width])."""
+    meta_graph = cont.read_meta_graph(module_dir, ())
+    dims = meta_graph.signature_def[cont.SIGNATURE].outputs[cont.SIGNATURE].tensor_shape.dim
+    return int(dims[-1].size)
+
+
+def training(cfg: Config) -> tuple:
+    cfg.log("training: loading the contenders")
+    weights = np.random.default_rng(1).standard_normal(
+        (cfg.train_batch, output_width(cfg.module))).astype(np.float32)
+    contenders = cont.training_contenders(cfg.module, cfg.converted, weights)
+    images = _images(cfg.train_batch, cfg.image_size, seed=7)
+    losses = {}
+
+    def call(c):
+        def fn():
+            losses[c.key] = float(c.fn(images))
+        return fn
+
+    cfg.log(f"training: batch {cfg.train_batch}, {cfg.reps} interleaved repetitions")
+    samples = interleaved({c.key: call(c) for c in contenders}, cfg.reps, cfg.min_seconds)
+    for c in contenders:
+        c.close()
+    med = {k: median(v) for k, v in samples.items()}
+    table = Table("training", f"2. Training step (forward + backward + update, batch {cfg.train_batch}, median of "
+                              f"{cfg.reps})",
+                  ["contender", "ms per step", "ratio to the Session (per-repetition range)"])
+    for c in contenders:
+        r = med[c.key] / med["session_train"]
+        low, high = paired_ratio(samples[c.key], samples["session_train"])[1:]
+        shown = ratio(r) if c.key == "session_train" else f"{ratio(r)} ({low:.2f}-{high:.2f})"
+        table.rows.append(Row(c.key, [c.label, ms(med[c.key]), shown],
+                              {"seconds": med[c.key], "ratio_to_session": r, "samples": samples[c.key]}))
+    table.notes.append("loss = sum(output * W) + the module's regularization losses; plain SGD "
+                       f"(ResourceApplyGradientDescent, learning rate {cont.LEARNING_RATE:g}) on the trainable "
+                       "variables; batch-norm moving statistics updated in both (UPDATE_OPS / training=True)")
+    if not all(math.isfinite(v) for v in losses.values()):
+        table.notes.append(f"the loss became non-finite during the run ({losses}): timings may not be typical")
+    return table, []
+
+
+# -- 3. conversion ---------------------------------------------------------------------------------------------
+
+
+def _phase_summary(phases: list) -> str:
+    """'read 4.7 s, trace 46.7 s, ...' from the progress messages of a conversion."""
+    names = {"reading": "read", "tracing": "trace", "writing": "write", "verifying": "verify", "parity": "verify",
+             "loading": "load", "building": "build graph variants"}
+    totals: dict = {}
+    for message, seconds in phases:
+        word = message.split(" ")[0].rstrip(":")
+        name = names.get(word, word)
+        totals[name] = totals.get(name, 0.0) + seconds
+    return ", ".join(f"{k} {v:.1f} s" for k, v in totals.items())
+
+
+def conversion(cfg: Config) -> tuple:
+    labels = {"naive": "naive TF1→TF2: load_v2 per variant + tf.saved_model.save",
+              "tf1_tf2": "bridge convert TF1→TF2 (verified)",
+              "tf2_tf1": "bridge convert TF2→TF1 (verified; source: the converted model)"}
+    table = Table("conversion", f"3. Conversion (each in a process of its own; median of {cfg.conversion_reps})",
+                  ["conversion", "total", "convert", "verify", "CPU (convert / total)", "peak RSS (convert / total)",
+                   "output", "output / source", "convert vs naive (wall / CPU)"])
+    runs = {task: [] for task in labels}
+    failed = {}
+    naive_dst = os.path.join(cfg.work, "naive_tf2")
+    back_dst = os.path.join(cfg.work, "roundtrip_tf1")
+    for rep in range(cfg.conversion_reps):
+        for task in _rotate(["naive", "tf1_tf2"], rep) + ["tf2_tf1"]:
+            if task in failed:
+                continue
+            cfg.log(f"conversion {rep + 1}/{cfg.conversion_reps}: {task}")
+            try:
+                if task == "naive":
+                    shutil.rmtree(naive_dst, ignore_errors=True)
+                    result = run_child(cfg, "naive", cfg.module, naive_dst)
+                    shutil.rmtree(naive_dst, ignore_errors=True)
+                elif task == "tf1_tf2":
+                    shutil.rmtree(cfg.converted, ignore_errors=True)
+                    result = run_child(cfg, "convert", cfg.module, cfg.converted)
+                else:
+                    if not os.path.isdir(cfg.converted):
+                        raise RuntimeError("no converted model to convert back")
+                    shutil.rmtree(back_dst, ignore_errors=True)
+                    result = run_child(cfg, "convert", cfg.converted, back_dst)
+                    shutil.rmtree(back_dst, ignore_errors=True)
+            except RuntimeError as e:
+                failed[task] = failure(e)
+                cfg.log(f"conversion {task} failed: {failed[task]}")
+                continue
+            runs[task].append(result)
+
+    def med(task: str, field: str) -> float:
+        return median([r[field] for r in runs[task]])
+
+    naive_seconds = med("naive", "convert_seconds") if "naive" not in failed else math.nan
+    naive_cpu = med("naive", "convert_cpu_seconds") if "naive" not in failed else math.nan
+    data = {}
+    for task, label in labels.items():
+        if task in failed:
+            table.rows.append(_failed_row(task, label, table.columns, failed[task]))
+            table.errors.append(f"{task}: {failed[task]}")
+            continue
+        d = data[task] = {f: med(task, f) for f in (
+            "seconds", "convert_seconds", "verify_seconds", "cpu_seconds", "convert_cpu_seconds", "peak_rss",
+            "peak_rss_before_verify", "output_bytes", "source_bytes", "wall_seconds")}
+        d.update(size_ratio=d["output_bytes"] / d["source_bytes"], time_ratio_to_naive=d["convert_seconds"] /
+                 naive_seconds, cpu_ratio_to_naive=d["convert_cpu_seconds"] / naive_cpu, runs=runs[task])
+        naive = task == "naive"
+        verify = "-" if naive else secs(d["verify_seconds"])
+        cpu = secs(d["cpu_seconds"]) if naive else f"{secs(d['convert_cpu_seconds'])} / {secs(d['cpu_seconds'])}"
+        peak = mib(d["peak_rss"]) if naive else f"{mib(d['peak_rss_before_verify'])} / {mib(d['peak_rss'])}"
+        # TF2->TF1 has no naive recipe to compare with (the legacy library cannot read TF2 SavedModels).
+        versus = "-" if task == "tf2_tf1" else f"{ratio(d['time_ratio_to_naive'])} / {ratio(d['cpu_ratio_to_naive'])}"
+        table.rows.append(Row(task, [label, secs(d["seconds"]), secs(d["convert_seconds"]), verify, cpu, peak,
+                                     f"{d['output_bytes'] / 1e6:.1f} MB", ratio(d["size_ratio"]), versus], d))
+    for task in ("tf1_tf2", "tf2_tf1"):
+        if task in data:
+            table.notes.append(f"{labels[task].split(' (')[0]} phases: {_phase_summary(runs[task][-1]['phases'])}")
+    if "naive" in data:
+        table.notes.append(f"times are measured inside the process after `import tensorflow` (a process also spends "
+                           f"~{data['naive']['wall_seconds'] - data['naive']['seconds']:.0f} s starting and "
+                           "importing); 'convert' excludes the parity verification that `bridge convert` runs before "
+                           "the output appears; the naive recipe verifies nothing")
+    conv, back, naive = data.get("tf1_tf2"), data.get("tf2_tf1"), data.get("naive")
+    not_measured = "not measured (a conversion failed)"
+    targets = [
+        Target("conversion_time", "TF1→TF2 conversion no slower than the naive recipe",
+               f"{secs(conv['convert_seconds'])} vs {secs(naive_seconds)} ({ratio(conv['time_ratio_to_naive'])}; "
+               f"CPU {ratio(conv['cpu_ratio_to_naive'])}); with verification {secs(conv['seconds'])} "
+               f"({ratio(conv['seconds'] / naive_seconds)})" if conv and naive else not_measured,
+               conv["convert_seconds"] <= naive_seconds if conv and naive else None),
+        Target("conversion_size", "TF1→TF2 output ≤ 1.02x the source size",
+               f"{ratio(conv['size_ratio'])}" + (f" (naive recipe: {ratio(naive['size_ratio'])})" if naive else "")
+               if conv else not_measured, round(conv["size_ratio"], 2) <= 1.02 if conv else None),
+        Target("conversion_size_back", "TF2→TF1 output ≤ 1.02x the source size",
+               ratio(back["size_ratio"]) if back else not_measured,
+               round(back["size_ratio"], 2) <= 1.02 if back else None),
+    ]
+    return table, targets
+
+
+# -- 4. cold start ---------------------------------------------------------------------------------------------
+
+
+def cold_start(cfg: Config) -> tuple:
+    kinds = {"converted": ("converted model: tf.saved_model.load + first batch", cfg.converted),
+             "hub_load": ("hub.load(module) + first batch", cfg.module),
+             "shim": ("shim hub.Module(module), eager, + first batch", cfg.module)}
+    table = Table("cold_start", f"4. Cold start: load + first batch of 1 image in a fresh process (median of "
+                                f"{cfg.cold_reps})",
+                  ["path", "load + first batch", "load", "first batch", "ratio to hub.load", "imports",
+                   "peak RSS"])
+    runs, failed = {k: [] for k in kinds}, {}
+    for rep in range(cfg.cold_reps):
+        for kind in _rotate(list(kinds), rep):
+            if kind in failed:
+                continue
+            cfg.log(f"cold start {rep + 1}/{cfg.cold_reps}: {kind}")
+            try:
+                runs[kind].append(run_child(cfg, "cold", kind, kinds[kind][1], cfg.size_text))
+            except RuntimeError as e:
+                failed[kind] = failure(e)
+                cfg.log(f"cold start {kind} failed: {failed[kind]}")
+
+    def med(kind: str, field: str) -> float:
+        return median([r[field] for r in runs[kind]])
+
+    base = med("hub_load", "seconds") if "hub_load" not in failed else math.nan
+    for kind, (label, _) in kinds.items():
+        if kind in failed:
+            table.rows.append(_failed_row(kind, label, table.columns, failed[kind]))
+            table.errors.append(f"{kind}: {failed[kind]}")
+            continue
+        data = {f: med(kind, f) for f in ("seconds", "load_seconds", "first_batch_seconds", "import_seconds",
+                                          "total_seconds", "wall_seconds", "peak_rss")}
+        data["ratio_to_hub_load"] = data["seconds"] / base
+        data["runs"] = runs[kind]
+        table.rows.append(Row(kind, [label, secs(data["seconds"]), secs(data["load_seconds"]),
+                                     secs(data["first_batch_seconds"]), ratio(data["ratio_to_hub_load"]),
+                                     secs(data["import_seconds"]), mib(data["peak_rss"])], data))
+    table.notes.append("imports: interpreter start to the imports done (tensorflow; plus tensorflow_hub for hub.load, "
+                       "plus this project for the shim), not part of the ratio")
+    return table, []
+
+
+# -- 5. the parity harness -------------------------------------------------------------------------------------
+
+
+def _own_call(runner, signature: str):
+    """The model behind a parity runner, called directly: what running it costs without the harness."""
+    from bridge.parity.runners import ModuleRunner
+
+    if isinstance(runner, ModuleRunner):
+        return lambda x: runner.adapter.call_signature(signature, x, training=False)
+    fn = getattr(runner.obj, signature)
+    return lambda x: fn(x, training=False)
+
+
+def harness(cfg: Config) -> tuple:
+    from bridge import compare
+    from bridge.parity.runners import open_runner
+
+    signature = cont.SIGNATURE
+    memory, failed = {}, {}
+    for count in cfg.harness_sizes:
+        cfg.log(f"harness: memory with {count} images (own process)")
+        try:
+            memory[count] = run_child(cfg, "harness", cfg.module, cfg.converted, str(count), "--batch-size",
+                                      str(cfg.harness_batch), "--signature", signature)
+        except RuntimeError as e:
+            failed[count] = failure(e)
+            cfg.log(f"harness with {count} images failed: {failed[count]}")
+    cfg.log("harness: loading both models in process")
+    ra, rb = open_runner(cfg.module), open_runner(cfg.converted)
+    call_a, call_b = _own_call(ra, signature), _own_call(rb, signature)
+    n, batch = cfg.harness_images, cfg.harness_batch
+    images = _images(n, cfg.image_size, seed=3)
+    reports = []
+
+    def run_harness():
+        reports.append(compare(ra, rb, random=n, batch_size=batch, signatures=[signature], seed=0))
+
+    def run_own():
+        for start in range(0, n, batch):
+            x = images[start:start + batch]
+            [v.numpy() for v in call_a(x).values()]
+            [v.numpy() for v in call_b(x).values()]
+
+    cfg.log(f"harness: {n} images, {cfg.harness_reps} interleaved repetitions")
+    samples = interleaved({"harness": run_harness, "own": run_own}, cfg.harness_reps, min_seconds=0)
+    med = {k: median(v) for k, v in samples.items()}
+    overhead = med["harness"] / med["own"]
+    low, high = paired_ratio(samples["harness"], samples["own"])[1:]
+    table = Table("harness", f"5. Parity harness: `bridge.compare(module, converted, signatures=['default'])`, "
+                             f"batch {batch}",
+                  ["measurement", "images", "time", "images/s", "ratio to own inference", "peak RSS",
+                   "peak RSS growth during the run"])
+    table.rows.append(Row("own", [f"the two models' own inference (median of {cfg.harness_reps})", n,
+                                  secs(med["own"]), f"{n / med['own']:.1f}", "1.00x", "-", "-"],
+                          {"seconds": med["own"], "samples": samples["own"]}))
+    table.rows.append(Row("compare", [f"harness comparing them, same process (median of {cfg.harness_reps})", n,
+                                      secs(med["harness"]), f"{n / med['harness']:.1f}", ratio(overhead), "-", "-"],
+                          {"seconds": med["harness"], "ratio_to_own": overhead, "samples": samples["harness"],
+                           "passed": all(r.passed for r in reports)}))
+    for count in cfg.harness_sizes:
+        label = f"harness on {count} images, own process"
+        if count in failed:
+            table.rows.append(_failed_row(f"memory_{count}", label, table.columns, failed[count]))
+            table.errors.append(f"{count} images: {failed[count]}")
+            continue
+        m = memory[count]
+        growth = m["peak_rss"] - m["peak_rss_before"]
+        table.rows.append(Row(f"memory_{count}", [label, count, secs(m["seconds"]), f"{m['images_per_second']:.1f}",
+                                                  "-", mib(m["peak_rss"]), mib(growth)], dict(m, growth=growth)))
+    table.notes.append("peak RSS growth: the process's peak during the measured run minus its peak after loading "
+                       "both models and one warm-up batch; a harness that kept images or outputs would grow with N "
+                       f"(one {cfg.size_text} image is {cfg.image_size[0] * cfg.image_size[1] * 12 / 1024:.0f} KiB)")
+    small, large = min(cfg.harness_sizes), max(cfg.harness_sizes)
+    measured = f"{ratio(overhead)} ({low:.2f}-{high:.2f}); "
+    if failed:
+        measured += "memory not measured (a run failed)"
+        met = None
+    else:
+        peak_ratio = memory[large]["peak_rss"] / memory[small]["peak_rss"]
+        measured += (f"peak RSS {mib(memory[small]['peak_rss'])} at N={small}, {mib(memory[large]['peak_rss'])} at "
+                     f"N={large} ({ratio(peak_ratio)})")
+        met = round(overhead, 2) <= 1.10 and peak_ratio <= FLAT
+    targets = [Target("harness", f"parity harness ≤ 1.10x the models' own inference, memory flat in N (peak RSS at "
+                                 f"N={large} within {FLAT - 1:.0%} of N={small})", measured, met)]
+    return table, targets
+
+
+SECTIONS = {
+    "conversion": conversion,
+    "cold_start": cold_start,
+    "harness": harness,
+    "inference": inference,
+    "training": training,
+}
+# The order of the printed tables (the numbering of issue 8); SECTIONS is the order they run in.
+TABLE_ORDER = ["inference", "training", "conversion", "cold_start", "harness"]

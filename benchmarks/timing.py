@@ -1,0 +1,102 @@
+"""Timing and memory helpers: interleaved repetitions, medians, resident memory of this process."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Callable, Mapping
+
+
+
+def median(values) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else math.nan
+
+
+def paired_ratio(a: list, b: list) -> tuple:
+    """(median, lowest, highest) of a[i] / b[i]: each repetition's ratio of two contenders measured side by side.
+
+    Their range shows how far the load of a shared machine moved a comparison from one repetition to the next.
+    """
+    ratios = [x / y for x, y in zip(a, b) if y > 0]
+    return (median(ratios), min(ratios), max(ratios)) if ratios else (math.nan, math.nan, math.nan)
+
+
+def interleaved(contenders: Mapping[str, Callable[[], object]], reps: int, min_seconds: float = 0.3,
+                warmup: int = 1) -> dict:
+    """Seconds per call of each contender: one sample per repetition, the contenders taking turns.
+
+    Every contender is called `warmup` times first (tracing, Grappler and kernel caches are paid there). A sample
+    times as many back-to-back calls as fit in `min_seconds` (calibrated on a warm call), so short calls are not
+    dominated by timer noise. Repetition r starts at contender r (rotating order), so that drifting load on a
+    shared machine hits every contender alike.
+    """
+    names = list(contenders)
+    calls = {}
+    for name in names:
+        for _ in range(max(1, warmup)):
+            elapsed = _timed(contenders[name])
+        if elapsed < min_seconds:  # cheap call: calibrate on a call that no longer pays for the first one
+            elapsed = _timed(contenders[name])
+        calls[name] = max(1, math.ceil(min_seconds / max(elapsed, 1e-6)))
+    samples = {name: [] for name in names}
+    for rep in range(reps):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn, n = contenders[name], calls[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - start) / n)
+    return samples
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far: less sensitive than wall time to other processes' load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (ru_maxrss; kilobytes on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def current_rss_bytes() -> int | None:
+    """Resident set size right now (Linux /proc), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class PhaseClock:
+    """Records (seconds since start, message, peak RSS, CPU seconds since start) at each progress message."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.cpu_start = cpu_seconds()
+        self.events: list = []
+
+    def __call__(self, message: str) -> None:
+        self.events.append((time.perf_counter() - self.start, message, peak_rss_bytes(),
+                            cpu_seconds() - self.cpu_start))
+
+    def first(self, prefix: str):
+        """The first event whose message starts with `prefix`, or None."""
+        for event in self.events:
+            if event[1].startswith(prefix):
+                return event
+        return None

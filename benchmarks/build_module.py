@@ -10,7 +10,7 @@ The module looks like the tfhub.dev ResNet V2 50 classification modules: graph v
 (is_training=False) and `{"train"}` (is_training=True, batch-norm updates in UPDATE_OPS), signatures `default` and
 `image_classification` (logits [N, 1001]) and `image_feature_vector` (pooled features [N, 2048]), input `images`
 float32 [None, 224, 224, 3], `image_module_info` 224x224, L2 regularization losses. Weights are seeded random.
-Self-contained on purpose (stdlib + tensorflow + tensorflow_hub + tf_slim), like tests/oracle/legacy_oracle.py.
+Needs nothing from this project but tests/oracle/legacy_oracle.py (the tf_keras.legacy_tf_layers alias).
 """
 
 import argparse
@@ -25,21 +25,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 
+# The alias tf_slim needs in the legacy environment, shared with the test oracle and the testdata generator.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "oracle"))
+from legacy_oracle import register_legacy_tf_layers  # noqa: E402  pylint: disable=g-import-not-at-top
+
 SEED = 2024
 NUM_CLASSES = 1001
 # What the cached module was built with: run.py rebuilds it when this changes.
 BUILD_VERSION = 1
-
-
-def register_legacy_tf_layers():
-    """tf.compat.v1.layers / slim.batch_norm look for tf_keras.legacy_tf_layers; tf-keras 2.15 ships it under src."""
-    if "tf_keras.legacy_tf_layers" in sys.modules:
-        return
-    try:
-        import tf_keras.src.legacy_tf_layers as legacy_tf_layers  # pylint: disable=g-import-not-at-top
-    except ImportError:
-        return
-    sys.modules["tf_keras.legacy_tf_layers"] = legacy_tf_layers
 
 
 def make_module_fn(image_size):

@@ -12,7 +12,7 @@ variables can thus back both graph variants: nothing is copied.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from legacy.errors import ConversionError, ModuleFormatError
 from legacy.reader import REF_VARIABLE_OPS, VARIABLE_OPS
@@ -33,6 +33,30 @@ def op_name(name: str) -> str:
     """`scope/op:0` or `^scope/op` -> `scope/op`."""
     name = name[1:] if name.startswith("^") else name
     return name.split(":")[0]
+
+
+def called_functions(start_nodes: Iterable, functions: dict) -> set:
+    """Library functions that `start_nodes` call (as their op or through function attributes), transitively."""
+    seen, stack = set(), []
+
+    def visit(node):
+        if node.op in functions:
+            stack.append(node.op)
+        for value in node.attr.values():
+            if value.HasField("func"):
+                stack.append(value.func.name)
+            stack.extend(f.name for f in value.list.func)
+
+    for node in start_nodes:
+        visit(node)
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        for node in functions[name].node_def:
+            visit(node)
+    return seen
 
 
 def _tensor_name(name: str) -> str:

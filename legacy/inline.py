@@ -11,7 +11,7 @@ assignments are returned as the update ops.
 from __future__ import annotations
 
 from legacy.errors import ConversionError
-from legacy.graph_import import op_name
+from legacy.graph_import import called_functions, op_name
 
 CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 ASSIGN_OPS = frozenset({"AssignVariableOp", "AssignSubVariableOp", "AssignAddVariableOp"})
@@ -65,28 +65,10 @@ def _inline_all(graph_def):
     raise ConversionError(f"function calls nest deeper than {_MAX_DEPTH} levels; the model cannot be flattened")
 
 
-def _referenced_functions(attrs) -> set:
-    names = set()
-    for value in attrs.values():
-        if value.HasField("func"):
-            names.add(value.func.name)
-        names.update(f.name for f in value.list.func)
-    return names
-
-
 def _drop_unused_functions(graph_def):
     """Keep only the library functions still referenced (e.g. by If/While), transitively: inlined ones go."""
     functions = {f.signature.name: f for f in graph_def.library.function}
-    wanted, stack = set(), []
-    for node in graph_def.node:
-        stack.extend(_referenced_functions(node.attr) | ({node.op} & set(functions)))
-    while stack:
-        name = stack.pop()
-        if name in wanted or name not in functions:
-            continue
-        wanted.add(name)
-        for node in functions[name].node_def:
-            stack.extend(_referenced_functions(node.attr) | ({node.op} & set(functions)))
+    wanted = called_functions(graph_def.node, functions)
     kept = [f for f in graph_def.library.function if f.signature.name in wanted]
     del graph_def.library.function[:]
     graph_def.library.function.extend(kept)

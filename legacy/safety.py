@@ -23,6 +23,7 @@ import os
 from typing import Iterable
 
 from legacy.errors import NotAModuleError, UnsafeModelError
+from legacy.graph_import import called_functions, op_name
 from legacy.reader import StoredModule, is_tf1_hub_module, read_module, read_saved_model_proto, tag_label
 
 FILES = "reads or writes files"
@@ -190,14 +191,14 @@ def _scan_meta_graph(meta_graph, where: str, result: ScanResult, asset_tensors: 
     saver_roots = ()
     if use_saver and meta_graph.HasField("saver_def"):
         saver = meta_graph.saver_def
-        saver_roots = tuple(_op_name(n) for n in (saver.save_tensor_name, saver.restore_op_name) if n)
-    model_roots = {_op_name(t.name) for sig in meta_graph.signature_def.values()
+        saver_roots = tuple(op_name(n) for n in (saver.save_tensor_name, saver.restore_op_name) if n)
+    model_roots = {op_name(t.name) for sig in meta_graph.signature_def.values()
                    for t in list(sig.inputs.values()) + list(sig.outputs.values())}
     assets = set(asset_tensors or ())
     for asset in meta_graph.asset_file_def:  # TF2 SavedModels and TF1 SavedModels record assets here
         assets.add(asset.tensor_info.name)
     _scan_graph_def(meta_graph.graph_def, where, result, saver_roots=saver_roots, model_roots=model_roots,
-                    asset_tensors={_op_name(t) for t in assets})
+                    asset_tensors={op_name(t) for t in assets})
 
 
 def _scan_graph_def(graph_def, where: str, result: ScanResult, saver_roots: Iterable[str],
@@ -209,11 +210,11 @@ def _scan_graph_def(graph_def, where: str, result: ScanResult, saver_roots: Iter
     # Checkpoint ops are excused only where nothing but the saver reaches them: not from a signature, not from
     # any function the model's objects call.
     saver_nodes = _input_closure(nodes, saver_roots) - _input_closure(nodes, model_roots)
-    saver_functions = _called_functions((nodes[n] for n in saver_nodes), functions)
+    saver_functions = called_functions((nodes[n] for n in saver_nodes), functions)
     other_roots = [n for name, n in nodes.items() if name not in saver_nodes]
     other_roots += [node for name, fn in functions.items() if name not in saver_functions for node in fn.node_def]
     # A function the model itself can reach is not a checkpoint function, even if the saver calls it too.
-    checkpoint_only = saver_functions - _called_functions(other_roots, functions)
+    checkpoint_only = saver_functions - called_functions(other_roots, functions)
 
     result.graphs += 1
     result.functions += len(functions)
@@ -225,7 +226,7 @@ def _scan_graph_def(graph_def, where: str, result: ScanResult, saver_roots: Iter
             return
         if allowed_checkpoint and node.op in CHECKPOINT_OPS:
             return
-        if node.op in _TEXT_FILE_TABLE_OPS and len(node.input) > 1 and _op_name(node.input[1]) in asset_tensors:
+        if node.op in _TEXT_FILE_TABLE_OPS and len(node.input) > 1 and op_name(node.input[1]) in asset_tensors:
             return  # a vocabulary table read from the module's own asset file
         result.findings.append(Finding(node=node.name, op=node.op, reason=reason, location=location))
 
@@ -261,34 +262,5 @@ def _input_closure(nodes: dict, roots: Iterable[str]) -> set:
         if name in seen:
             continue
         seen.add(name)
-        stack.extend(_op_name(i) for i in nodes[name].input if _op_name(i) in nodes)
+        stack.extend(op_name(i) for i in nodes[name].input if op_name(i) in nodes)
     return seen
-
-
-def _called_functions(start_nodes: Iterable, functions: dict) -> set:
-    """Library functions that `start_nodes` call (as their op or through function attributes), transitively."""
-    seen, stack = set(), []
-
-    def visit(node):
-        if node.op in functions:
-            stack.append(node.op)
-        for value in node.attr.values():
-            if value.HasField("func"):
-                stack.append(value.func.name)
-            stack.extend(f.name for f in value.list.func)
-
-    for node in start_nodes:
-        visit(node)
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in functions:
-            continue
-        seen.add(name)
-        for node in functions[name].node_def:
-            visit(node)
-    return seen
-
-
-def _op_name(name: str) -> str:
-    name = name[1:] if name.startswith("^") else name
-    return name.split(":")[0]

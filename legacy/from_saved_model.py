@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable
+from typing import Callable, Iterable
 
 import tensorflow as tf
 
@@ -40,6 +40,23 @@ class _Plan:
     has_training: bool
     variable_names: dict  # id(variable) -> checkpoint name
 
+
+
+def unique_variable_names(names: Iterable[str]) -> list:
+    """Checkpoint names for TF2 variable names (':0' already stripped), in order: a repeated name gets `_1`, `_2`...
+
+    TF2 names need not be unique (Keras 3: "kernel", "kernel", ...). The converter, the shim and the parity
+    harness all name variables this way, so a TF2 model and the TF1 module made from it match by name.
+    """
+    result, used = [], set()
+    for base in names:
+        base = base or "variable"
+        name, k = base, 1
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        result.append(name)
+    return result
 
 def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size: tuple | None = None, *,
                                  require_kind: bool = False, require_image_size: bool = False,
@@ -137,14 +154,9 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
     if kind is not None and KINDS[kind] not in signatures:
         signatures[KINDS[kind]] = (call, False)
 
-    names, used = {}, set()
-    for var in getattr(obj, "variables", []):
-        base = var.name.split(":")[0] or "variable"
-        name, k = base, 1
-        while name in used:  # Keras 3 names are not unique ("kernel"): keep them apart
-            name, k = f"{base}_{k}", k + 1
-        used.add(name)
-        names[id(var)] = name
+    model_variables = list(getattr(obj, "variables", []))
+    unique = unique_variable_names(var.name.split(":")[0] for var in model_variables)
+    names = {id(var): name for var, name in zip(model_variables, unique)}
     # A model converted from a TF1 module without a train variant gets none back (its training=True trace only
     # repeats the inference graph).
     had_train_variant = metadata is None or metadata.variants is None or ["train"] in metadata.variants

@@ -277,17 +277,12 @@ def _variables(path: str, graph, children: dict) -> tuple:
     """Names (unique, for variable_map) and checkpoint keys of the root's `variables`, in their saved order."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+    from legacy.from_saved_model import unique_variable_names
+
     if "variables" not in children:
         return [], []
     ids = [child.node_id for child in graph.nodes[children["variables"]].children]
-    names, used = [], set()
-    for node_id in ids:
-        base = graph.nodes[node_id].variable.name or "variable"
-        name, k = base, 1
-        while name in used:  # names need not be unique in TF2 (Keras 3: "kernel", "kernel", ...)
-            name, k = f"{base}_{k}", k + 1
-        used.add(name)
-        names.append(name)
+    names = unique_variable_names(graph.nodes[node_id].variable.name for node_id in ids)
     reader = tf.train.load_checkpoint(os.path.join(path, VARIABLES_PREFIX))
     object_graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
     keys = []

@@ -123,17 +123,13 @@ class Runner:
 def unique_names(variables) -> dict:
     """name -> variable, ':0' stripped; a repeated name gets `_1`, `_2`, ... in order.
 
-    The same rule as `bridge.tf2_to_tf1` uses for checkpoint names (Keras 3 variable names are not unique, e.g.
-    "kernel"), so that variables of a TF2 model and of the TF1 module converted from it match by name.
+    The rule the converter uses for checkpoint names (`legacy.from_saved_model.unique_variable_names`), so that
+    variables of a TF2 model and of the TF1 module converted from it match by name.
     """
-    result = {}
-    for var in variables:
-        base = variable_name(var) or "variable"
-        name, k = base, 1
-        while name in result:
-            name, k = f"{base}_{k}", k + 1
-        result[name] = var
-    return result
+    from legacy.from_saved_model import unique_variable_names
+
+    variables = list(variables)
+    return dict(zip(unique_variable_names(variable_name(var) for var in variables), variables))
 
 
 class ModuleRunner(Runner):

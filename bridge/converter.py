@@ -53,13 +53,12 @@ def directory_bytes(path: str) -> int:
 
 
 def check_paths(src: str, dst: str, force: bool) -> None:
-    """Refuse a destination that is the source or lies inside it, or that exists without force."""
+    """Refuse a destination that is the source, lies inside it or contains it, or that may not be replaced
+    (see `legacy.atomic.check_destination`: --force replaces only a model or an empty directory)."""
     src_real, dst_real = os.path.realpath(src), os.path.realpath(dst)
     if dst_real == src_real or dst_real.startswith(src_real + os.sep):
         raise BridgeError(f"destination {dst} is the source or inside it; choose a path outside {src}")
-    if src_real.startswith(dst_real + os.sep):
-        raise BridgeError(f"destination {dst} contains the source; choose a path outside {src}")
-    check_destination(dst, force)
+    check_destination(dst, force, protect=(src,))
 
 
 def convert(src: str, dst: str, *, to: str | None = None, signature: str | None = None, force: bool = False,
@@ -102,7 +101,7 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
             raise ConversionError(f"{src} is already a {fmt.label}; pass --to {TF1 if target == TF2 else TF2} "
                                   "or a source in the other format")
         report = None
-        with atomic_directory(dst, force=force) as tmp:
+        with atomic_directory(dst, force=force, protect=(src,)) as tmp:
             write(tmp)
             if verify:
                 report = _verify(src, reference(), tmp, dst, verify_images, verify_gradients, seed,

@@ -29,6 +29,7 @@ import time
 from typing import Iterator
 
 from legacy.errors import BridgeError, DestinationExistsError
+from legacy.reader import is_model_directory
 
 PARTIAL = "partial"  # temporary directory being filled
 OLD = "old"  # an old destination moved aside while --force replaces it (only where an atomic swap is missing)
@@ -38,23 +39,67 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
-def check_destination(dst: str, force: bool = False) -> None:
+def check_destination(dst: str, force: bool = False, protect=()) -> None:
     """Fail early, before any work, when `dst` exists and may not be replaced, or its parent is unusable.
 
-    Leftovers of writers to `dst` that were killed are cleaned up first (see `remove_stale_temp_dirs`).
+    `force` replaces only what `replaceable_reason` allows: an empty directory or a model directory, never the
+    working directory, `/`, the home directory, an ancestor of the working directory or of a path in `protect`
+    (the source), or a folder with other files in it. Leftovers of writers to `dst` that were killed are cleaned
+    up first (see `remove_stale_temp_dirs`).
     """
+    if not os.fspath(dst).strip():
+        raise DestinationExistsError("the destination path is empty (''); pass the directory to write, e.g. out/model")
+    refusal = protected_reason(dst, protect)
+    if refusal:
+        raise DestinationExistsError(f"{dst} {refusal}; choose a new or empty directory for the output")
     remove_stale_temp_dirs(dst)
-    if os.path.lexists(dst) and not force:
-        raise DestinationExistsError(f"{dst} already exists; pass --force (force=True) to replace it")
     if os.path.islink(dst):
         raise DestinationExistsError(f"{dst} is a symbolic link; remove it, or pass the directory it points to")
     if os.path.lexists(dst) and not os.path.isdir(dst):
         raise DestinationExistsError(f"{dst} exists and is not a directory; remove it or choose another destination")
+    if os.path.isdir(dst):
+        refusal = replaceable_reason(dst)
+        if refusal:
+            raise DestinationExistsError(f"{dst} {refusal}; choose a new or empty directory for the output")
+        if not force:
+            raise DestinationExistsError(f"{dst} already exists; pass --force (force=True) to replace it")
     parent = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(parent):
         raise BridgeError(f"the parent directory of {dst} does not exist; create {parent} first")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BridgeError(f"cannot write into {parent} (permission denied); choose a writable destination")
+
+
+def protected_reason(dst: str, protect=()) -> str | None:
+    """Why `dst` may never be written over (it is `/`, home, the working directory or an ancestor of it or of a
+    path in `protect`), or None. Checked whether or not `dst` exists: these paths are never a fresh output."""
+    real = os.path.realpath(dst)
+    if real == os.path.realpath(os.sep):
+        return "is the root directory"
+    if real == os.path.realpath(os.path.expanduser("~")):
+        return "is the home directory"
+    cwd = os.path.realpath(os.getcwd())
+    if real == cwd:
+        return "is the current directory"
+    if cwd.startswith(real.rstrip(os.sep) + os.sep):
+        return "contains the current directory"
+    for path in protect:
+        other = os.path.realpath(path)
+        if other == real or other.startswith(real.rstrip(os.sep) + os.sep):
+            return f"contains {os.fspath(path)}"
+    return None
+
+
+def replaceable_reason(path: str) -> str | None:
+    """Why the existing directory `path` may not be replaced, or None when it is empty or holds a model (a TF1
+    Hub module or a TF2 SavedModel)."""
+    try:
+        entries = os.listdir(path)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not entries or is_model_directory(path):
+        return None
+    return "is a folder with other files in it, not a model, so it is never replaced"
 
 
 def temp_prefix(dst: str, kind: str = PARTIAL) -> str:
@@ -189,22 +234,22 @@ def _replace(tmp: str, dst: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(dst: str, force: bool = False) -> Iterator[str]:
+def atomic_directory(dst: str, force: bool = False, protect=()) -> Iterator[str]:
     """Yield a temporary directory to fill; on success it becomes `dst`, on any error it is removed.
 
     Stale temporary directories of the same destination, left by killed writers, are removed first.
     """
+    if not os.fspath(dst).strip():
+        check_destination(dst, force)  # raises: an empty path would resolve to the working directory
     dst = os.path.abspath(os.fspath(dst))
-    check_destination(dst, force)
+    check_destination(dst, force, protect)
     parent = os.path.dirname(dst)
     tmp, fd = _make_temp_dir(parent, temp_prefix(dst, PARTIAL))
     try:
         yield tmp
         os.chmod(tmp, 0o755)
         if os.path.lexists(dst):
-            if not force:  # appeared while we were working
-                raise DestinationExistsError(f"{dst} already exists; pass --force (force=True) to replace it")
-            check_destination(dst, force)  # it may have changed while we were working
+            check_destination(dst, force, protect)  # it appeared or changed while we were working
             _replace(tmp, dst)
         else:
             os.rename(tmp, dst)

@@ -213,6 +213,12 @@ def _shape_str(shape) -> str:
     return "<unknown rank>" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+def is_model_directory(path: str) -> bool:
+    """A directory holding a TF1 Hub module or a TF2 SavedModel (the only folders `--force` may replace)."""
+    return any(os.path.isfile(os.path.join(path, name))
+               for name in (MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, "saved_model.pbtxt"))
+
+
 def is_tf1_hub_module(path: str) -> bool:
     """The cheap format test: a TF1 Hub module is a directory holding `tfhub_module.pb`."""
     return os.path.isfile(os.path.join(path, MODULE_DEF_FILENAME))

@@ -19,13 +19,14 @@ from legacy import atomic
 from legacy.errors import DestinationExistsError
 from tests.corpus import ROOT
 
-# A writer that fills `dst` with files a, b, c (each holding its text) through atomic_directory and SIGKILLs itself
+# A writer that fills `dst` with files a, b, saved_model.pb (each holding its text) through atomic_directory and SIGKILLs itself
 # at the point named by argv[3]; the hooks patch what legacy.atomic calls at that point.
 _WRITER = textwrap.dedent("""
     import os, signal, sys
     from legacy import atomic
 
     dst, text, point = sys.argv[1], sys.argv[2], sys.argv[3]
+    FILES = ("a", "b", "saved_model.pb")  # a model by its file names: --force replaces only models
     force = "--force" in sys.argv
 
     def die(*args, **kwargs):
@@ -47,7 +48,7 @@ _WRITER = textwrap.dedent("""
             with atomic.atomic_directory(tmp, force=True) as inner:
                 open(os.path.join(inner, "a"), "w").close()
                 die()
-        for name in "abc":
+        for name in FILES:
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
             if point == "writing" and name == "b":
@@ -74,7 +75,7 @@ def _state(dst) -> str | None:
     if not os.path.lexists(dst):
         return None
     files = sorted(os.listdir(dst))
-    assert files == ["a", "b", "c"], f"{dst} is partial: {files}"
+    assert files == ["a", "b", "saved_model.pb"], f"{dst} is partial: {files}"
     texts = {open(os.path.join(dst, f)).read() for f in files}
     assert len(texts) == 1, f"{dst} mixes two writes: {texts}"
     return texts.pop()

@@ -358,8 +358,11 @@ CASES = [
                                                   "--no-verify"],
          "is the source or inside it", "choose a path outside"),
     Case("destination-exists", lambda ws: (_mkdir(ws.path("out", "converted")), _write(ws.path(
-        "out", "converted", "keep.txt"), b"mine"), _convert(ws, ws.module()))[2],
+        "out", "converted", "saved_model.pb"), b"mine"), _convert(ws, ws.module()))[2],
          "already exists", "pass --force"),
+    Case("destination-not-a-model", lambda ws: (_mkdir(ws.path("out", "converted")), _write(ws.path(
+        "out", "converted", "keep.txt"), b"mine"), _convert(ws, ws.module(), "--force"))[2],
+         "not a model, so it is never replaced", "choose a new or empty directory"),
     Case("destination-is-a-file", lambda ws: (_mkdir(ws.path("out")), _write(ws.path("out", "converted"), b"mine"),
                                               _convert(ws, ws.module(), "--force"))[2],
          "exists and is not a directory", "remove it or choose another destination"),

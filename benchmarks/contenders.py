@@ -178,7 +178,7 @@ def session_training(module_dir: str, loss_weights: np.ndarray) -> Contender:
     """The train variant ({"train"}) as exported, with the classic TF1 recipe: minimize under UPDATE_OPS."""
     import tensorflow as tf
 
-    from legacy.reader import read_module
+    from legacy.format.reader import read_module
 
     tags = ("train",) if read_module(module_dir).has_train_variant else ()
     graph, session, saver, images, output = _import_variant(module_dir, tags)

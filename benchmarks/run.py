@@ -93,7 +93,7 @@ def ensure_module(progress=log) -> tuple:
 
 
 def describe_module(path: str, stamp: dict | None, built_now: bool = False) -> dict:
-    from legacy.reader import read_module
+    from legacy.format.reader import read_module
 
     module = read_module(path)
     variables = module.variables()
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
 
-    from legacy.reader import read_module
+    from legacy.format.reader import read_module
 
     settings = dict(QUICK if args.quick else FULL)
     if args.reps:

@@ -19,10 +19,10 @@ import os
 
 import tensorflow as tf
 
-from legacy.metadata import BridgeMetadata
+from legacy.format.metadata import BridgeMetadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
-from legacy.functions import ModuleFunctions, load_variables
-from legacy.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, StoredModule, read_module, tag_label
+from legacy.engine.functions import ModuleFunctions, load_variables
+from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, StoredModule, read_module, tag_label
 
 TRAIN_TAGS = frozenset({"train"})
 INFERENCE_TAGS = frozenset()
@@ -247,9 +247,9 @@ def adapt(module, signature: str | None = None, allow_unsafe_ops: bool = False) 
     """A Reusable SavedModel object over a TF1 Hub module (a path or a `StoredModule`), without writing to disk.
 
     The module's graphs are scanned first: ops that touch files, processes or the network are refused unless
-    `allow_unsafe_ops` (see `legacy.safety`).
+    `allow_unsafe_ops` (see `legacy.format.safety`).
     """
-    from legacy.safety import check_graph_safe
+    from legacy.format.safety import check_graph_safe
 
     if not isinstance(module, StoredModule):
         module = read_module(module)

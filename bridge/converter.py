@@ -17,7 +17,7 @@ import os
 import sys
 
 from bridge import formats
-from legacy.atomic import atomic_directory, check_destination
+from legacy.format.atomic import atomic_directory, check_destination
 from legacy.errors import BridgeError, ConversionError, VerificationError
 
 TF1 = "tf1"
@@ -54,7 +54,7 @@ def directory_bytes(path: str) -> int:
 
 def check_paths(src: str, dst: str, force: bool) -> None:
     """Refuse a destination that is the source, lies inside it or contains it, or that may not be replaced
-    (see `legacy.atomic.check_destination`: --force replaces only a model or an empty directory)."""
+    (see `legacy.format.atomic.check_destination`: --force replaces only a model or an empty directory)."""
     src_real, dst_real = os.path.realpath(src), os.path.realpath(dst)
     if dst_real == src_real or dst_real.startswith(src_real + os.sep):
         raise BridgeError(f"destination {dst} is the source or inside it; choose a path outside {src}")
@@ -114,7 +114,7 @@ def _tf1_to_tf2_writer(src: str, label: str, signature: str | None, allow_unsafe
     import tensorflow as tf
 
     from bridge.adapter import adapt
-    from legacy.metadata import write_metadata
+    from legacy.format.metadata import write_metadata
 
     progress(f"reading TF1 Hub module {label}")
     adapter = adapt(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops)

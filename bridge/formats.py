@@ -1,8 +1,8 @@
 """Recognise a model directory's format in one place, by cheap file tests.
 
 Each format answers "is this mine?"; adding a format adds one entry to `FORMATS`. `open_model` is the one way in
-for commands: it also accepts a `.tar.gz` archive or a cached TF Hub handle (see `legacy.archive`) and can refuse
-models with unsafe ops (see `legacy.safety`) before anything runs.
+for commands: it also accepts a `.tar.gz` archive or a cached TF Hub handle (see `legacy.format.archive`) and can refuse
+models with unsafe ops (see `legacy.format.safety`) before anything runs.
 
     with open_model("mobilenet.tar.gz", check_safety=True) as model:
         model.path, model.format.name          # a local directory, "tf1_hub" or "tf2_saved_model"
@@ -15,9 +15,9 @@ import dataclasses
 import os
 from typing import Callable, Iterator
 
-from legacy.archive import resolve_model_path
+from legacy.format.archive import resolve_model_path
 from legacy.errors import NotAModuleError
-from legacy.reader import MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module
+from legacy.format.reader import MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module
 
 TF1_HUB = "tf1_hub"
 TF2_SAVED_MODEL = "tf2_saved_model"
@@ -64,7 +64,7 @@ class OpenedModel:
     path: str  # a local directory (inside a temporary directory for archives: valid only inside `open_model`)
     format: Format
     source: str  # what the user gave: a directory, an archive or a handle
-    scan: object = None  # legacy.safety.ScanResult
+    scan: object = None  # legacy.format.safety.ScanResult
 
 
 @contextlib.contextmanager
@@ -78,7 +78,7 @@ def open_model(source, *, check_safety: bool = False, allow_unsafe_ops: bool = F
         fmt = detect(path)
         scan = None
         if check_safety:
-            from legacy.safety import check_graph_safe
+            from legacy.format.safety import check_graph_safe
 
             scan = check_graph_safe(path, allow_unsafe_ops=allow_unsafe_ops, label=os.fspath(source))
         yield OpenedModel(path=path, format=fmt, source=os.fspath(source), scan=scan)

@@ -1,7 +1,7 @@
 """Describe a model (TF1 Hub module or TF2 SavedModel) from its protos alone; nothing runs.
 
 The model may be a directory, a `.tar.gz` archive of one, or a TF Hub handle already in the local cache. The
-report includes the safety scan (`legacy.safety`): ops that would touch files, processes or the network or run
+report includes the safety scan (`legacy.format.safety`): ops that would touch files, processes or the network or run
 Python, by node name; inspect shows them and never refuses, since it runs nothing.
 
     report = inspect_model("testdata/modules/convnet_bn")
@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 
 from bridge import formats
-from legacy.archive import is_handle
-from legacy.metadata import read_metadata
+from legacy.format.archive import is_handle
+from legacy.format.metadata import read_metadata
 from legacy.errors import BridgeError
-from legacy.reader import read_module, read_saved_model_proto, read_signature, tag_label
-from legacy.safety import scan_model
+from legacy.format.reader import read_module, read_saved_model_proto, read_signature, tag_label
+from legacy.format.safety import scan_model
 
 
 def inspect_model(path: str) -> dict:
@@ -194,7 +194,7 @@ def format_report(report: dict) -> str:
 
 
 def _safety_line(safety: dict) -> str:
-    from legacy.safety import Finding, ScanResult
+    from legacy.format.safety import Finding, ScanResult
 
     scanned = safety["scanned"]
     result = ScanResult(label="", findings=[Finding(**f) for f in safety["findings"]], graphs=scanned["graphs"],

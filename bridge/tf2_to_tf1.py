@@ -2,7 +2,7 @@
 
     export_tf1("mobilenet_tf2/", "mobilenet_tf1/", kind="feature_vector")
 
-The graph variants are built by `legacy.from_saved_model` (the same code the import shim uses to present a TF2
+The graph variants are built by `legacy.engine.from_saved_model` (the same code the import shim uses to present a TF2
 SavedModel as a module): `__call__(images, training=False)` becomes the inference variant, `training=True` the
 `{"train"}` variant, with the batch-norm assignments as UPDATE_OPS, regularization losses in REGULARIZATION_LOSSES,
 TF2 variable names and trainable flags, and the expected image size as `image_module_info`. A file on disk must
@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 
 from legacy.errors import ConversionError
-from legacy.from_saved_model import KINDS, meta_graphs_from_saved_model
-from legacy.writer import write_module
+from legacy.engine.from_saved_model import KINDS, meta_graphs_from_saved_model
+from legacy.format.writer import write_module
 
 __all__ = ["KINDS", "export_tf1", "parse_image_size"]
 

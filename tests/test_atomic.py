@@ -1,4 +1,4 @@
-"""legacy.atomic: a destination is absent, old-and-complete or new-and-complete, whatever point a writer dies at.
+"""legacy.format.atomic: a destination is absent, old-and-complete or new-and-complete, whatever point a writer dies at.
 
 The writers here are small Python processes (no TensorFlow) killed with SIGKILL at chosen points, so each run
 takes a fraction of a second; tests/test_atomic_kill.py kills real `bridge convert` runs.
@@ -15,15 +15,15 @@ import time
 
 import pytest
 
-from legacy import atomic
+from legacy.format import atomic
 from legacy.errors import DestinationExistsError
 from tests.corpus import ROOT
 
 # A writer that fills `dst` with files a, b, saved_model.pb (each holding its text) through atomic_directory and SIGKILLs itself
-# at the point named by argv[3]; the hooks patch what legacy.atomic calls at that point.
+# at the point named by argv[3]; the hooks patch what legacy.format.atomic calls at that point.
 _WRITER = textwrap.dedent("""
     import os, signal, sys
-    from legacy import atomic
+    from legacy.format import atomic
 
     dst, text, point = sys.argv[1], sys.argv[2], sys.argv[3]
     FILES = ("a", "b", "saved_model.pb")  # a model by its file names: --force replaces only models

@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 
-from legacy.atomic import temp_siblings
+from legacy.format.atomic import temp_siblings
 from tests.corpus import ROOT, module_path
 
 BRIDGE = os.path.join(os.path.dirname(sys.executable), "bridge")

@@ -38,7 +38,7 @@ def built(tmp_path_factory):
 
     from bridge.converter import convert
     from tests.legacy.test_safety import add_signature, image_module, reads_file
-    from legacy.writer import write_module
+    from legacy.format.writer import write_module
 
     root = tmp_path_factory.mktemp("built")
     models = {"tf2": str(root / "tf2")}
@@ -145,7 +145,7 @@ def drop_inference_variant(module: str) -> None:
 def drop_checkpoint_value(module: str, name: str) -> None:
     import tensorflow as tf
 
-    from legacy.writer import write_checkpoint
+    from legacy.format.writer import write_checkpoint
 
     prefix = os.path.join(module, "variables", "variables")
     reader = tf.train.load_checkpoint(prefix)

@@ -21,7 +21,7 @@ import re
 
 from bridge import formats
 from legacy.errors import BridgeError, InvalidInputError, ModuleFormatError, NotAnImageModuleError
-from legacy.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY
+from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY
 
 SERVING_DEFAULT = "serving_default"
 
@@ -123,10 +123,10 @@ class Runner:
 def unique_names(variables) -> dict:
     """name -> variable, ':0' stripped; a repeated name gets `_1`, `_2`, ... in order.
 
-    The rule the converter uses for checkpoint names (`legacy.from_saved_model.unique_variable_names`), so that
+    The rule the converter uses for checkpoint names (`legacy.engine.from_saved_model.unique_variable_names`), so that
     variables of a TF2 model and of the TF1 module converted from it match by name.
     """
-    from legacy.from_saved_model import unique_variable_names
+    from legacy.engine.from_saved_model import unique_variable_names
 
     variables = list(variables)
     return dict(zip(unique_variable_names(variable_name(var) for var in variables), variables))
@@ -282,7 +282,7 @@ def _static_image_size(fn):
 def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False) -> Runner:
     """A runner for a path (TF1 Hub module or TF2 SavedModel), a `ModuleAdapter`, a loaded object or a Runner.
 
-    A TF1 module's graphs are scanned before they run (refused unless `allow_unsafe_ops`, see `legacy.safety`).
+    A TF1 module's graphs are scanned before they run (refused unless `allow_unsafe_ops`, see `legacy.format.safety`).
     """
     if isinstance(model, Runner):
         if label:
@@ -293,13 +293,13 @@ def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False)
         fmt = formats.detect(path)
         if fmt.name == formats.TF1_HUB:
             return ModuleRunner(_adapt(path, allow_unsafe_ops), label=label or path)
-        from legacy.metadata import read_metadata
+        from legacy.format.metadata import read_metadata
         return SavedModelRunner(_load_saved_model(path), metadata=read_metadata(path), label=label or path)
     from bridge.adapter import ModuleAdapter
 
     if isinstance(model, ModuleAdapter):
         return ModuleRunner(model, label=label)
-    from legacy.metadata import BridgeMetadata
+    from legacy.format.metadata import BridgeMetadata
 
     metadata = getattr(model, "metadata", None)
     return SavedModelRunner(model, metadata=metadata if isinstance(metadata, BridgeMetadata) else None, label=label)
@@ -319,7 +319,7 @@ def _load_saved_model(path: str):
 def _adapt(path: str, allow_unsafe_ops: bool):
     """The module's adapter, primary signature `default` when it is an image signature, else the first one."""
     from bridge.adapter import adapt
-    from legacy.reader import read_module
+    from legacy.format.reader import read_module
 
     module = read_module(path)
     try:

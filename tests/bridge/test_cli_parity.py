@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from bridge.cli import main
-from legacy.writer import write_checkpoint
+from legacy.format.writer import write_checkpoint
 from tests.corpus import IMAGES_DIR, ROOT, golden_json, module_path
 
 NAME = "convnet_bn"

@@ -1,4 +1,4 @@
-"""legacy.archive: .tar.gz modules and cached TF Hub handles become local directories; hostile archives are refused.
+"""legacy.format.archive: .tar.gz modules and cached TF Hub handles become local directories; hostile archives are refused.
 
 Every refusal is checked for what matters: one line naming the member and the fix, nothing written outside the
 extraction directory, and the temporary directory gone afterwards.
@@ -17,10 +17,10 @@ import tempfile
 
 import pytest
 
-from legacy import archive
-from legacy.archive import extract_archive, resolve_model_path
+from legacy.format import archive
+from legacy.format.archive import extract_archive, resolve_model_path
 from legacy.errors import BridgeError, ModelNotCachedError, ModuleFormatError, UnsafeArchiveError
-from legacy.reader import read_module
+from legacy.format.reader import read_module
 from tests.corpus import module_path
 
 HANDLE = "https://tfhub.dev/example/imagenet/convnet_bn/feature_vector/1"

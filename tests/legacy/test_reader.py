@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from legacy import protos
-from legacy.reader import IMAGE_MODULE_INFO_KEY, read_module
+from legacy.format import protos
+from legacy.format.reader import IMAGE_MODULE_INFO_KEY, read_module
 from tests.corpus import MODULES, golden_json, module_path, variant_label
 
 

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from legacy.errors import ModuleFormatError, NotAModuleError
-from legacy.functions import load_variables
-from legacy.reader import read_module
+from legacy.engine.functions import load_variables
+from legacy.format.reader import read_module
 from tests.corpus import module_path
 
 
@@ -56,7 +56,7 @@ def test_damaged_checkpoint_gives_one_clear_error(module_copy, damage, message):
 def test_checkpoint_missing_a_variable(module_copy, tmp_path):
     import tensorflow as tf
 
-    from legacy.writer import write_checkpoint
+    from legacy.format.writer import write_checkpoint
 
     reader = tf.train.load_checkpoint(str(module_copy / "variables" / "variables"))
     values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "conv2/weights"}

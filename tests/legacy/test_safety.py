@@ -1,4 +1,4 @@
-"""legacy.safety: ops that touch files, processes or the network or run Python are found by node name, anywhere.
+"""legacy.format.safety: ops that touch files, processes or the network or run Python are found by node name, anywhere.
 
 Unsafe modules are built in code (a tiny image module whose graph reads a file, writes one from inside a function of
 its library, or calls Python); the corpus, a converted TF2 SavedModel and its ordinary checkpoint functions
@@ -15,9 +15,9 @@ import pytest
 import tensorflow as tf
 
 from legacy.errors import UnsafeModelError
-from legacy.reader import read_module
-from legacy.safety import FILES, NETWORK, PYTHON, UNKNOWN, check_graph_safe, scan_model
-from legacy.writer import write_module
+from legacy.format.reader import read_module
+from legacy.format.safety import FILES, NETWORK, PYTHON, UNKNOWN, check_graph_safe, scan_model
+from legacy.format.writer import write_module
 from tests.corpus import MODULES, module_path
 
 
@@ -285,7 +285,7 @@ def test_inspect_reports_a_clean_module_as_such(capsys):
 
 def test_unsafe_module_really_does_what_the_scan_says(tmp_path):
     """The scan is not crying wolf: run anyway (allowed), the WriteFile node writes its file."""
-    from legacy.functions import ModuleFunctions
+    from legacy.engine.functions import ModuleFunctions
 
     leaked = tmp_path / "leaked.txt"
 

@@ -78,7 +78,7 @@ def test_graph_script_really_runs_in_graph_mode(graph_run):
     style, facts, _ = graph_run
     assert facts["executing_eagerly"] is False
     assert facts["hub_module"] == ("legacy.hub" if style == "legacy" else "tensorflow_hub")
-    assert facts["Module"] == "legacy.module.Module"
+    assert facts["Module"] == "legacy.hub.module.Module"
     for name, kind in CASES:
         case = facts[_label(name, kind)]
         assert case["features_in_graph"] and case["features_type"] != "EagerTensor"
@@ -170,7 +170,7 @@ def hub(request):
         yield legacy_hub
         return
     import legacy
-    from legacy import installer
+    from legacy.hub import installer
 
     legacy.install()
     import tensorflow_hub

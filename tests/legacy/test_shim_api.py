@@ -134,7 +134,7 @@ def test_removed_names_explain_the_replacement():
 def test_install_adds_the_tf1_names_to_tensorflow_hub_and_nothing_else():
     import legacy
     import tensorflow_hub
-    from legacy import installer
+    from legacy.hub import installer
 
     installer.uninstall()
     with pytest.raises(AttributeError):  # what legacy code hits on tensorflow_hub 0.16
@@ -158,7 +158,7 @@ def test_install_adds_the_tf1_names_to_tensorflow_hub_and_nothing_else():
 
 def test_install_without_an_importable_tensorflow_hub_says_what_to_install(monkeypatch):
     import legacy
-    from legacy.installer import HubImportError
+    from legacy.hub.installer import HubImportError
 
     monkeypatch.setitem(sys.modules, "tensorflow_hub", None)  # import now fails, as without tf-keras
     with pytest.raises(HubImportError, match=r"tf-keras.*from legacy import hub"):
@@ -167,7 +167,7 @@ def test_install_without_an_importable_tensorflow_hub_says_what_to_install(monke
 
 def test_one_line_install_form():
     proc = run_script("one_line_install.py")
-    assert proc.stdout.split() == ["legacy.module.Module", "legacy.spec.load_module_spec", "OK"]
+    assert proc.stdout.split() == ["legacy.hub.module.Module", "legacy.hub.spec.load_module_spec", "OK"]
 
 
 # -- eval_function_for_module, export -----------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from legacy import hub
-from legacy.publish import LegacyLayersUnavailableError, ModuleFnError
-from legacy.reader import read_module
+from legacy.hub.publish import LegacyLayersUnavailableError, ModuleFnError
+from legacy.format.reader import read_module
 from tests.legacy.shim_scripts.support import CROSS_VERSION_REL, assert_matches, run_script
 from tests.oracle import runner
 

@@ -1,6 +1,6 @@
 """The classic TF1 fine-tuning loop over a TF2 SavedModel loaded by the shim, as over a TF1 module.
 
-The shim serves a TF2 Reusable SavedModel as TF1 graph variants (`legacy.from_saved_model`), so its batch-norm
+The shim serves a TF2 Reusable SavedModel as TF1 graph variants (`legacy.engine.from_saved_model`), so its batch-norm
 assignments are UPDATE_OPS of the `{"train"}` variant: a graph-mode loop (loss + regularization losses, SGD under
 control_dependencies(UPDATE_OPS), the loss evaluated in its own session.run) must end where three SGD steps on the
 TF2 model itself end (GradientTape, training=True called once per step), and where the genuine tensorflow_hub 0.15
@@ -144,7 +144,7 @@ def test_genuine_library_on_the_converted_module_ends_with_the_same_weights(mode
 def test_model_without_tf1_graph_variants_is_served_by_its_own_functions(tmp_path):
     """A model that is no image module (here: a [batch, 3] input) keeps the fallback, and says why."""
     from legacy import hub
-    from legacy.tf2_module import SavedModelSpec
+    from legacy.hub.tf2_module import SavedModelSpec
 
     obj = tf.Module()
     obj.w = tf.Variable([[1.0], [2.0], [3.0]])

@@ -1,4 +1,4 @@
-"""Modules written by `legacy.writer` load in the genuine tensorflow_hub 0.15 and give the original's outputs."""
+"""Modules written by `legacy.format.writer` load in the genuine tensorflow_hub 0.15 and give the original's outputs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from legacy.errors import DestinationExistsError, ModuleFormatError
-from legacy.reader import read_module
-from legacy.writer import rewrite_module, write_module
+from legacy.format.reader import read_module
+from legacy.format.writer import rewrite_module, write_module
 from tests.corpus import MODULES, golden_arrays, golden_json, module_path
 from tests.oracle import runner
 
@@ -49,11 +49,16 @@ def test_existing_destination_is_never_overwritten_without_force(tmp_path):
     dst = tmp_path / "out"
     dst.mkdir()
     (dst / "keep.txt").write_text("precious")
+    for force in (False, True):  # a folder that is not a model is never replaced, not even with force
+        with pytest.raises(DestinationExistsError, match="not a model"):
+            rewrite_module(module, str(dst), force=force)
+        assert os.listdir(dst) == ["keep.txt"]
+    (dst / "keep.txt").unlink()
+    rewrite_module(module, str(dst))  # an empty directory is filled
     with pytest.raises(DestinationExistsError, match="--force"):
         rewrite_module(module, str(dst))
-    assert os.listdir(dst) == ["keep.txt"]
-    rewrite_module(module, str(dst), force=True)
-    assert not (dst / "keep.txt").exists() and (dst / "tfhub_module.pb").exists()
+    rewrite_module(module, str(dst), force=True)  # a model is replaced with force
+    assert (dst / "tfhub_module.pb").exists()
     assert [p for p in os.listdir(tmp_path) if p != "out"] == []  # no temporary leftovers
 
 

@@ -11,10 +11,10 @@ Both take a `ModuleSpec` or a `Module` (whose graph variant is then used). The s
 
 from __future__ import annotations
 
-from legacy import protos
+from legacy.format import protos
 from legacy.errors import NotAnImageModuleError
-from legacy.reader import IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY
-from legacy.spec import signature_name
+from legacy.format.reader import IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY
+from legacy.hub.spec import signature_name
 
 ImageModuleInfo = protos.ImageModuleInfo
 

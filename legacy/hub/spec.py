@@ -6,7 +6,7 @@
 
 A directory is recognised in one place (`LOADERS`), by cheap file tests, first match wins: a TF1 Hub module (it
 holds `tfhub_module.pb`), else a TF2 SavedModel, which the genuine library refused with `NotFoundError:
-tfhub_module.pb` and this shim presents as a module (see `legacy.tf2_module`). Loading a spec reads protocol
+tfhub_module.pb` and this shim presents as a module (see `legacy.hub.tf2_module`). Loading a spec reads protocol
 buffers only; nothing runs until a `hub.Module` is built from it. Each kind of spec implements `_create_impl` for
 the two ways of instantiating a module: into a TF1 graph, or eagerly.
 """
@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import tensorflow as tf
 
 from legacy.errors import NotAModuleError, UnknownVariantError
-from legacy.reader import DEFAULT_SIGNATURE, MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module, tag_label
+from legacy.format.reader import DEFAULT_SIGNATURE, MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module, tag_label
 
 
 class ParsedTensorInfo:
@@ -140,13 +140,13 @@ def signature_name(signature: str | None) -> str:
 
 
 def _load_native(path: str) -> ModuleSpec:
-    from legacy.native_module import NativeModuleSpec
+    from legacy.hub.native_module import NativeModuleSpec
 
     return NativeModuleSpec.load(path)
 
 
 def _load_saved_model(path: str) -> ModuleSpec:
-    from legacy.tf2_module import load_saved_model_spec
+    from legacy.hub.tf2_module import load_saved_model_spec
 
     return load_saved_model_spec(path)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Sequence
 
 from legacy.errors import ConversionError, ModuleFormatError
-from legacy.reader import REF_VARIABLE_OPS, VARIABLE_OPS
+from legacy.format.reader import REF_VARIABLE_OPS, VARIABLE_OPS
 
 # Reference-variable ops and their resource-variable counterparts (the ref is always input 0).
 _REF_ASSIGN_OPS = {"Assign": "AssignVariableOp", "AssignAdd": "AssignAddVariableOp",

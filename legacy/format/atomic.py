@@ -29,7 +29,7 @@ import time
 from typing import Iterator
 
 from legacy.errors import BridgeError, DestinationExistsError
-from legacy.reader import is_model_directory
+from legacy.format.reader import is_model_directory
 
 PARTIAL = "partial"  # temporary directory being filled
 OLD = "old"  # an old destination moved aside while --force replaces it (only where an atomic swap is missing)
@@ -42,7 +42,7 @@ _RENAME_EXCHANGE = 2
 def check_destination(dst: str, force: bool = False, protect=()) -> None:
     """Fail early, before any work, when `dst` exists and may not be replaced, or its parent is unusable.
 
-    `force` replaces only what `replaceable_reason` allows: an empty directory or a model directory, never the
+    An empty directory is filled. `force` replaces only what `replaceable_reason` allows: a model directory, never the
     working directory, `/`, the home directory, an ancestor of the working directory or of a path in `protect`
     (the source), or a folder with other files in it. Leftovers of writers to `dst` that were killed are cleaned
     up first (see `remove_stale_temp_dirs`).
@@ -61,7 +61,7 @@ def check_destination(dst: str, force: bool = False, protect=()) -> None:
         refusal = replaceable_reason(dst)
         if refusal:
             raise DestinationExistsError(f"{dst} {refusal}; choose a new or empty directory for the output")
-        if not force:
+        if not force and os.listdir(dst):  # an empty directory is filled without ceremony
             raise DestinationExistsError(f"{dst} already exists; pass --force (force=True) to replace it")
     parent = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(parent):
@@ -250,7 +250,7 @@ def atomic_directory(dst: str, force: bool = False, protect=()) -> Iterator[str]
         os.chmod(tmp, 0o755)
         if os.path.lexists(dst):
             check_destination(dst, force, protect)  # it appeared or changed while we were working
-            _replace(tmp, dst)
+            _replace(tmp, dst)  # a model (force) or an empty directory
         else:
             os.rename(tmp, dst)
     except BaseException:

@@ -23,12 +23,12 @@ import os
 
 import tensorflow as tf
 
-from legacy import graph_import
+from legacy.engine import graph_import
 from legacy.errors import DestinationExistsError, ModuleFormatError
-from legacy.functions import ModuleFunctions, load_variables
-from legacy.reader import MODULE_DEF_FILENAME, StoredModule, read_module
-from legacy.spec import ModuleSpec, ParsedTensorInfo, signature_name
-from legacy.writer import write_module
+from legacy.engine.functions import ModuleFunctions, load_variables
+from legacy.format.reader import MODULE_DEF_FILENAME, StoredModule, read_module
+from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
+from legacy.format.writer import write_module
 
 
 class NativeModuleSpec(ModuleSpec):

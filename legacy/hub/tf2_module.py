@@ -11,7 +11,7 @@ The genuine library refused TF2 SavedModels (`NotFoundError: tfhub_module.pb`). 
 - graph variants: `set()` runs `training=False`, and `{"train"}` (`training=True`) exists when `__call__` was
   traced with `training=True` and, for a converted TF1 module, the module had that variant.
 
-Whenever the model can be written as TF1 graph variants (`legacy.from_saved_model`: one float32 image input, only
+Whenever the model can be written as TF1 graph variants (`legacy.engine.from_saved_model`: one float32 image input, only
 variables captured), the spec is a `NativeModuleSpec` over those variants, built in memory when the spec is loaded,
 with the weights read from the SavedModel's own checkpoint. `hub.Module` then behaves exactly as over the TF1 module
 that `bridge convert` writes: the batch-norm assignments of the `{"train"}` variant are UPDATE_OPS (added only
@@ -41,16 +41,16 @@ import shutil
 
 import tensorflow as tf
 
-from legacy.atomic import atomic_directory
+from legacy.format.atomic import atomic_directory
 from legacy.errors import (ConversionError, DestinationExistsError, ModuleFormatError, NotAModuleError,
                            UnknownSignatureError)
-from legacy.metadata import METADATA_PATH, read_metadata
-from legacy.native_module import NativeModuleSpec
-from legacy.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
+from legacy.format.metadata import METADATA_PATH, read_metadata
+from legacy.hub.native_module import NativeModuleSpec
+from legacy.format.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
                            VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, _read_variant, read_saved_model_proto,
                            tag_label)
-from legacy.spec import ModuleSpec, ParsedTensorInfo, signature_name
-from legacy.writer import image_module_info, write_checkpoint
+from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
+from legacy.format.writer import image_module_info, write_checkpoint
 
 TRAIN_TAGS = frozenset({"train"})
 _CALL = "__call__"
@@ -71,7 +71,7 @@ def load_saved_model_spec(path: str):
 
 
 class GraphVariantsSpec(NativeModuleSpec):
-    """A TF2 SavedModel as the TF1 graph variants `legacy.from_saved_model` builds (weights from its checkpoint)."""
+    """A TF2 SavedModel as the TF1 graph variants `legacy.engine.from_saved_model` builds (weights from its checkpoint)."""
 
     def __init__(self, stored: StoredModule, checkpoint_keys: dict, asset_sources: dict, saved: "SavedModelSpec"):
         super().__init__(stored, stored.variables_prefix if checkpoint_keys else None, asset_sources, saved.path,
@@ -81,7 +81,7 @@ class GraphVariantsSpec(NativeModuleSpec):
     @classmethod
     def build(cls, saved: "SavedModelSpec") -> "GraphVariantsSpec":
         """Raises ConversionError when the model cannot be expressed as TF1 graph variants."""
-        from legacy.from_saved_model import meta_graphs_from_saved_model
+        from legacy.engine.from_saved_model import meta_graphs_from_saved_model
 
         meta_graphs, _, assets = meta_graphs_from_saved_model(saved.path)
         variants = {}
@@ -277,7 +277,7 @@ def _variables(path: str, graph, children: dict) -> tuple:
     """Names (unique, for variable_map) and checkpoint keys of the root's `variables`, in their saved order."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    from legacy.from_saved_model import unique_variable_names
+    from legacy.engine.from_saved_model import unique_variable_names
 
     if "variables" not in children:
         return [], []

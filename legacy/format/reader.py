@@ -19,7 +19,7 @@ from typing import Iterable, Mapping
 
 from google.protobuf.message import DecodeError
 
-from legacy import protos
+from legacy.format import protos
 from legacy.errors import (ModuleFormatError, NotAModuleError, NotAnImageModuleError, UnknownSignatureError,
                            UnknownVariantError)
 

@@ -4,13 +4,13 @@
 
 Each graph variant is a TF1 graph built around the TF2 model's traced function: `__call__(images, training=False)`
 becomes the inference variant (tags `set()`), `__call__(images, training=True)` the `{"train"}` variant. The
-function is flattened (`legacy.inline`) so that its variable assignments (batch-norm moving statistics) become the
+function is flattened (`legacy.engine.inline`) so that its variable assignments (batch-norm moving statistics) become the
 variant's UPDATE_OPS instead of running with every forward pass, as TF1 training loops expect. Variables keep their
 TF2 names (so `variable_map` keys are meaningful) and their trainable flags; regularization losses go into the
 REGULARIZATION_LOSSES collection; the expected image size, when known, is attached as `image_module_info`.
 
 Both `bridge convert` (which writes the variants to disk) and the import shim (which serves them as an in-memory
-module spec, `legacy.tf2_module`) use this, so a TF2 model behaves the same either way.
+module spec, `legacy.hub.tf2_module`) use this, so a TF2 model behaves the same either way.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Callable, Iterable
 import tensorflow as tf
 
 from legacy.errors import ConversionError
-from legacy.inline import detach_updates, inline_function_calls
-from legacy.metadata import read_metadata
-from legacy.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY
-from legacy.writer import attach_image_size
+from legacy.engine.inline import detach_updates, inline_function_calls
+from legacy.format.metadata import read_metadata
+from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY
+from legacy.format.writer import attach_image_size
 
 KINDS = {"feature_vector": "image_feature_vector", "classification": "image_classification"}
 

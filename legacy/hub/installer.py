@@ -13,6 +13,7 @@ are never replaced.
 
 from __future__ import annotations
 
+from legacy import hub
 from legacy.errors import HubImportError
 
 _added: list = []  # names install() put on tensorflow_hub, for uninstall()
@@ -30,8 +31,6 @@ def _import_tensorflow_hub():
 
 def install():
     """Add the TF1 names to `tensorflow_hub` (idempotent) and return that module."""
-    from legacy import hub
-
     tensorflow_hub = _import_tensorflow_hub()
     for name in hub.TF1_NAMES + tuple(hub.REMOVED):
         if not hasattr(tensorflow_hub, name):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from legacy import graph_import
+from legacy.engine import graph_import
 from legacy.errors import ModuleFormatError
-from legacy.reader import StoredModule, VariableInfo, tag_label
+from legacy.format.reader import StoredModule, VariableInfo, tag_label
 
 
 def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool = True) -> dict:

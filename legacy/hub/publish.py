@@ -28,12 +28,12 @@ from typing import Callable, Iterable, Mapping
 
 import tensorflow as tf
 
-from legacy import reader
+from legacy.format import reader
 from legacy.errors import LegacyLayersUnavailableError, ModuleFnError
-from legacy.native_module import NativeModuleSpec
-from legacy.reader import (_ATTACHMENT_KEY, DEFAULT_SIGNATURE, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
+from legacy.hub.native_module import NativeModuleSpec
+from legacy.format.reader import (_ATTACHMENT_KEY, DEFAULT_SIGNATURE, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
                            StoredModule, tag_label)
-from legacy.writer import attach_message as attach_to_meta_graph
+from legacy.format.writer import attach_message as attach_to_meta_graph
 
 _ASSETS_COLLECTION = "saved_model_assets"
 _ASSET_PLACEHOLDER = b"SAVEDMODEL-ASSET"  # what the exporter writes in place of an asset's path
@@ -105,7 +105,7 @@ def attach_message(key: str, message) -> None:
 
 def attach_image_module_info(image_module_info=None) -> None:
     """Inside a module_fn: attach an `ImageModuleInfo` (e.g. the default image size)."""
-    from legacy.protos import ImageModuleInfo
+    from legacy.format.protos import ImageModuleInfo
 
     attach_message(IMAGE_MODULE_INFO_KEY, image_module_info if image_module_info is not None else ImageModuleInfo())
 

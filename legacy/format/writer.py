@@ -15,10 +15,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from legacy import protos
-from legacy.atomic import atomic_directory
+from legacy.format import protos
+from legacy.format.atomic import atomic_directory
 from legacy.errors import ModuleFormatError
-from legacy.reader import (ASSETS_DIRNAME, ATTACHMENTS_COLLECTION, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
+from legacy.format.reader import (ASSETS_DIRNAME, ATTACHMENTS_COLLECTION, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
                            MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, VARIABLES_DIRNAME, VARIABLES_PREFIX,
                            _ATTACHMENT_KEY, tag_label)
 

@@ -7,7 +7,7 @@
 The mode is decided when the module is constructed: inside a TF1 graph (`tf.compat.v1.disable_eager_execution()`,
 or `with tf.Graph().as_default():`) the module adds its variables and ops to that graph, as the genuine library
 did; otherwise (TF2 eager code, also when the module is later called inside a `tf.function`) its variables are
-`tf.Variable`s and a call returns tensors at once. `legacy.native_module` and `legacy.tf2_module` say what each
+`tf.Variable`s and a call returns tensors at once. `legacy.hub.native_module` and `legacy.hub.tf2_module` say what each
 kind of spec does in each mode.
 """
 
@@ -20,8 +20,8 @@ from typing import Iterable
 import tensorflow as tf
 
 from legacy.errors import ModuleCallError
-from legacy.reader import DEFAULT_SIGNATURE, tag_label
-from legacy.spec import as_module_spec, signature_name
+from legacy.format.reader import DEFAULT_SIGNATURE, tag_label
+from legacy.hub.spec import as_module_spec, signature_name
 
 
 def graph_mode() -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 __all__ = ["adapt", "compare", "convert"]
 
-_LAZY = {"adapt": ("bridge.adapter", "adapt"), "convert": ("bridge.converter", "convert"),
+_LAZY = {"adapt": ("bridge.conversion.tf1_to_tf2", "adapt"), "convert": ("bridge.conversion", "convert"),
          "compare": ("bridge.parity", "compare")}
 
 

@@ -33,7 +33,7 @@ def _files(path: str) -> list:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> list:
     """The files a complete conversion of SOURCE has (converted in-process)."""
-    from bridge.converter import convert
+    from bridge.conversion.converter import convert
 
     dst = str(tmp_path_factory.mktemp("reference") / "tf2")
     convert(SOURCE, dst, verify=False, progress=lambda message: None)
@@ -102,7 +102,7 @@ def test_killed_conversions_leave_no_partial_destination(tmp_path, reference):
 
 
 def test_force_keeps_the_old_destination_until_the_new_one_is_complete(tmp_path, reference):
-    from bridge.converter import convert
+    from bridge.conversion.converter import convert
 
     dst = str(tmp_path / "tf2")
     convert(SOURCE, dst, verify=False, progress=lambda message: None)

@@ -36,7 +36,7 @@ def built(tmp_path_factory):
     """Models the corpus lacks: a converted TF2 SavedModel, TF2 models that are not image models, a text module."""
     import tensorflow as tf
 
-    from bridge.converter import convert
+    from bridge.conversion.converter import convert
     from tests.legacy.test_safety import add_signature, image_module, reads_file
     from legacy.format.writer import write_module
 
@@ -456,7 +456,7 @@ def test_allow_unsafe_ops_lets_a_trusted_model_through(workspace, capsys):
 @pytest.fixture(scope="module")
 def adapter():
     """An adapter that has already run on good batches of two sizes (so its traces are relaxed, as in real use)."""
-    from bridge.adapter import adapt
+    from bridge.conversion.tf1_to_tf2 import adapt
 
     adapter = adapt(module_path("convnet_bn"))
     for batch in (2, 5):

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from bridge.converter import convert
+from bridge.conversion.converter import convert
 from legacy.errors import DestinationExistsError
 from tests.corpus import ROOT
 

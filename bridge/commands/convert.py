@@ -50,7 +50,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from bridge.converter import VerificationError, convert
+    from bridge.conversion.converter import VerificationError, convert
 
     try:
         result = convert(args.src, args.dst, to=args.to, signature=args.signature, force=args.force,

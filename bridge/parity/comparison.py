@@ -11,7 +11,7 @@ memory stays flat in the number of images. What is compared ("modes"):
   batches as in a training loop that calls the first compared signature once per step (every signature's call
   starts from that state), on the side: inference and gradients always see the initial values;
 - gradients (`gradients=True`): d loss / d trainable variable, matched by name (':0' stripped; a repeated name gets
-  `_1`, `_2`, ... as `bridge.tf2_to_tf1` names checkpoint keys), outputs `gradients/<variable name>`, for one
+  `_1`, `_2`, ... as `bridge.conversion.tf2_to_tf1` names checkpoint keys), outputs `gradients/<variable name>`, for one
   seeded loss per batch (`GRADIENT_LOSS`); run with training=True when both models have a training mode, as
   fine-tuning does.
 Every model is restored to its initial variable values at the end.
@@ -317,7 +317,7 @@ def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
 
     `a`, `b`: model directories (TF1 Hub module or TF2 SavedModel), `.tar.gz` archives or cached TF Hub handles
     (see `bridge.formats.open_model`; their graphs are scanned for unsafe ops before anything runs, refused unless
-    `allow_unsafe_ops`), or objects already loaded: `bridge.adapter.ModuleAdapter`s, loaded SavedModels,
+    `allow_unsafe_ops`), or objects already loaded: `bridge.conversion.tf1_to_tf2.ModuleAdapter`s, loaded SavedModels,
     `bridge.parity.runners.Runner`s. `images`: paths (image files, folders, .npy, .npz) or arrays; `random`
     seeded uniform images in `val_range` are fed after them (`DEFAULT_RANDOM` when neither is given).
     `atol`/`rtol`: a number, "NAME:VALUE" strings or a dict (see `bridge.parity.tolerance` for the semantics).

@@ -5,7 +5,7 @@
     runner.run("image_feature_vector", images, training=False)   # {'default': <tf.Tensor>, 'conv1': ...}
 
 What a model exposes decides its signatures:
-- a TF1 Hub module runs through `bridge.adapter` (every image signature, both graph variants, one set of variables;
+- a TF1 Hub module runs through `bridge.conversion.tf1_to_tf2` (every image signature, both graph variants, one set of variables;
   variable names are the module's checkpoint names);
 - a TF2 SavedModel written by the bridge (it has `assets.extra/tf_hub_bridge.json`) has one attribute function per
   TF1 signature, `obj.<signature>(images, training=...)` returning a dict;
@@ -133,7 +133,7 @@ def unique_names(variables) -> dict:
 
 
 class ModuleRunner(Runner):
-    """A TF1 Hub module (through `bridge.adapter.ModuleAdapter`)."""
+    """A TF1 Hub module (through `bridge.conversion.tf1_to_tf2.ModuleAdapter`)."""
 
     format = formats.TF1_HUB
 
@@ -295,7 +295,7 @@ def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False)
             return ModuleRunner(_adapt(path, allow_unsafe_ops), label=label or path)
         from legacy.format.metadata import read_metadata
         return SavedModelRunner(_load_saved_model(path), metadata=read_metadata(path), label=label or path)
-    from bridge.adapter import ModuleAdapter
+    from bridge.conversion.tf1_to_tf2 import ModuleAdapter
 
     if isinstance(model, ModuleAdapter):
         return ModuleRunner(model, label=label)
@@ -318,7 +318,7 @@ def _load_saved_model(path: str):
 
 def _adapt(path: str, allow_unsafe_ops: bool):
     """The module's adapter, primary signature `default` when it is an image signature, else the first one."""
-    from bridge.adapter import adapt
+    from bridge.conversion.tf1_to_tf2 import adapt
     from legacy.format.reader import read_module
 
     module = read_module(path)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bridge.adapter import adapt
-from bridge.converter import convert
+from bridge.conversion.tf1_to_tf2 import adapt
+from bridge.conversion.converter import convert
 from tests.corpus import MODULES, golden_arrays, golden_json, golden_prefix, module_path
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bridge.converter import convert
+from bridge.conversion.converter import convert
 from tests.corpus import golden_arrays, golden_json, module_path
 
 NAME = "convnet_bn"  # both graph variants, batch norm, regularizers: the full fine-tuning story

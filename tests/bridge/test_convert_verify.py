@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from bridge.cli import main
-from bridge.converter import VERIFY_RANDOM, VerificationError, convert
+from bridge.conversion.converter import VERIFY_RANDOM, VerificationError, convert
 from bridge.parity import compare
 from tests.corpus import IMAGES_DIR, MODULES, golden_json, module_path
 
@@ -74,9 +74,9 @@ def broken_tf1_to_tf2(monkeypatch):
 @pytest.fixture
 def broken_tf2_to_tf1(monkeypatch):
     """TF2 -> TF1 that moves dense/kernel[0, 0] by 0.05 in the checkpoint it writes."""
-    import bridge.tf2_to_tf1
+    import bridge.conversion.tf2_to_tf1
 
-    real = bridge.tf2_to_tf1.write_module
+    real = bridge.conversion.tf2_to_tf1.write_module
 
     def write_module(dst, meta_graphs, variables=None, **kwargs):
         variables = dict(variables)
@@ -84,7 +84,7 @@ def broken_tf2_to_tf1(monkeypatch):
         variables["dense/kernel"][0, 0] += 0.05
         return real(dst, meta_graphs, variables=variables, **kwargs)
 
-    monkeypatch.setattr(bridge.tf2_to_tf1, "write_module", write_module)
+    monkeypatch.setattr(bridge.conversion.tf2_to_tf1, "write_module", write_module)
 
 
 def _failed(report) -> set:

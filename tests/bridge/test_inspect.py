@@ -55,7 +55,7 @@ def test_inspect_table_and_clean_json_stdout():
 
 
 def test_inspect_converted_model_reports_its_bridge_metadata(tmp_path, capsys):
-    from bridge.converter import convert
+    from bridge.conversion.converter import convert
 
     dst = convert(module_path("classifier_assets"), str(tmp_path / "tf2"), progress=lambda m: None).destination
     assert main(["inspect", "--json", dst]) == 0

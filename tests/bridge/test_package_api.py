@@ -16,12 +16,12 @@ def test_import_bridge_does_not_import_tensorflow():
 
 def test_verbs_are_the_functions_of_their_modules():
     import bridge
-    import bridge.adapter
-    import bridge.converter
+    import bridge.conversion.tf1_to_tf2
+    import bridge.conversion.converter
     import bridge.parity.comparison
 
-    assert bridge.convert is bridge.converter.convert
-    assert bridge.adapt is bridge.adapter.adapt
+    assert bridge.convert is bridge.conversion.converter.convert
+    assert bridge.adapt is bridge.conversion.tf1_to_tf2.adapt
     assert bridge.compare is bridge.parity.comparison.compare
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         bridge.nope

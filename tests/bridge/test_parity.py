@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bridge.adapter import adapt
-from bridge.converter import convert
+from bridge.conversion.tf1_to_tf2 import adapt
+from bridge.conversion.converter import convert
 from bridge.parity import compare
 from bridge.parity.images import collect_inputs
 from bridge.testing import assert_parity

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bridge.converter import convert
+from bridge.conversion.converter import convert
 from legacy.errors import ConversionError
 from tests import corpus
 from tests.bridge import tf2_models
@@ -197,7 +197,7 @@ def test_tf1_tf2_tf1_round_trip_in_the_genuine_library(name, tmp_path):
 
 def test_adapter_over_the_written_module_gives_the_tf2_gradients(exported):
     """The module read back on TF 2.21 (its reads name variables as `var:0`) is differentiable like the source."""
-    from bridge.adapter import adapt
+    from bridge.conversion.tf1_to_tf2 import adapt
 
     _, src, dst, images, weights, _, _ = exported
     results = []

@@ -121,7 +121,7 @@ def test_corpus_modules_scan_clean(name):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    from bridge.converter import convert
+    from bridge.conversion.converter import convert
 
     dst = str(tmp_path_factory.mktemp("converted") / "tf2")
     convert(module_path("classifier_assets"), dst, progress=lambda message: None)

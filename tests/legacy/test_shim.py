@@ -29,7 +29,7 @@ def _ids(case) -> str:
 @pytest.fixture(scope="module")
 def tf2_dirs(tmp_path_factory) -> dict:
     """Each testdata module converted by `bridge convert` into a TF2 SavedModel carrying the bridge metadata."""
-    from bridge.converter import convert
+    from bridge.conversion.converter import convert
 
     root = tmp_path_factory.mktemp("shim_tf2")
     return {name: convert(module_path(name), str(root / name), progress=lambda m: None).destination

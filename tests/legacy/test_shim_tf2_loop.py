@@ -128,7 +128,7 @@ def test_eager_loop_ends_with_the_tf2_tape_weights(model):
 
 @pytest.mark.oracle
 def test_genuine_library_on_the_converted_module_ends_with_the_same_weights(model, graph_loop, tmp_path):
-    from bridge.converter import convert
+    from bridge.conversion.converter import convert
 
     path, images, loss_weights, steps, lr, _ = model
     _, arrays = graph_loop

@@ -7,7 +7,7 @@
     obj.variables, obj.trainable_variables, obj.regularization_losses
 
 Both graph variants run on one set of `tf.Variable`s (one per checkpoint name), so what training changes is what
-inference sees. The object can be saved with `tf.saved_model.save` (see `bridge.converter`) and then needs neither
+inference sees. The object can be saved with `tf.saved_model.save` (see `bridge.conversion.converter`) and then needs neither
 this project nor tensorflow_hub to load.
 """
 
@@ -35,7 +35,7 @@ _RESERVED = frozenset({"variables", "trainable_variables", "regularization_losse
 class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
     """What a converted SavedModel holds: the tf.functions of the Reusable SavedModel API over shared variables.
 
-    `bridge.converter` saves this object; `ModuleAdapter` wraps it for in-memory use and checks inputs first (a
+    `bridge.conversion.converter` saves this object; `ModuleAdapter` wraps it for in-memory use and checks inputs first (a
     traced function sees only the shapes it was traced for, and `reduce_retracing` relaxes them).
     """
 
@@ -75,7 +75,7 @@ class ModuleAdapter:
     """Implements the Reusable SavedModel API (`__call__(images, training)`, `variables`, ...) over a TF1 module.
 
     Inputs are checked in Python before any traced function runs, so a wrong batch is refused with one line
-    that names the fix; `saveable` is the object `tf.saved_model.save` writes (see `bridge.converter`).
+    that names the fix; `saveable` is the object `tf.saved_model.save` writes (see `bridge.conversion.converter`).
     """
 
     def __init__(self, module: StoredModule, signature: str | None = None):

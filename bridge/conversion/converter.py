@@ -113,7 +113,7 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
 def _tf1_to_tf2_writer(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress):
     import tensorflow as tf
 
-    from bridge.adapter import adapt
+    from bridge.conversion.tf1_to_tf2 import adapt
     from legacy.format.metadata import write_metadata
 
     progress(f"reading TF1 Hub module {label}")
@@ -139,7 +139,7 @@ def _tf1_to_tf2_writer(src: str, label: str, signature: str | None, allow_unsafe
 
 
 def _tf2_to_tf1_writer(src: str, dst: str, kind: str | None, image_size, progress):
-    from bridge.tf2_to_tf1 import export_tf1, parse_image_size
+    from bridge.conversion.tf2_to_tf1 import export_tf1, parse_image_size
 
     if isinstance(image_size, str):
         image_size = parse_image_size(image_size)

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from legacy.format.archive import resolve_model_path
 from legacy.errors import NotAModuleError
-from legacy.format.reader import MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module
+from legacy.format.conventions import MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module, is_tf2_saved_model
 
 TF1_HUB = "tf1_hub"
 TF2_SAVED_MODEL = "tf2_saved_model"
@@ -30,13 +30,9 @@ class Format:
     claims: Callable[[str], bool]
 
 
-def _is_tf2_saved_model(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, SAVED_MODEL_FILENAME)) and not is_tf1_hub_module(path)
-
-
 FORMATS = (
     Format(TF1_HUB, "TF1 Hub module", is_tf1_hub_module),  # checked first: a TF1 module also has saved_model.pb
-    Format(TF2_SAVED_MODEL, "TF2 SavedModel", _is_tf2_saved_model),
+    Format(TF2_SAVED_MODEL, "TF2 SavedModel", is_tf2_saved_model),
 )
 
 

@@ -19,6 +19,7 @@ import sys
 from bridge import formats
 from legacy.format.atomic import atomic_directory, check_destination
 from legacy.errors import BridgeError, ConversionError, VerificationError
+from legacy.format.conventions import parse_image_size
 
 TF1 = "tf1"
 TF2 = "tf2"
@@ -139,10 +140,10 @@ def _tf1_to_tf2_writer(src: str, label: str, signature: str | None, allow_unsafe
 
 
 def _tf2_to_tf1_writer(src: str, dst: str, kind: str | None, image_size, progress):
-    from bridge.conversion.tf2_to_tf1 import export_tf1, parse_image_size
+    from bridge.conversion.tf2_to_tf1 import export_tf1
 
-    if isinstance(image_size, str):
-        image_size = parse_image_size(image_size)
+    if image_size is not None:
+        image_size = parse_image_size(image_size, "image_size")
 
     def write(tmp: str) -> None:
         # export_tf1 writes atomically itself: with force=True it replaces the (empty) temporary directory, which

@@ -22,10 +22,9 @@ import tensorflow as tf
 from legacy.format.metadata import BridgeMetadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.engine.functions import ModuleFunctions, load_variables
-from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, StoredModule, read_module, tag_label
-
-TRAIN_TAGS = frozenset({"train"})
-INFERENCE_TAGS = frozenset()
+from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS,
+                                       kind_of_signature, tag_label)
+from legacy.format.reader import StoredModule, read_module
 # Attributes of the Reusable SavedModel API and of this class that a TF1 signature name must not shadow.
 _RESERVED = frozenset({"variables", "trainable_variables", "regularization_losses", "signatures",
                        "expected_image_size", "metadata", "signature_names", "call_signature", "serve",
@@ -231,11 +230,10 @@ def _one_line(text: str) -> str:
 
 def _kind(variant, primary: str) -> str | None:
     """"classification" or "feature_vector": which image signature the primary one's output is."""
-    for name, kind in (("image_classification", "classification"), ("image_feature_vector", "feature_vector")):
-        if primary == name:
-            return kind
+    if kind_of_signature(primary):
+        return kind_of_signature(primary)
     output = variant.signature(primary).outputs.get(DEFAULT_SIGNATURE)
-    for name, kind in (("image_classification", "classification"), ("image_feature_vector", "feature_vector")):
+    for kind, name in KINDS.items():
         other = variant.signatures.get(name)
         if output is not None and other is not None and DEFAULT_SIGNATURE in other.outputs \
                 and other.outputs[DEFAULT_SIGNATURE].tensor_name == output.tensor_name:

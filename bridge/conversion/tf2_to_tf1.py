@@ -11,23 +11,10 @@ declare its kind and image size, so both are required here (from the model's met
 
 from __future__ import annotations
 
-import re
-
-from legacy.errors import ConversionError
-from legacy.engine.from_saved_model import KINDS, meta_graphs_from_saved_model
+from legacy.engine.from_saved_model import meta_graphs_from_saved_model
 from legacy.format.writer import write_module
 
-__all__ = ["KINDS", "export_tf1", "parse_image_size"]
-
-_SIZE = re.compile(r"^(\d+)x(\d+)$")
-
-
-def parse_image_size(text: str) -> tuple:
-    """'224x224' -> (224, 224)."""
-    match = _SIZE.match(text.strip())
-    if not match or not int(match.group(1)) or not int(match.group(2)):
-        raise ConversionError(f"image size {text!r} is not HEIGHTxWIDTH (e.g. 224x224)")
-    return int(match.group(1)), int(match.group(2))
+__all__ = ["export_tf1"]
 
 
 def export_tf1(src: str, dst: str, *, kind: str | None = None, image_size: tuple | None = None,

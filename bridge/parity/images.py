@@ -26,6 +26,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from legacy.errors import InvalidInputError
+from legacy.format.conventions import parse_image_size  # noqa: F401  (the one image-size grammar)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 ARRAY_EXTENSIONS = (".npy", ".npz")
@@ -403,14 +404,6 @@ def _check_shape(shape: tuple, dtype, label: str, image_size) -> None:
             f"{label}: holds {shape[1]}x{shape[2]} images, but the models expect "
             f"{image_size[0]}x{image_size[1]}; arrays are never resized: resize them, or pass --image-size "
             f"{shape[1]}x{shape[2]} if the models accept that size")
-
-
-def parse_image_size(text: str) -> tuple:
-    """'224x224' (or '224,224') -> (224, 224)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text or "")
-    if not match or not all(int(g) > 0 for g in match.groups()):
-        raise InvalidInputError(f"image size {text!r} is not HEIGHTxWIDTH; pass e.g. --image-size 224x224")
-    return int(match.group(1)), int(match.group(2))
 
 
 def parse_val_range(text: str) -> tuple:

@@ -24,10 +24,9 @@ import tensorflow as tf
 from legacy.errors import ConversionError
 from legacy.engine.inline import detach_updates, inline_function_calls
 from legacy.format.metadata import read_metadata
-from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY
+from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
 from legacy.format.writer import attach_image_size
 
-KINDS = {"feature_vector": "image_feature_vector", "classification": "image_classification"}
 
 
 @dataclasses.dataclass
@@ -78,7 +77,7 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
         trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
         values = {plan.variable_names[id(v)]: v.numpy() for v in variables}
         meta_graphs = []
-        variants = [(frozenset(), False)] + ([(frozenset({"train"}), True)] if plan.has_training else [])
+        variants = [(INFERENCE_TAGS, False)] + ([(TRAIN_TAGS, True)] if plan.has_training else [])
         for tags, training in variants:
             progress(f"building graph variant {sorted(tags) or '{}'} (training={training})")
             meta_graphs.append(_build_variant(obj, plan, variables, trainable_ids, tags, training))

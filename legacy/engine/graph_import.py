@@ -12,9 +12,10 @@ variables can thus back both graph variants: nothing is copied.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from legacy.errors import ConversionError, ModuleFormatError
+from legacy.format.graph_defs import op_name
 from legacy.format.reader import REF_VARIABLE_OPS, VARIABLE_OPS
 
 # Reference-variable ops and their resource-variable counterparts (the ref is always input 0).
@@ -27,36 +28,6 @@ _UNSUPPORTED_REF_CONSUMERS = frozenset({
 })
 _READ_SUFFIX = "/_bridge_read"
 _ASSIGN_SUFFIX = "/_bridge_assign"
-
-
-def op_name(name: str) -> str:
-    """`scope/op:0` or `^scope/op` -> `scope/op`."""
-    name = name[1:] if name.startswith("^") else name
-    return name.split(":")[0]
-
-
-def called_functions(start_nodes: Iterable, functions: dict) -> set:
-    """Library functions that `start_nodes` call (as their op or through function attributes), transitively."""
-    seen, stack = set(), []
-
-    def visit(node):
-        if node.op in functions:
-            stack.append(node.op)
-        for value in node.attr.values():
-            if value.HasField("func"):
-                stack.append(value.func.name)
-            stack.extend(f.name for f in value.list.func)
-
-    for node in start_nodes:
-        visit(node)
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in functions:
-            continue
-        seen.add(name)
-        for node in functions[name].node_def:
-            visit(node)
-    return seen
 
 
 def _tensor_name(name: str) -> str:

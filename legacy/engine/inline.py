@@ -11,7 +11,7 @@ assignments are returned as the update ops.
 from __future__ import annotations
 
 from legacy.errors import ConversionError
-from legacy.engine.graph_import import called_functions, op_name
+from legacy.format.graph_defs import called_functions, op_name
 
 CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 ASSIGN_OPS = frozenset({"AssignVariableOp", "AssignSubVariableOp", "AssignAddVariableOp"})

@@ -29,7 +29,7 @@ import time
 from typing import Iterator
 
 from legacy.errors import BridgeError, DestinationExistsError
-from legacy.format.reader import is_model_directory
+from legacy.format.conventions import is_model_directory
 
 PARTIAL = "partial"  # temporary directory being filled
 OLD = "old"  # an old destination moved aside while --force replaces it (only where an atomic swap is missing)

@@ -20,18 +20,17 @@ from typing import Iterable, Mapping
 from google.protobuf.message import DecodeError
 
 from legacy.format import protos
+from legacy.format.graph_defs import op_name
+from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY,  # noqa: F401
+                                       MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, TRAIN_TAGS, is_tf1_hub_module,
+                                       tag_label)
 from legacy.errors import (ModuleFormatError, NotAModuleError, NotAnImageModuleError, UnknownSignatureError,
                            UnknownVariantError)
 
-MODULE_DEF_FILENAME = "tfhub_module.pb"
-SAVED_MODEL_FILENAME = "saved_model.pb"
 VARIABLES_DIRNAME = "variables"
 VARIABLES_PREFIX = os.path.join(VARIABLES_DIRNAME, "variables")
 ASSETS_DIRNAME = "assets"
 ATTACHMENTS_COLLECTION = "hub_module_attachments"
-IMAGE_MODULE_INFO_KEY = "image_module_info"
-IMAGE_INPUT_KEY = "images"
-DEFAULT_SIGNATURE = "default"
 
 # The legacy loader accepts exactly these collections and rejects a module carrying any other.
 KNOWN_COLLECTIONS = frozenset({
@@ -48,12 +47,6 @@ _DTYPE_SIZES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8":
                 "complex128": 16}
 
 Shape = tuple  # tuple[int | None, ...] or None for unknown rank
-
-
-def tag_label(tags: Iterable[str]) -> str:
-    """A short printable name for a tag set: `{}` for the inference variant, else the sorted tags."""
-    tags = sorted(tags)
-    return "{" + ", ".join(tags) + "}" if tags else "{}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +136,7 @@ class StoredModule:
 
     @property
     def has_train_variant(self) -> bool:
-        return frozenset({"train"}) in self.variants
+        return TRAIN_TAGS in self.variants
 
     @property
     def variables_prefix(self) -> str:
@@ -211,17 +204,6 @@ class StoredModule:
 
 def _shape_str(shape) -> str:
     return "<unknown rank>" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
-def is_model_directory(path: str) -> bool:
-    """A directory holding a TF1 Hub module or a TF2 SavedModel (the only folders `--force` may replace)."""
-    return any(os.path.isfile(os.path.join(path, name))
-               for name in (MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, "saved_model.pbtxt"))
-
-
-def is_tf1_hub_module(path: str) -> bool:
-    """The cheap format test: a TF1 Hub module is a directory holding `tfhub_module.pb`."""
-    return os.path.isfile(os.path.join(path, MODULE_DEF_FILENAME))
 
 
 def read_module_def(path: str):
@@ -391,9 +373,9 @@ def _read_variables(meta_graph, nodes: Mapping) -> list:
     trainable = set()
     if "trainable_variables" in meta_graph.collection_def:
         for blob in meta_graph.collection_def["trainable_variables"].bytes_list.value:
-            trainable.add(_op_name(variable_pb2.VariableDef.FromString(blob).variable_name))
+            trainable.add(op_name(variable_pb2.VariableDef.FromString(blob).variable_name))
     if "variables" in meta_graph.collection_def:
-        names = [_op_name(variable_pb2.VariableDef.FromString(blob).variable_name)
+        names = [op_name(variable_pb2.VariableDef.FromString(blob).variable_name)
                  for blob in meta_graph.collection_def["variables"].bytes_list.value]
     else:  # a graph without the collection: every variable op is a variable of the module
         names = [n.name for n in meta_graph.graph_def.node if n.op in VARIABLE_OPS]
@@ -417,8 +399,3 @@ def _variable_dtype_shape(node) -> tuple:
     shape_proto = node.attr["shape"].shape
     shape = tuple(d.size for d in shape_proto.dim)
     return dtype, shape
-
-
-def _op_name(tensor_name: str) -> str:
-    name = tensor_name.split(":")[0]
-    return name[1:] if name.startswith("^") else name

@@ -23,7 +23,7 @@ import os
 from typing import Iterable
 
 from legacy.errors import NotAModuleError, UnsafeModelError
-from legacy.engine.graph_import import called_functions, op_name
+from legacy.format.graph_defs import called_functions, op_name
 from legacy.format.reader import StoredModule, is_tf1_hub_module, read_module, read_saved_model_proto, tag_label
 
 FILES = "reads or writes files"

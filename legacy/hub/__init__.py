@@ -18,7 +18,8 @@ from __future__ import annotations
 from legacy.hub.image_info import ImageModuleInfo, get_expected_image_size, get_num_image_channels
 from legacy.hub.module import Module, eval_function_for_module
 from legacy.hub.publish import add_signature, attach_image_module_info, attach_message, create_module_spec
-from legacy.hub.spec import ModuleSpec, load_module_spec
+from legacy.hub.loading import load_module_spec
+from legacy.hub.spec import ModuleSpec
 
 # The names tensorflow_hub 0.16 still has: taken from it, never re-implemented.
 PASSED_THROUGH = ("load", "KerasLayer", "resolve")

@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from legacy.errors import ModuleCallError
 from legacy.format.reader import DEFAULT_SIGNATURE, tag_label
-from legacy.hub.spec import as_module_spec, signature_name
+from legacy.hub.loading import as_module_spec
+from legacy.hub.spec import signature_name
 
 
 def graph_mode() -> bool:

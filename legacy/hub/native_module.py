@@ -24,6 +24,7 @@ import os
 import tensorflow as tf
 
 from legacy.engine import graph_import
+from legacy.format.graph_defs import op_name
 from legacy.errors import DestinationExistsError, ModuleFormatError
 from legacy.engine.functions import ModuleFunctions, load_variables
 from legacy.format.reader import MODULE_DEF_FILENAME, StoredModule, read_module
@@ -111,7 +112,7 @@ class NativeModuleSpec(ModuleSpec):
         meta_graph = self.stored.variant(tags).meta_graph
         if "model_variables" not in meta_graph.collection_def:
             return set()
-        return {graph_import.op_name(variable_pb2.VariableDef.FromString(blob).variable_name)
+        return {op_name(variable_pb2.VariableDef.FromString(blob).variable_name)
                 for blob in meta_graph.collection_def["model_variables"].bytes_list.value}
 
     def initial_value_names(self, tags) -> dict:
@@ -125,7 +126,7 @@ class NativeModuleSpec(ModuleSpec):
             else []
         for blob in blobs:
             var_def = variable_pb2.VariableDef.FromString(blob)
-            name = graph_import.op_name(var_def.variable_name)
+            name = op_name(var_def.variable_name)
             if var_def.initial_value_name:
                 result[name] = var_def.initial_value_name
             elif var_def.initializer_name in nodes and len(nodes[var_def.initializer_name].input) > 1:

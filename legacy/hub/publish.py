@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Mapping
 import tensorflow as tf
 
 from legacy.format import reader
+from legacy.format.protos import ImageModuleInfo
 from legacy.errors import LegacyLayersUnavailableError, ModuleFnError
 from legacy.hub.native_module import NativeModuleSpec
 from legacy.format.reader import (_ATTACHMENT_KEY, DEFAULT_SIGNATURE, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
@@ -105,8 +106,6 @@ def attach_message(key: str, message) -> None:
 
 def attach_image_module_info(image_module_info=None) -> None:
     """Inside a module_fn: attach an `ImageModuleInfo` (e.g. the default image size)."""
-    from legacy.format.protos import ImageModuleInfo
-
     attach_message(IMAGE_MODULE_INFO_KEY, image_module_info if image_module_info is not None else ImageModuleInfo())
 
 

@@ -4,11 +4,9 @@
     spec.get_tags()                                   # [set(), {'train'}]
     spec.get_input_info_dict("image_feature_vector")  # {'images': <hub.ParsedTensorInfo shape=(None, 32, 32, 3) ...>}
 
-A directory is recognised in one place (`LOADERS`), by cheap file tests, first match wins: a TF1 Hub module (it
-holds `tfhub_module.pb`), else a TF2 SavedModel, which the genuine library refused with `NotFoundError:
-tfhub_module.pb` and this shim presents as a module (see `legacy.hub.tf2_module`). Loading a spec reads protocol
-buffers only; nothing runs until a `hub.Module` is built from it. Each kind of spec implements `_create_impl` for
-the two ways of instantiating a module: into a TF1 graph, or eagerly.
+Specs are loaded from paths by `legacy.hub.loading`. Each kind of spec (a TF1 Hub module: `native_module`; a TF2
+SavedModel: `tf2_module`) implements `_create_impl` for the two ways of instantiating a module: into a TF1 graph,
+or eagerly.
 """
 
 from __future__ import annotations
@@ -18,8 +16,8 @@ from typing import Callable, Iterable
 
 import tensorflow as tf
 
-from legacy.errors import NotAModuleError, UnknownVariantError
-from legacy.format.reader import DEFAULT_SIGNATURE, MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module, tag_label
+from legacy.errors import UnknownVariantError
+from legacy.format.conventions import DEFAULT_SIGNATURE, tag_label
 
 
 class ParsedTensorInfo:
@@ -134,57 +132,3 @@ class ModuleSpec:
 
 def signature_name(signature: str | None) -> str:
     return DEFAULT_SIGNATURE if signature is None else signature
-
-
-# -- loading --------------------------------------------------------------------------------------------------
-
-
-def _load_native(path: str) -> ModuleSpec:
-    from legacy.hub.native_module import NativeModuleSpec
-
-    return NativeModuleSpec.load(path)
-
-
-def _load_saved_model(path: str) -> ModuleSpec:
-    from legacy.hub.tf2_module import load_saved_model_spec
-
-    return load_saved_model_spec(path)
-
-
-def _is_saved_model(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, SAVED_MODEL_FILENAME))
-
-
-# Checked in order, first match wins: a TF1 Hub module holds a saved_model.pb too.
-LOADERS: tuple = (
-    (is_tf1_hub_module, _load_native),
-    (_is_saved_model, _load_saved_model),
-)
-
-
-def load_module_spec(path) -> ModuleSpec:
-    """The spec of the TF1 Hub module or TF2 SavedModel in a directory (or behind a tfhub.dev / Kaggle handle)."""
-    path = os.fspath(path)
-    if "://" in path and not os.path.exists(path):
-        import tensorflow_hub  # resolves and caches handles; imported only when one is given
-
-        path = tensorflow_hub.resolve(path)
-    if not os.path.isdir(path):
-        what = "no such file or directory" if not os.path.exists(path) else "a file, not a module directory"
-        raise NotAModuleError(f"{path}: {what}; pass the directory that holds {MODULE_DEF_FILENAME} (a TF1 Hub "
-                              f"module) or {SAVED_MODEL_FILENAME} (a TF2 SavedModel); extract archives first")
-    for claims, load in LOADERS:
-        if claims(path):
-            return load(path)
-    raise NotAModuleError(f"{path} is neither a TF1 Hub module ({MODULE_DEF_FILENAME}) nor a TF2 SavedModel "
-                          f"({SAVED_MODEL_FILENAME}); pass a model directory")
-
-
-def as_module_spec(spec) -> ModuleSpec:
-    """A `ModuleSpec` as is, or the spec loaded from a path."""
-    if isinstance(spec, ModuleSpec):
-        return spec
-    if isinstance(spec, (str, os.PathLike)):
-        return load_module_spec(spec)
-    raise ValueError(f"Unknown module spec type: {type(spec).__name__}; pass a path or a ModuleSpec "
-                     "(from hub.load_module_spec or hub.create_module_spec)")

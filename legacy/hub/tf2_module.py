@@ -41,6 +41,7 @@ import shutil
 
 import tensorflow as tf
 
+from legacy.engine.from_saved_model import meta_graphs_from_saved_model, unique_variable_names
 from legacy.format.atomic import atomic_directory
 from legacy.errors import (ConversionError, DestinationExistsError, ModuleFormatError, NotAModuleError,
                            UnknownSignatureError)
@@ -49,10 +50,10 @@ from legacy.hub.native_module import NativeModuleSpec
 from legacy.format.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
                            VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, _read_variant, read_saved_model_proto,
                            tag_label)
+from legacy.format.conventions import TRAIN_TAGS
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import image_module_info, write_checkpoint
 
-TRAIN_TAGS = frozenset({"train"})
 _CALL = "__call__"
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _log = logging.getLogger(__name__)
@@ -81,8 +82,6 @@ class GraphVariantsSpec(NativeModuleSpec):
     @classmethod
     def build(cls, saved: "SavedModelSpec") -> "GraphVariantsSpec":
         """Raises ConversionError when the model cannot be expressed as TF1 graph variants."""
-        from legacy.engine.from_saved_model import meta_graphs_from_saved_model
-
         meta_graphs, _, assets = meta_graphs_from_saved_model(saved.path)
         variants = {}
         for meta_graph in meta_graphs:
@@ -276,8 +275,6 @@ def _read_endpoint(path: str, attribute: str, graph, node_id: int, coder) -> End
 def _variables(path: str, graph, children: dict) -> tuple:
     """Names (unique, for variable_map) and checkpoint keys of the root's `variables`, in their saved order."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-    from legacy.engine.from_saved_model import unique_variable_names
 
     if "variables" not in children:
         return [], []

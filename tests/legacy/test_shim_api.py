@@ -167,7 +167,7 @@ def test_install_without_an_importable_tensorflow_hub_says_what_to_install(monke
 
 def test_one_line_install_form():
     proc = run_script("one_line_install.py")
-    assert proc.stdout.split() == ["legacy.hub.module.Module", "legacy.hub.spec.load_module_spec", "OK"]
+    assert proc.stdout.split() == ["legacy.hub.module.Module", "legacy.hub.loading.load_module_spec", "OK"]
 
 
 # -- eval_function_for_module, export -----------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""The conventions both formats share, in one place: file names, format detection, graph-variant tags, image
+signature names and kinds, and the image-size grammar. Every layer (format, engine, hub, and `bridge`) uses these;
+none defines its own.
+
+    is_tf1_hub_module(path), is_tf2_saved_model(path), is_model_directory(path)   # cheap file tests
+    TRAIN_TAGS, tag_label(TRAIN_TAGS)                                             # frozenset({"train"}), "{train}"
+    KINDS["classification"]                                                       # "image_classification"
+    parse_image_size("224x160")                                                   # (224, 160)
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import re
+from typing import Iterable
+
+from legacy.errors import InvalidInputError
+
+# -- files -------------------------------------------------------------------------------------------------------
+MODULE_DEF_FILENAME = "tfhub_module.pb"  # a directory is a TF1 Hub module exactly when it holds this file
+SAVED_MODEL_FILENAME = "saved_model.pb"
+SAVED_MODEL_TEXT_FILENAME = "saved_model.pbtxt"
+
+# -- graph variants ----------------------------------------------------------------------------------------------
+INFERENCE_TAGS = frozenset()
+TRAIN_TAGS = frozenset({"train"})  # the training variant, by the convention of the published modules
+
+# -- image signatures --------------------------------------------------------------------------------------------
+DEFAULT_SIGNATURE = "default"
+IMAGE_INPUT_KEY = "images"
+IMAGE_MODULE_INFO_KEY = "image_module_info"
+# The kind of an image model (`--kind`) and the TF1 signature that carries it besides `default`.
+KINDS = {"feature_vector": "image_feature_vector", "classification": "image_classification"}
+
+
+def is_tf1_hub_module(path: str) -> bool:
+    """The cheap format test: a TF1 Hub module is a directory holding `tfhub_module.pb`."""
+    return os.path.isfile(os.path.join(path, MODULE_DEF_FILENAME))
+
+
+def is_tf2_saved_model(path: str) -> bool:
+    """A SavedModel directory that is not a TF1 Hub module (which holds a `saved_model.pb` too)."""
+    return os.path.isfile(os.path.join(path, SAVED_MODEL_FILENAME)) and not is_tf1_hub_module(path)
+
+
+def is_model_directory(path: str) -> bool:
+    """A directory holding a TF1 Hub module or a TF2 SavedModel (the only folders `--force` may replace)."""
+    return any(os.path.isfile(os.path.join(path, name))
+               for name in (MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, SAVED_MODEL_TEXT_FILENAME))
+
+
+def tag_label(tags: Iterable[str]) -> str:
+    """The one printable name of a tag set: `{}` for the inference variant, `{train}`, `{a, b}`."""
+    tags = sorted(tags)
+    return "{" + ", ".join(tags) + "}" if tags else "{}"
+
+
+def kind_of_signature(name: str) -> str | None:
+    """"classification" for `image_classification`, "feature_vector" for `image_feature_vector`, else None."""
+    return next((kind for kind, signature in KINDS.items() if signature == name), None)
+
+
+_SIZE = re.compile(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*")
+
+
+def parse_image_size(value, name: str = "--image-size") -> tuple:
+    """`"224x160"`, `"224,160"` or `(224, 160)` -> (224, 160); anything else is an error naming `name`, the
+    parameter as the caller spelled it (`--image-size` on the command line, `image_size` from Python)."""
+    example = "--image-size 224x224" if name.startswith("-") else f"{name}=(224, 224)"
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value)
+        size = (int(match.group(1)), int(match.group(2))) if match else None
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        size = (int(value[0]), int(value[1]))
+    else:
+        size = None
+    if size is None or min(size) <= 0:
+        raise InvalidInputError(f"{name} {value!r} is not a HEIGHTxWIDTH image size of two positive whole numbers; "
+                                f"pass e.g. {example}")
+    return size

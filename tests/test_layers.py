@@ -1,0 +1,98 @@
+"""The import graph shows the architecture: `bridge` -> `legacy`; inside `legacy`, `hub` -> `engine` -> `format`
+(and every layer -> `legacy.errors`), never upward, and no cycle between modules, not even through imports inside
+functions. Read from the source with `ast`, so a lazy import cannot hide a dependency."""
+
+from __future__ import annotations
+
+import ast
+import os
+
+import pytest
+
+from tests.corpus import ROOT
+
+# May a module of the first package import a module of the second? Packages are matched by longest prefix.
+LAYERS = {  # package -> the project packages it may import
+    "legacy.errors": set(),
+    "legacy.format": {"legacy.errors", "legacy.format"},
+    "legacy.engine": {"legacy.errors", "legacy.format", "legacy.engine"},
+    "legacy.hub": {"legacy.errors", "legacy.format", "legacy.engine", "legacy.hub"},
+    "legacy": {"legacy.errors", "legacy.format", "legacy.engine", "legacy.hub", "legacy"},
+    "bridge": {"legacy.errors", "legacy.format", "legacy.engine", "legacy.hub", "legacy", "bridge"},
+}
+
+
+def project_modules() -> dict:
+    """Module name -> source path for every module of `bridge` and `legacy`."""
+    modules = {}
+    for package in ("bridge", "legacy"):
+        for root, _, files in os.walk(os.path.join(ROOT, package)):
+            for f in files:
+                if f.endswith(".py"):
+                    rel = os.path.relpath(os.path.join(root, f), ROOT)[:-3].replace(os.sep, ".")
+                    modules[rel[:-len(".__init__")] if rel.endswith(".__init__") else rel] = os.path.join(root, f)
+    return modules
+
+
+def imports_of(name: str, path: str, modules: dict) -> set:
+    """The project modules that `name` imports anywhere in its source (top level or inside functions)."""
+    found = set()
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            # `from X import a`: module X.a when it is one, else a name defined in X.
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in modules and t != name)
+    return found
+
+
+def layer_of(name: str) -> str:
+    return max((p for p in LAYERS if name == p or name.startswith(p + ".")), key=len)
+
+
+MODULES = project_modules()
+GRAPH = {name: imports_of(name, path, MODULES) for name, path in MODULES.items()}
+
+
+def test_the_scan_sees_the_layers():
+    # The rules below are only as good as the scan: it must find the known edges.
+    assert "legacy.format.reader" in GRAPH["legacy.engine.graph_import"]
+    assert "legacy.hub.module" in GRAPH["legacy.hub"]
+    assert any(t.startswith("legacy.") for t in GRAPH["bridge.conversion.converter"])
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_point_down_only(name):
+    allowed = LAYERS[layer_of(name)]
+    wrong = sorted(t for t in GRAPH[name] if layer_of(t) not in allowed
+                   and not (name == "legacy" and t.startswith("legacy.")))
+    assert not wrong, f"{name} ({layer_of(name)}) imports {wrong}: only {sorted(allowed)} are below it"
+
+
+def test_no_import_cycles():
+    # A package's __init__ importing its own submodules is the usual way of exporting names, not a cycle.
+    def edges(name):
+        return {t for t in GRAPH[name] if not name.startswith(t + ".")}
+
+    state, cycles = {}, []
+
+    def visit(name, stack):
+        state[name] = "open"
+        for target in sorted(edges(name)):
+            if state.get(target) == "open":
+                cycles.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target, stack + [target])
+        state[name] = "done"
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from legacy.format.archive import resolve_model_path
 from legacy.errors import NotAModuleError
-from legacy.format.conventions import MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module, is_tf2_saved_model
+from legacy.format.conventions import MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, is_tf1_hub_module, is_tf2_saved_model, require_directory
 
 TF1_HUB = "tf1_hub"
 TF2_SAVED_MODEL = "tf2_saved_model"
@@ -38,12 +38,7 @@ FORMATS = (
 
 def detect(path: str) -> Format:
     """The format of the model directory at `path`, or a one-line error saying what the path is instead."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise NotAModuleError(f"{path}: no such file or directory; check the path")
-    if not os.path.isdir(path):
-        raise NotAModuleError(f"{path} is a file, but a model is a directory; pass the directory that holds "
-                              f"{SAVED_MODEL_FILENAME}, or a .tar.gz archive of it")
+    path = require_directory(path)
     for fmt in FORMATS:
         if fmt.claims(path):
             return fmt

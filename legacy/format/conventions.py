@@ -15,7 +15,7 @@ import os
 import re
 from typing import Iterable
 
-from legacy.errors import InvalidInputError
+from legacy.errors import InvalidInputError, NotAModuleError
 
 # -- files -------------------------------------------------------------------------------------------------------
 MODULE_DEF_FILENAME = "tfhub_module.pb"  # a directory is a TF1 Hub module exactly when it holds this file
@@ -48,6 +48,18 @@ def is_model_directory(path: str) -> bool:
     """A directory holding a TF1 Hub module or a TF2 SavedModel (the only folders `--force` may replace)."""
     return any(os.path.isfile(os.path.join(path, name))
                for name in (MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, SAVED_MODEL_TEXT_FILENAME))
+
+
+def require_directory(path: str, what: str = "a model", holds: str = SAVED_MODEL_FILENAME) -> str:
+    """`path` when it is a directory, else the one error for a missing path or a file where a model directory
+    belongs (`what` names what was expected, `holds` the file such a directory holds)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise NotAModuleError(f"{path}: no such file or directory; check the path")
+    if not os.path.isdir(path):
+        raise NotAModuleError(f"{path} is a file, but {what} is a directory; pass the directory that holds {holds}, "
+                              "or a .tar.gz archive of it")
+    return path
 
 
 def tag_label(tags: Iterable[str]) -> str:

@@ -23,7 +23,7 @@ from legacy.format import protos
 from legacy.format.graph_defs import op_name
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY,  # noqa: F401
                                        MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, TRAIN_TAGS, is_tf1_hub_module,
-                                       tag_label)
+                                       require_directory, tag_label)
 from legacy.errors import (ModuleFormatError, NotAModuleError, NotAnImageModuleError, UnknownSignatureError,
                            UnknownVariantError)
 
@@ -38,7 +38,7 @@ KNOWN_COLLECTIONS = frozenset({
     "table_initializer", "asset_filepaths", "cond_context", "while_context", ATTACHMENTS_COLLECTION,
     "saved_model_assets",  # written by the exporter itself, removed again on load
 })
-_ATTACHMENT_KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
+ATTACHMENT_KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
 VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable"})
 REF_VARIABLE_OPS = frozenset({"VariableV2", "Variable"})
 
@@ -248,12 +248,7 @@ def read_saved_model_proto(path: str):
 
 def read_module(path: str) -> StoredModule:
     """Read and validate a TF1 Hub module directory (protos only; nothing runs)."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise NotAModuleError(f"{path}: no such file or directory; check the path")
-    if not os.path.isdir(path):
-        raise NotAModuleError(f"{path} is a file, but a module is a directory; pass the directory that holds "
-                              f"{MODULE_DEF_FILENAME} (extract archives first)")
+    path = require_directory(path, "a TF1 Hub module", MODULE_DEF_FILENAME)
     if not is_tf1_hub_module(path):
         raise NotAModuleError(f"{path} is not a TF1 Hub module (no {MODULE_DEF_FILENAME}); pass a module directory")
     read_module_def(path)
@@ -263,7 +258,7 @@ def read_module(path: str) -> StoredModule:
         tags = frozenset(meta_graph.meta_info_def.tags)
         if tags in variants:
             raise ModuleFormatError(f"{path}: two graph variants share the tags {tag_label(tags)}; re-export it")
-        variants[tags] = _read_variant(path, tags, meta_graph)
+        variants[tags] = read_variant(path, tags, meta_graph)
     module = StoredModule(path=path, variants=variants)
     if module.variables():
         _check_checkpoint_files(path)
@@ -293,7 +288,7 @@ def _check_checkpoint_files(path: str) -> None:
             f"{count} data files); the module is incomplete: re-download or re-export it")
 
 
-def _read_variant(path: str, tags: frozenset, meta_graph) -> Variant:
+def read_variant(path: str, tags: frozenset, meta_graph) -> Variant:
     unknown = sorted(set(meta_graph.collection_def) - KNOWN_COLLECTIONS)
     if unknown:
         raise ModuleFormatError(
@@ -341,7 +336,7 @@ def _read_attachments(path: str, meta_graph) -> dict:
             attachment = protos.ModuleAttachment.FromString(blob)
         except DecodeError:
             raise ModuleFormatError(f"{path}: an attached message is corrupt; re-export the module") from None
-        if not _ATTACHMENT_KEY.match(attachment.key):
+        if not ATTACHMENT_KEY.match(attachment.key):
             raise ModuleFormatError(f"{path}: attached message key {attachment.key!r} is invalid")
         attachments[attachment.key] = attachment.value  # the last one wins, as in the legacy loader
     return attachments

@@ -20,12 +20,12 @@ from legacy.format.atomic import atomic_directory
 from legacy.errors import ModuleFormatError
 from legacy.format.reader import (ASSETS_DIRNAME, ATTACHMENTS_COLLECTION, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
                            MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, VARIABLES_DIRNAME, VARIABLES_PREFIX,
-                           _ATTACHMENT_KEY, tag_label)
+                           ATTACHMENT_KEY, tag_label)
 
 
 def attach_message(meta_graph, key: str, message) -> None:
     """Attach a serialized message to one variant under `key` (replacing an earlier one with that key)."""
-    if not _ATTACHMENT_KEY.match(key):
+    if not ATTACHMENT_KEY.match(key):
         raise ModuleFormatError(f"attachment key {key!r} is invalid: use letters, digits and '_', starting "
                                 "with a letter")
     collection = meta_graph.collection_def[ATTACHMENTS_COLLECTION].bytes_list

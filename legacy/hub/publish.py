@@ -32,7 +32,7 @@ from legacy.format import reader
 from legacy.format.protos import ImageModuleInfo
 from legacy.errors import LegacyLayersUnavailableError, ModuleFnError
 from legacy.hub.native_module import NativeModuleSpec
-from legacy.format.reader import (_ATTACHMENT_KEY, DEFAULT_SIGNATURE, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
+from legacy.format.reader import (ATTACHMENT_KEY, DEFAULT_SIGNATURE, IMAGE_MODULE_INFO_KEY, KNOWN_COLLECTIONS,
                            StoredModule, tag_label)
 from legacy.format.writer import attach_message as attach_to_meta_graph
 
@@ -96,7 +96,7 @@ def add_signature(name: str | None = None, inputs=None, outputs=None) -> None:
 def attach_message(key: str, message) -> None:
     """Inside a module_fn: attach a protocol message to the module under `key` (the last one wins)."""
     state = _current("attach_message")
-    if not isinstance(key, str) or not _ATTACHMENT_KEY.match(key):
+    if not isinstance(key, str) or not ATTACHMENT_KEY.match(key):
         raise ModuleFnError(f"attachment key {key!r} is invalid: use letters, digits and '_', starting with a letter")
     if not hasattr(message, "SerializeToString"):
         raise ModuleFnError(f"attach_message({key!r}, ...) needs a protocol buffer message, got "
@@ -133,7 +133,7 @@ def create_module_spec(module_fn: Callable, tags_and_args: Iterable | None = Non
             if asset_sources.setdefault(filename, path) != path:
                 raise ModuleFnError(f"two different asset files are named {filename!r}; give them distinct names")
         # The reader validates the variant as it would on disk (collections, attachments, variables).
-        variants[tags] = reader._read_variant(description, tags, meta_graph)
+        variants[tags] = reader.read_variant(description, tags, meta_graph)
     if frozenset() not in variants:
         raise ModuleFnError("tags_and_args has no inference variant; add (set(), {...}) to it")
     return NativeModuleSpec(StoredModule(path=description, variants=variants), checkpoint_prefix=None,

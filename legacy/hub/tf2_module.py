@@ -48,7 +48,7 @@ from legacy.errors import (ConversionError, DestinationExistsError, ModuleFormat
 from legacy.format.metadata import METADATA_PATH, read_metadata
 from legacy.hub.native_module import NativeModuleSpec
 from legacy.format.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
-                           VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, _read_variant, read_saved_model_proto,
+                           VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, read_variant, read_saved_model_proto,
                            tag_label)
 from legacy.format.conventions import TRAIN_TAGS
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
@@ -86,7 +86,7 @@ class GraphVariantsSpec(NativeModuleSpec):
         variants = {}
         for meta_graph in meta_graphs:
             tags = frozenset(meta_graph.meta_info_def.tags)
-            variants[tags] = _read_variant(saved.path, tags, meta_graph)
+            variants[tags] = read_variant(saved.path, tags, meta_graph)
         stored = StoredModule(path=saved.path, variants=variants)
         names = [info.name for info in stored.variables()]
         if sorted(names) != sorted(saved.variable_names):

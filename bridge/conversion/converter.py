@@ -94,10 +94,10 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
         if verify and verify_images is not None:
             _check_verify_images(verify_images)
         if fmt.name == formats.TF1_HUB and target == TF2:
-            (write, reference), direction = _tf1_to_tf2_writer(local, src, signature, allow_unsafe_ops,
-                                                                    progress), "tf1->tf2"
+            (write, reference), direction = _tf1_to_tf2(local, src, signature, allow_unsafe_ops,
+                                                        progress), "tf1->tf2"
         elif fmt.name == formats.TF2_SAVED_MODEL and target == TF1:
-            (write, reference), direction = _tf2_to_tf1_writer(local, dst, kind, image_size, progress), "tf2->tf1"
+            (write, reference), direction = _tf2_to_tf1(local, dst, kind, image_size, progress), "tf2->tf1"
         else:
             raise ConversionError(f"{src} is already a {fmt.label}; pass --to {TF1 if target == TF2 else TF2} "
                                   "or a source in the other format")
@@ -111,47 +111,25 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
     return ConversionResult(src, dst, direction, source_bytes, directory_bytes(dst), report)
 
 
-def _tf1_to_tf2_writer(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress):
-    import tensorflow as tf
-
-    from bridge.conversion.tf1_to_tf2 import adapt
-    from legacy.format.metadata import write_metadata
+def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress):
+    from bridge.conversion import tf1_to_tf2
 
     progress(f"reading TF1 Hub module {label}")
-    adapter = adapt(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops)
-    progress("tracing the inference and training functions")
-    signatures = adapter.trace_for_export()
-
-    def write(tmp: str) -> None:
-        progress("writing the TF2 SavedModel")
-        tf.saved_model.save(adapter.saveable, tmp, signatures=signatures)
-        write_metadata(tmp, adapter.metadata)
-
-    def reference():
-        # The source module, without importing its graphs a second time: the adapter's functions are built from
-        # the module's graphs alone, and its variables get the checkpoint's values back (whatever happened to
-        # them during the export), so the reference is exactly the module on disk.
-        reader = tf.train.load_checkpoint(adapter.stored_module.variables_prefix) if adapter.variables else None
-        for var in adapter.variables:
-            var.assign(reader.get_tensor(var.name.split(":")[0]))
-        return adapter
-
-    return write, reference
+    adapter = tf1_to_tf2.build(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops, progress=progress)
+    return (lambda tmp: tf1_to_tf2.write(adapter, tmp, progress=progress)), (lambda: tf1_to_tf2.as_stored(adapter))
 
 
-def _tf2_to_tf1_writer(src: str, dst: str, kind: str | None, image_size, progress):
-    from bridge.conversion.tf2_to_tf1 import export_tf1
+def _tf2_to_tf1(src: str, dst: str, kind: str | None, image_size, progress):
+    from bridge.conversion import tf2_to_tf1
 
     if image_size is not None:
         image_size = parse_image_size(image_size, "image_size")
-
-    def write(tmp: str) -> None:
-        # export_tf1 writes atomically itself: with force=True it replaces the (empty) temporary directory, which
-        # then holds the complete module until verification lets the outer atomic_directory rename it into place.
-        export_tf1(src, tmp, kind=kind, image_size=image_size, force=True,
-                   progress=lambda message: progress(message.replace(tmp, dst)))
-
-    return write, lambda: src
+    module = tf2_to_tf1.build(src, kind=kind, image_size=image_size, progress=progress)
+    # write() is atomic itself: with force=True it replaces the (empty) temporary directory, which then holds the
+    # complete module until verification lets the outer atomic_directory rename it into place.
+    return (lambda tmp: tf2_to_tf1.write(module, tmp, force=True,
+                                         progress=lambda message: progress(message.replace(tmp, dst)))), \
+        (lambda: src)
 
 
 def _check_verify_images(images) -> None:

@@ -1,14 +1,14 @@
 """A TF1 Hub module as an in-memory TF2 Reusable SavedModel object.
 
-    obj = adapt("testdata/modules/convnet_bn")
+    obj = adapt("testdata/modules/convnet_bn")      # in memory, for use (bridge.adapt)
     features = obj(images)                          # inference variant (tags set())
     features = obj(images, training=True)           # {"train"} variant, batch-norm updates applied
     outputs = obj.image_feature_vector(images)      # every TF1 signature, with all its output keys
     obj.variables, obj.trainable_variables, obj.regularization_losses
 
 Both graph variants run on one set of `tf.Variable`s (one per checkpoint name), so what training changes is what
-inference sees. The object can be saved with `tf.saved_model.save` (see `bridge.conversion.converter`) and then needs neither
-this project nor tensorflow_hub to load.
+inference sees. `build` traces the functions for saving and `write` saves them (what `bridge.convert` does); the
+SavedModel written needs neither this project nor tensorflow_hub to load.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 
 import tensorflow as tf
 
-from legacy.format.metadata import BridgeMetadata
+from legacy.format.metadata import BridgeMetadata, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.engine.functions import ModuleFunctions, load_variables
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS,
@@ -239,6 +239,30 @@ def _kind(variant, primary: str) -> str | None:
                 and other.outputs[DEFAULT_SIGNATURE].tensor_name == output.tensor_name:
             return kind
     return None
+
+
+def build(module, signature: str | None = None, allow_unsafe_ops: bool = False, progress=None) -> ModuleAdapter:
+    """The converted model in memory: `adapt` with the functions traced for saving (what `write` saves)."""
+    adapter = adapt(module, signature=signature, allow_unsafe_ops=allow_unsafe_ops)
+    (progress or (lambda message: None))("tracing the inference and training functions")
+    adapter.export_signatures = adapter.trace_for_export()
+    return adapter
+
+
+def write(adapter: ModuleAdapter, path: str, progress=None) -> None:
+    """Save a built adapter as a TF2 Reusable SavedModel at `path` (an empty or new directory), with its metadata."""
+    (progress or (lambda message: None))("writing the TF2 SavedModel")
+    tf.saved_model.save(adapter.saveable, path, signatures=adapter.export_signatures)
+    write_metadata(path, adapter.metadata)
+
+
+def as_stored(adapter: ModuleAdapter) -> ModuleAdapter:
+    """The adapter with every variable back at the checkpoint's value: exactly the module on disk, without
+    importing its graphs a second time (the reference a verification compares the written model with)."""
+    reader = tf.train.load_checkpoint(adapter.stored_module.variables_prefix) if adapter.variables else None
+    for var in adapter.variables:
+        var.assign(reader.get_tensor(var.name.split(":")[0]))
+    return adapter
 
 
 def adapt(module, signature: str | None = None, allow_unsafe_ops: bool = False) -> ModuleAdapter:

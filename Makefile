@@ -12,7 +12,7 @@ legacy-env: $(LEGACY_VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints/main.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_FLAGS) -c constraints/main.txt -e '.[test]'
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints/main.txt -e '.[test,beam]'
 	touch $@
 
 $(LEGACY_VENV)/.installed: constraints/legacy.txt

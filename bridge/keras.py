@@ -27,9 +27,11 @@ scanned for ops that touch files, processes or the network before anything runs,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import weakref
+from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -73,8 +75,8 @@ class KerasLayer(keras.layers.Layer):
         resources = contextlib.ExitStack()
         try:
             obj = _load(handle, resources)
-            self._call_fn, self._takes_training, self._input_key, self._output_key = _select_callable(
-                obj, label, signature, output_key, self._signature_outputs_as_dict, trainable)
+            self._endpoint = _endpoint(obj, label, signature, output_key, self._signature_outputs_as_dict,
+                                       trainable, self._arguments)
         except BaseException:
             resources.close()
             raise
@@ -98,27 +100,33 @@ class KerasLayer(keras.layers.Layer):
             # the layer is called more than once in it, as Keras 2 counted a callable loss once.
             for loss in self._regularization_losses:
                 self.add_loss(loss())
+        endpoint = self._endpoint
         args, kwargs = [], dict(self._arguments)
-        if self._input_key is not None:  # a serving signature: inputs are keyword arguments
-            kwargs.update(inputs if isinstance(inputs, dict) else {self._input_key: inputs})
-        else:
+        if endpoint.input_key is None:
             args.append(inputs)
-        if not self._takes_training:
-            result = self._call_fn(*args, **kwargs)
+        elif isinstance(inputs, dict):  # a serving signature takes keyword arguments only
+            kwargs.update(inputs)
+        elif not endpoint.input_key:
+            raise InvalidInputError(f"signature {self._signature!r} takes several inputs; call the layer on a dict "
+                                    "of them, or give all but one in arguments")
+        else:
+            kwargs[endpoint.input_key] = inputs
+        if not endpoint.takes_training:
+            result = endpoint.fn(*args, **kwargs)
         else:
             # As BatchNormalization: training mode only for a trainable layer called in training.
             training = self.trainable and training is not None and (tf.is_tensor(training) or bool(training))
             if tf.is_tensor(training):
-                result = tf.cond(tf.cast(training, tf.bool), lambda: self._call_fn(*args, training=True, **kwargs),
-                                 lambda: self._call_fn(*args, training=False, **kwargs))
+                result = tf.cond(tf.cast(training, tf.bool), lambda: endpoint.fn(*args, training=True, **kwargs),
+                                 lambda: endpoint.fn(*args, training=False, **kwargs))
             else:
-                result = self._call_fn(*args, training=training, **kwargs)
-        if self._output_key is not None:
-            if not isinstance(result, dict) or self._output_key not in result:
+                result = endpoint.fn(*args, training=training, **kwargs)
+        if endpoint.output_key is not None:
+            if not isinstance(result, dict) or endpoint.output_key not in result:
                 available = ", ".join(sorted(result)) if isinstance(result, dict) else "none: it returns a tensor"
-                raise InvalidInputError(f"{self._label()}: no output {self._output_key!r} (outputs: {available}); "
+                raise InvalidInputError(f"{self._label()}: no output {endpoint.output_key!r} (outputs: {available}); "
                                         "pass another output_key")
-            result = result[self._output_key]
+            result = result[endpoint.output_key]
         return result
 
     def get_config(self) -> dict:
@@ -181,9 +189,21 @@ def _load(handle, resources: contextlib.ExitStack):
     return tf.saved_model.load(opened.path)
 
 
-def _select_callable(obj, label: str, signature, output_key, as_dict: bool, trainable: bool):
-    """(function, takes training, input key of a serving signature or None, output key or None) for `obj`."""
-    if signature is not None and output_key is not None and as_dict:
+@dataclasses.dataclass(frozen=True)
+class _Endpoint:
+    """What the layer calls: `fn`, whether it takes `training`, where the input goes and which output comes back."""
+
+    fn: Callable
+    takes_training: bool
+    # None: the layer's input is fn's first argument. Else a serving signature's keyword input the layer's input
+    # feeds ("" when several are left open by `arguments`: the layer is then called on a dict of them).
+    input_key: str | None = None
+    output_key: str | None = None  # the output picked from a dict, None to return what fn returns
+
+
+def _endpoint(obj, label: str, signature, output_key, as_dict: bool, trainable: bool, arguments: dict) -> _Endpoint:
+    """How hub.KerasLayer would call `obj`, with TF1 signatures fine-tunable (bridge.adapt / bridge convert)."""
+    if output_key is not None and as_dict:
         raise InvalidInputError("pass output_key or signature_outputs_as_dict=True, not both")
     tf1_signatures = _tf1_signature_functions(obj)
     if tf1_signatures is not None:  # a TF1 module, adapted, or a model converted from one
@@ -191,12 +211,13 @@ def _select_callable(obj, label: str, signature, output_key, as_dict: bool, trai
         if name is None and (as_dict or output_key is not None):
             name = _primary_signature(obj, tf1_signatures)
         if name is None:
-            return obj, _takes_training(obj), None, None
+            return _Endpoint(obj, _takes_training(obj))
         if name not in tf1_signatures:
             raise UnknownSignatureError(f"{label} has no image signature {name!r}; pick one of "
                                         f"{', '.join(sorted(tf1_signatures))}")
-        key = None if as_dict else (output_key or DEFAULT_OUTPUT)
-        return tf1_signatures[name], True, None, key
+        fn = tf1_signatures[name]
+        key = None if as_dict else _check_output_key(output_key or DEFAULT_OUTPUT, fn, label, f"signature {name!r}")
+        return _Endpoint(fn, True, output_key=key)
     if signature is None:
         if as_dict:
             raise InvalidInputError("signature_outputs_as_dict=True needs a signature (a TF2 model's __call__ has "
@@ -204,22 +225,46 @@ def _select_callable(obj, label: str, signature, output_key, as_dict: bool, trai
         if not callable(obj):
             raise InvalidInputError(f"{label} has no __call__ (it is not a Reusable SavedModel); pass signature= one "
                                     f"of {', '.join(sorted(getattr(obj, 'signatures', {}))) or 'none'}")
-        return obj, _takes_training(obj), None, output_key
+        key = None if output_key is None else _check_output_key(output_key, obj, label, "__call__")
+        return _Endpoint(obj, _takes_training(obj), output_key=key)
     serving = getattr(obj, "signatures", {})
     if signature not in serving:
         raise UnknownSignatureError(f"{label} has no signature {signature!r}; pick one of "
                                     f"{', '.join(sorted(serving)) or 'none (omit signature to use __call__)'}")
+    fn = serving[signature]
     if trainable:
         raise InvalidInputError(f"signature {signature!r} of {label} is a serving signature, which has no training "
                                 "mode; use trainable=False, or omit signature to fine-tune __call__")
     if not as_dict and output_key is None:
         raise InvalidInputError(f"signature {signature!r} returns a dict: pass output_key= one of "
-                                f"{', '.join(sorted(serving[signature].structured_outputs))}, or "
-                                "signature_outputs_as_dict=True")
-    fn = serving[signature]
-    inputs = fn.structured_input_signature[1]
-    input_key = "images" if "images" in inputs or len(inputs) != 1 else next(iter(inputs))
-    return fn, False, input_key, None if as_dict else output_key
+                                f"{', '.join(_output_names(fn) or [])}, or signature_outputs_as_dict=True")
+    key = None if as_dict else _check_output_key(output_key, fn, label, f"signature {signature!r}")
+    open_inputs = [k for k in fn.structured_input_signature[1] if k not in arguments]
+    return _Endpoint(fn, False, input_key=open_inputs[0] if len(open_inputs) == 1 else "", output_key=key)
+
+
+def _check_output_key(key: str, fn, label: str, what: str) -> str:
+    """`key`, refused now (one line) when fn's outputs are known and lack it; else checked at call time."""
+    names = _output_names(fn)
+    if names is not None and key not in names:
+        available = f"its outputs are {', '.join(names)}" if names else "it returns a tensor, not a dict"
+        raise InvalidInputError(f"{what} of {label} has no output {key!r}: {available}; pass another output_key "
+                                "or none")
+    return key
+
+
+def _output_names(fn) -> list | None:
+    """The sorted output keys of a traced function ([] for a tensor), or None when they are not known yet."""
+    names = getattr(fn, "output_names", None)  # set by _bound_signature
+    if names is not None:
+        return list(names)
+    concrete = [fn] if hasattr(fn, "structured_outputs") else list(
+        getattr(fn, "concrete_functions", None) or getattr(getattr(fn, "__call__", None), "concrete_functions", None)
+        or [])
+    if not concrete:
+        return None
+    outputs = concrete[0].structured_outputs
+    return sorted(outputs) if isinstance(outputs, dict) else []
 
 
 def _tf1_signature_functions(obj) -> dict | None:
@@ -232,10 +277,13 @@ def _tf1_signature_functions(obj) -> dict | None:
     return None
 
 
-def _bound_signature(obj, name: str):
+def _bound_signature(adapter, name: str):
     def call(images, training=False, **kwargs):
-        return obj.call_signature(name, images, training=training, **kwargs)
+        return adapter.call_signature(name, images, training=training, **kwargs)
 
+    stored = getattr(adapter, "stored_module", None)
+    if stored is not None:
+        call.output_names = sorted(stored.variant(frozenset()).signature(name).outputs)
     return call
 
 

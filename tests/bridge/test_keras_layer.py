@@ -131,3 +131,259 @@ def test_fine_tuning_matches_hub_keras_layer(converted, reference, source, style
     assert sum(moved) >= len(moved) - 1  # all but logits/biases, which nothing depends on
     # The loss fit reports sums the same terms in another order (Keras 3 adds its losses with one reduce_sum).
     np.testing.assert_allclose(ours["history"], reference["history"], rtol=1e-6)
+
+
+class Scaled(tf.__internal__.tracking.AutoTrackable):
+    """A Reusable SavedModel whose `__call__` takes an extra keyword (`scale`) and behaves differently in training.
+
+    (Not a tf.Module: its `variables` properties are not saved, and the Reusable SavedModel API needs them.)
+
+    Training mode applies dropout (stateless, so both Keras versions draw the same mask) and counts its calls in a
+    non-trainable variable, as batch-norm statistics would change.
+    """
+
+    def __init__(self):
+        self.kernel = tf.Variable(tf.random.stateless_normal([4, 3], seed=[1, 2]), name="kernel")
+        self.calls_in_training = tf.Variable(0.0, trainable=False, name="calls_in_training")
+        self.variables = [self.kernel, self.calls_in_training]
+        self.trainable_variables = [self.kernel]
+        self.regularization_losses = [
+            tf.function(lambda: 0.01 * tf.reduce_sum(tf.square(self.kernel)), input_signature=[])]
+
+    @tf.function
+    def __call__(self, x, training=False, scale=1.0):
+        y = tf.matmul(x, self.kernel) * scale
+        if training:
+            self.calls_in_training.assign_add(1.0)
+            y = tf.nn.experimental.stateless_dropout(y, rate=0.5, seed=[3, 4])
+        return y
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory) -> str:
+    module = Scaled()
+    spec, scale = tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([], tf.float32, name="scale")
+    for training in (False, True):
+        module.__call__.get_concrete_function(spec, training=training, scale=scale)
+    serve = module.__call__.get_concrete_function(tf.TensorSpec([None, 4], tf.float32, name="x"), training=False,
+                                                  scale=scale)
+    path = str(tmp_path_factory.mktemp("scaled") / "scaled")
+    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+    return path
+
+
+def _features():
+    return np.random.default_rng(1).uniform(size=(8, 4)).astype(np.float32)
+
+
+def test_arguments_and_training_reach_call(scaled):
+    import keras
+    import tensorflow_hub as hub
+    import tf_keras
+
+    from bridge.keras import KerasLayer
+
+    x, targets = _features(), np.zeros((8, 3), np.float32)
+    results = {}
+    for K, make in ((tf_keras, hub.KerasLayer), (keras, KerasLayer)):
+        layer = make(scaled, trainable=True, arguments={"scale": 2.0})
+        model = K.Sequential([K.Input((4,)), layer])
+        plain = make(scaled)
+        result = {"inference": np.asarray(model(x)), "unscaled": np.asarray(plain(x)),
+                  "training": np.asarray(model(x, training=True))}
+        model.compile(optimizer=K.optimizers.SGD(LEARNING_RATE), loss=K.losses.MeanSquaredError())
+        model.fit(x, targets, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        result["weights"] = [np.asarray(w.numpy()) for w in layer.weights]
+        result["trainable"] = [w.name for w in layer.trainable_weights]
+        results[K.__name__] = result
+    ours, reference = results["keras"], results["tf_keras"]
+    np.testing.assert_array_equal(ours["inference"], 2 * ours["unscaled"])  # the argument reached __call__
+    assert np.count_nonzero(ours["training"] == 0) > 0 and np.count_nonzero(ours["inference"] == 0) == 0  # dropout
+    for key in ("inference", "unscaled", "training"):
+        np.testing.assert_array_equal(ours[key], reference[key])
+    assert ours["trainable"] == ["kernel"] and reference["trainable"] == ["kernel:0"]
+    kernel, calls = ours["weights"]
+    assert calls == 3.0  # one training call, then one per fit step
+    for got, want in zip(ours["weights"], reference["weights"]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_trainable_false_freezes_the_model(converted):
+    import keras
+
+    from bridge.keras import KerasLayer
+
+    layer = KerasLayer(converted)
+    model = keras.Sequential([keras.Input((32, 32, 3)), layer])
+    assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == len(golden_json(NAME)["variables"])
+    before = [w.numpy() for w in layer.weights]
+    # A frozen layer runs in inference mode even when Keras trains (as BatchNormalization does, and hub.KerasLayer).
+    np.testing.assert_array_equal(np.asarray(model(_images(), training=True)), np.asarray(model(_images())))
+    assert model.losses == []
+    for w, b in zip(layer.weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
+def test_signatures_and_output_keys_as_in_hub_keras_layer(converted):
+    import tensorflow_hub as hub
+
+    from bridge.keras import KerasLayer
+
+    # hub.KerasLayer serves a TF1 module's signatures in inference mode (and refuses trainable=True): the reference.
+    reference = hub.KerasLayer(module_path(NAME), signature="image_feature_vector",
+                               signature_outputs_as_dict=True)(_images())
+    assert sorted(reference) == ["conv1", "default"]
+    for handle in (module_path(NAME), converted):
+        outputs = KerasLayer(handle, signature="image_feature_vector", signature_outputs_as_dict=True)(_images())
+        assert sorted(outputs) == sorted(reference)
+        for key in reference:
+            np.testing.assert_array_equal(np.asarray(outputs[key]), reference[key].numpy())
+        conv1 = KerasLayer(handle, signature="image_feature_vector", output_key="conv1", trainable=True)
+        np.testing.assert_array_equal(np.asarray(conv1(_images())), reference["conv1"].numpy())
+        assert len(conv1.trainable_weights) == sum(v["trainable"] for v in golden_json(NAME)["variables"].values())
+        # Without output_key a TF1 signature gives its "default" output, as hub.KerasLayer does.
+        np.testing.assert_array_equal(np.asarray(KerasLayer(handle, signature="image_feature_vector")(_images())),
+                                      reference["default"].numpy())
+
+
+def test_serving_signature_of_a_tf2_model(scaled):
+    import tensorflow_hub as hub
+
+    from bridge.keras import KerasLayer
+
+    # hub.KerasLayer feeds a signature (keyword inputs only) from a dict; the layer also takes the one open input.
+    reference = hub.KerasLayer(scaled, signature="serving_default", output_key="output_0",
+                               arguments={"scale": 3.0})({"x": _features()})
+    ours = KerasLayer(scaled, signature="serving_default", output_key="output_0", arguments={"scale": 3.0})
+    np.testing.assert_array_equal(np.asarray(ours({"x": _features()})), reference.numpy())
+    np.testing.assert_array_equal(np.asarray(ours(_features())), reference.numpy())
+    as_dict = KerasLayer(scaled, signature="serving_default", signature_outputs_as_dict=True)
+    np.testing.assert_array_equal(np.asarray(as_dict({"x": _features(), "scale": np.float32(3.0)})["output_0"]), reference.numpy())
+
+
+def _one_line(error: BaseException) -> str:
+    message = str(error)
+    assert message and "\n" not in message, message
+    return message
+
+
+def test_save_and_load_keep_the_handle_and_the_fine_tuned_weights(converted, scaled, tmp_path):
+    import keras
+
+    from bridge.keras import KerasLayer, UnsafeDeserializationError
+
+    images, labels = _images(), _labels()
+    layer = KerasLayer(converted, trainable=True)
+    model = _keras3_model(layer, "functional")
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Gradients do not exist")
+        model.fit(images, labels, epochs=1, batch_size=len(images), verbose=0)
+    path = str(tmp_path / "fine_tuned.keras")
+    model.save(path)
+
+    # Loading runs the model at the handle: refused in safe mode (Keras' default), as keras.layers.TFSMLayer is.
+    with pytest.raises(UnsafeDeserializationError) as refused:
+        keras.saving.load_model(path)
+    assert "safe_mode=False" in _one_line(refused.value)
+
+    loaded = keras.saving.load_model(path, safe_mode=False)
+    loaded_layer = [lay for lay in loaded.layers if isinstance(lay, KerasLayer)][0]
+    assert loaded_layer.get_config()["handle"] == converted and loaded_layer.trainable
+    for got, want in zip(loaded.weights, model.weights):  # the fine-tuned weights, not those at the handle
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    np.testing.assert_array_equal(np.asarray(loaded(images)), np.asarray(model(images)))
+    assert len(loaded.losses) == golden_json(NAME)["regularization_loss_count"]
+
+    # A Sequential model, and arguments kept in the config.
+    sequential = keras.Sequential([keras.Input((4,)), KerasLayer(scaled, arguments={"scale": 2.0})])
+    sequential.save(str(tmp_path / "scaled.keras"))
+    reloaded = keras.saving.load_model(str(tmp_path / "scaled.keras"), safe_mode=False)
+    assert reloaded.layers[0].get_config()["arguments"] == {"scale": 2.0}
+    np.testing.assert_array_equal(np.asarray(reloaded(_features())), np.asarray(sequential(_features())))
+
+
+HANDLE = "https://tfhub.dev/example/imagenet/convnet_bn/feature_vector/1"
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty TF Hub cache laid out as tensorflow_hub 0.16 writes it (<cache>/<sha1(handle)>/)."""
+    root = tmp_path / "hub_cache"
+    root.mkdir()
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(root))
+    monkeypatch.delenv("TFHUB_MODEL_LOAD_FORMAT", raising=False)
+    return root
+
+
+def test_archives_cached_handles_and_objects(reference, converted, hub_cache, tmp_path):
+    import bridge
+    from bridge.keras import KerasLayer
+
+    archive = str(tmp_path / f"{NAME}.tar.gz")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(module_path(NAME), arcname=".")
+    entry = hub_cache / hashlib.sha1(HANDLE.encode("utf8")).hexdigest()
+    shutil.copytree(converted, entry)
+    (hub_cache / (entry.name + ".descriptor.txt")).write_text(f"Module: {HANDLE}\n")
+
+    for handle in (archive, HANDLE, bridge.adapt(module_path(NAME)), tf.saved_model.load(converted)):
+        layer = KerasLayer(handle, trainable=True)
+        np.testing.assert_array_equal(np.asarray(_keras3_model(layer, "sequential")(_images())), reference["outputs"])
+        assert len(layer.trainable_weights) == reference["trainable"]
+    # Only a path can go into a Keras config.
+    with pytest.raises(BridgeError) as error:
+        layer.get_config()
+    assert "path" in _one_line(error.value)
+
+
+def _a_file(tmp):
+    (tmp / "notes.txt").write_text("not a model")
+    return str(tmp / "notes.txt")
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda tmp: str(tmp / "missing"), "no such file or directory"),
+    (lambda tmp: str(tmp), "empty directory"),
+    (_a_file, "is a file"),
+    (lambda tmp: HANDLE, "not in the TF Hub cache"),
+    (lambda tmp: object(), "Reusable SavedModel API"),
+])
+def test_bad_handles(make, problem, tmp_path, hub_cache):
+    from bridge.keras import KerasLayer
+
+    (tmp_path / "case").mkdir()
+    with pytest.raises(BridgeError) as error:
+        KerasLayer(make(tmp_path / "case"))
+    assert problem in _one_line(error.value)
+
+
+@pytest.mark.parametrize("kwargs, problem", [
+    (dict(signature="image_classifier"), "pick one of default, image_classification, image_feature_vector"),
+    (dict(signature="default", output_key="default", signature_outputs_as_dict=True), "not both"),
+    (dict(signature="image_feature_vector", output_key="logits"), "its outputs are conv1, default"),
+    (dict(output_key="conv1"), "signature 'default' of"),
+])
+def test_bad_options_for_a_tf1_module(kwargs, problem):
+    from bridge.keras import KerasLayer
+
+    with pytest.raises(BridgeError) as error:
+        KerasLayer(module_path(NAME), **kwargs)
+    assert problem in _one_line(error.value)
+
+
+@pytest.mark.parametrize("kwargs, problem", [
+    (dict(signature="serving_default", output_key="output_0", trainable=True), "use trainable=False"),
+    (dict(signature="serving_default"), "pass output_key= one of output_0"),
+    (dict(signature="serve"), "pick one of serving_default"),
+    (dict(signature="serving_default", output_key="y"), "its outputs are output_0"),
+    (dict(output_key="y"), "it returns a tensor, not a dict"),
+    (dict(signature_outputs_as_dict=True), "needs a signature"),
+])
+def test_bad_options_for_a_tf2_model(scaled, kwargs, problem):
+    from bridge.keras import KerasLayer
+
+    with pytest.raises(BridgeError) as error:
+        KerasLayer(scaled, **kwargs)
+    assert problem in _one_line(error.value)

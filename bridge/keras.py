@@ -61,20 +61,27 @@ class KerasLayer(keras.layers.Layer):
         signature of a TF2 SavedModel (inference only; needs `output_key` or `signature_outputs_as_dict`).
     output_key: the output to return when the call returns a dict.
     signature_outputs_as_dict: return the signature's whole output dict.
+    allow_unsafe_ops: load a model whose graphs have ops that touch files, processes or the network (refused by
+        default, see `bridge.formats.open_model`); only for models you trust.
     """
 
     def __init__(self, handle, trainable: bool = False, arguments: dict | None = None, signature: str | None = None,
-                 output_key: str | None = None, signature_outputs_as_dict: bool = False, **kwargs):
+                 output_key: str | None = None, signature_outputs_as_dict: bool = False, *,
+                 allow_unsafe_ops: bool = False, **kwargs):
+        if keras.backend.backend() != "tensorflow":
+            raise BridgeError(f"bridge.keras.KerasLayer runs TensorFlow models and needs Keras' TensorFlow backend, "
+                              f"not {keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow before importing keras")
         super().__init__(trainable=trainable, **kwargs)
         self._handle = handle
         self._arguments = dict(arguments or {})
         self._signature = signature
         self._given_output_key = output_key  # what get_config records; the resolved key may default to "default"
         self._signature_outputs_as_dict = bool(signature_outputs_as_dict)
+        self._allow_unsafe_ops = bool(allow_unsafe_ops)
         label = os.fspath(handle) if isinstance(handle, (str, os.PathLike)) else type(handle).__name__
         resources = contextlib.ExitStack()
         try:
-            obj = _load(handle, resources)
+            obj = _load(handle, resources, self._allow_unsafe_ops)
             self._endpoint = _endpoint(obj, label, signature, output_key, self._signature_outputs_as_dict,
                                        trainable, self._arguments)
         except BaseException:
@@ -115,8 +122,11 @@ class KerasLayer(keras.layers.Layer):
             result = endpoint.fn(*args, **kwargs)
         else:
             # As BatchNormalization: training mode only for a trainable layer called in training.
-            training = self.trainable and training is not None and (tf.is_tensor(training) or bool(training))
-            if tf.is_tensor(training):
+            if not self.trainable or training is None:
+                training = False
+            elif not tf.is_tensor(training):
+                training = bool(training)
+            if tf.is_tensor(training):  # a symbolic flag: both modes traced, chosen at run time
                 result = tf.cond(tf.cast(training, tf.bool), lambda: endpoint.fn(*args, training=True, **kwargs),
                                  lambda: endpoint.fn(*args, training=False, **kwargs))
             else:
@@ -135,7 +145,8 @@ class KerasLayer(keras.layers.Layer):
                               "a Keras config; build it from the model's path to save the Keras model")
         config = super().get_config()
         config.update(handle=os.fspath(self._handle), arguments=self._arguments or None, signature=self._signature,
-                      output_key=self._given_output_key, signature_outputs_as_dict=self._signature_outputs_as_dict)
+                      output_key=self._given_output_key, signature_outputs_as_dict=self._signature_outputs_as_dict,
+                      allow_unsafe_ops=self._allow_unsafe_ops)
         return config
 
     @classmethod
@@ -171,7 +182,7 @@ def _in_safe_mode() -> bool:
     return bool(in_safe_mode())
 
 
-def _load(handle, resources: contextlib.ExitStack):
+def _load(handle, resources: contextlib.ExitStack, allow_unsafe_ops: bool):
     """The Reusable SavedModel object `handle` names: a path is resolved, scanned and loaded (TF1 adapted)."""
     if not isinstance(handle, (str, os.PathLike)):
         if not (callable(handle) or hasattr(handle, "signatures")):
@@ -181,11 +192,12 @@ def _load(handle, resources: contextlib.ExitStack):
         return handle
     from bridge import formats
 
-    opened = resources.enter_context(formats.open_model(handle, check_safety=True))
+    opened = resources.enter_context(formats.open_model(handle, check_safety=True,
+                                                        allow_unsafe_ops=allow_unsafe_ops))
     if opened.format.name == formats.TF1_HUB:
         import bridge
 
-        return bridge.adapt(opened.path)
+        return bridge.adapt(opened.path, allow_unsafe_ops=allow_unsafe_ops)
     return tf.saved_model.load(opened.path)
 
 

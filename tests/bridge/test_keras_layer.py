@@ -34,6 +34,9 @@ FIT_STEPS = 3
 LEARNING_RATE = 0.1
 # The loss `fit` reports, Keras 3 against tf-keras: measured 1.1e-7 relative (one float32 ulp of a loss of 1.1).
 REPORTED_LOSS_RTOL = 1e-6
+# The sum of the regularization losses against the one the genuine library recorded (TF 2.15, another process):
+# measured 1.6e-8 relative. (No project-wide tolerance constant exists yet; this one is for that comparison.)
+ORACLE_RTOL = 1e-6
 
 
 def _images():
@@ -108,10 +111,12 @@ def _keras3_model(layer, style: str):
 
 @pytest.mark.parametrize("source, style", [("converted", "sequential"), ("tf1", "functional")])
 def test_fine_tuning_matches_hub_keras_layer(converted, reference, source, style):
+    import keras
+
     from bridge.keras import KerasLayer
 
     layer = KerasLayer(converted if source == "converted" else module_path(NAME), trainable=True)
-    ours = _answers(__import__("keras"), _keras3_model(layer, style), layer)
+    ours = _answers(keras, _keras3_model(layer, style), layer)
 
     # The same weights in the same order; Keras 3 names cannot hold "/".
     assert ours["names"] == [n.split(":")[0].replace("/", "_") for n in reference["names"]]
@@ -121,7 +126,8 @@ def test_fine_tuning_matches_hub_keras_layer(converted, reference, source, style
     # The module's regularization losses are the layer's losses, with the values the genuine library recorded.
     assert ours["regularization"] == reference["regularization"]
     assert len(ours["regularization"]) == golden_json(NAME)["regularization_loss_count"]
-    np.testing.assert_allclose(sum(ours["regularization"]), golden_json(NAME)["regularization_loss_sum"], rtol=1e-6)
+    np.testing.assert_allclose(sum(ours["regularization"]), golden_json(NAME)["regularization_loss_sum"],
+                               rtol=ORACLE_RTOL)
     assert [g is None for g in ours["gradients"]] == [g is None for g in reference["gradients"]]
     for got, want in zip(ours["gradients"], reference["gradients"]):
         if want is not None:

@@ -21,6 +21,7 @@ import dataclasses
 import os
 import re
 import zipfile
+import zlib
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -323,7 +324,7 @@ def _npz_sources(path: str, image_size) -> list:
     try:
         with zipfile.ZipFile(path) as archive:
             keys = [n[:-len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
-    except (OSError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:
         raise InvalidInputError(f"{path}: not a readable .npz file ({e}); save arrays with numpy.savez") from None
     if not keys:
         raise InvalidInputError(f"{path}: the .npz file holds no arrays; pass one with image batches")
@@ -346,6 +347,15 @@ def _npz_header(stream) -> tuple:
 
 def _read_npz_member(path: str, key: str, rows: int) -> Iterator[np.ndarray]:
     """One array of an .npz as float32 chunks of `rows` images, read from the zip stream: never whole in memory."""
+    try:
+        yield from _npz_member_chunks(path, key, rows)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        # A damaged member shows only while it is read (a CRC mismatch at its end, a truncated deflate stream).
+        raise InvalidInputError(f"{path}:{key}: the array data is damaged ({' '.join(str(e).split())[:120]}); save "
+                                "it again with numpy.savez") from None
+
+
+def _npz_member_chunks(path: str, key: str, rows: int) -> Iterator[np.ndarray]:
     with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as stream:
         shape, dtype, fortran = _npz_header(stream)
         if fortran:  # column-major data cannot be cut into images while streaming: read it whole (rare)
@@ -375,7 +385,7 @@ def _array_file(path: str, key: str | None, image_size) -> _ArrayFile:
         else:
             with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as stream:
                 shape, dtype, _ = _npz_header(stream)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
         raise InvalidInputError(f"{label}: not a readable numpy array ({e}); save arrays with numpy.save "
                                 "(numeric dtype, no pickled objects)") from None
     _check_shape(tuple(shape), dtype, label, image_size)

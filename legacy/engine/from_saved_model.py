@@ -25,6 +25,7 @@ from legacy.errors import ConversionError
 from legacy.engine.inline import detach_updates, inline_function_calls
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
+from legacy.format.reader import untrusted
 from legacy.format.writer import attach_image_size
 
 
@@ -71,7 +72,8 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
     """
     progress(f"loading TF2 SavedModel {path}")
     with _eager():  # the restored functions and values are read eagerly, whatever the caller's mode
-        obj = tf.saved_model.load(path)
+        with untrusted(path, "the SavedModel"):
+            obj = tf.saved_model.load(path)
         plan = _plan(path, obj, kind, image_size, require_kind, require_image_size, size_from_input_shape)
         variables = list(obj.variables) if hasattr(obj, "variables") else []
         trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}

@@ -31,7 +31,7 @@ def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool 
         return {}
     try:
         reader = tf.train.load_checkpoint(module.variables_prefix)
-    except (tf.errors.OpError, ValueError) as e:
+    except (tf.errors.OpError, ValueError, IndexError) as e:  # a short index file raises IndexError
         raise ModuleFormatError(f"{module.path}: the variables checkpoint cannot be read "
                                 f"({_first_line(e)}); the module is incomplete: re-download or re-export it") from None
     shapes = reader.get_variable_to_shape_map()
@@ -106,7 +106,7 @@ class ModuleFunctions:
         import tensorflow as tf
 
         variant = self.module.variant(tags)
-        sig = variant.signature(name)
+        sig = variant.runnable_signature(name)
         input_keys = sorted(sig.inputs)
         output_keys = sorted(sig.outputs)
         updates = list(variant.update_ops) if with_updates else []

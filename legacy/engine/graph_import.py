@@ -178,5 +178,11 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
             # A plain read (its input may be spelled `var` or `var:0`): read through the variable object, so
             # that a GradientTape watches it.
             input_map[node.name + ":0"] = variables[op_name(node.input[0])].value()
-    return tf.compat.v1.import_graph_def(graph_def, input_map=input_map, return_elements=list(fetches),
-                                         name=name)
+    try:
+        return tf.compat.v1.import_graph_def(graph_def, input_map=input_map, return_elements=list(fetches),
+                                             name=name)
+    except (ValueError, TypeError, KeyError, IndexError, tf.errors.OpError) as e:
+        # The graph parsed but does not fit together (a node's inputs or attrs do not match its op, an unknown op).
+        text = " ".join((getattr(e, "message", None) or str(e)).split())
+        raise ModuleFormatError(f"the module graph cannot be imported ({text[:200]}); the module is damaged or "
+                                "was made for another TensorFlow: re-download or re-export it") from None

@@ -26,6 +26,7 @@ import lzma
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 import zlib
@@ -41,8 +42,9 @@ HANDLE_SCHEMES = ("http://", "https://", "gs://")
 _MODEL_FILES = ("tfhub_module.pb", "saved_model.pb")
 _CHUNK = 1 << 20
 _MAX_METADATA = 1 << 20  # pax headers and GNU long names: tarfile reads each into memory whole
-# What a corrupt or truncated compressed stream raises while tarfile reads it.
-_CORRUPT = (tarfile.ReadError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+# What a corrupt or truncated compressed stream raises while tarfile reads it (a gzip header cut short makes
+# tarfile call ord() on nothing: a TypeError).
+_CORRUPT = (tarfile.ReadError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, TypeError, struct.error)
 
 
 def max_archive_bytes() -> int:

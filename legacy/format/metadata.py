@@ -11,6 +11,8 @@ import dataclasses
 import json
 import os
 
+from legacy.errors import ModuleFormatError
+
 METADATA_PATH = os.path.join("assets.extra", "tf_hub_bridge.json")
 SCHEMA_VERSION = 1
 
@@ -32,15 +34,56 @@ class BridgeMetadata:
 
 
 def read_metadata(saved_model_dir: str) -> BridgeMetadata | None:
+    """The bridge metadata of a SavedModel, None when it has none; a damaged file is a `ModuleFormatError`."""
     path = os.path.join(saved_model_dir, METADATA_PATH)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        data = json.load(f)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_BYTES + 1)
+        if len(raw) > _MAX_BYTES:
+            raise _corrupt(path, f"larger than {_MAX_BYTES} bytes")
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON (UnicodeDecodeError is a ValueError)
+        raise _corrupt(path, f"not valid JSON: {' '.join(str(e).split())[:120]}") from None
+    except OSError as e:
+        raise ModuleFormatError(f"{path}: cannot read ({e.strerror or e}); check the file's permissions") from None
+    if not isinstance(data, dict):
+        raise _corrupt(path, f"holds a JSON {type(data).__name__}, not an object")
     size = data.get("image_size")
-    return BridgeMetadata(image_size=tuple(size) if size else None, signatures=list(data.get("signatures", [])),
-                          primary_signature=data.get("primary_signature", "default"), kind=data.get("kind"),
-                          source_format=data.get("source_format"), variants=data.get("variants"))
+    if size is not None and not (isinstance(size, list) and (not size or _is_size(size))):
+        raise _corrupt(path, f"image_size is {_short(size)}, not [height, width]")
+    signatures = data.get("signatures", [])
+    if not isinstance(signatures, list) or not all(isinstance(n, str) and n for n in signatures):
+        raise _corrupt(path, f"signatures is {_short(signatures)}, not a list of names")
+    for key in ("primary_signature", "kind", "source_format"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise _corrupt(path, f"{key} is {_short(data[key])}, not a string")
+    variants = data.get("variants")
+    if variants is not None and not (isinstance(variants, list) and all(
+            isinstance(v, list) and all(isinstance(t, str) for t in v) for v in variants)):
+        raise _corrupt(path, f"variants is {_short(variants)}, not a list of tag lists")
+    return BridgeMetadata(image_size=tuple(size) if size else None, signatures=list(signatures),
+                          primary_signature=data.get("primary_signature") or "default", kind=data.get("kind"),
+                          source_format=data.get("source_format"), variants=variants)
+
+
+_MAX_BYTES = 1 << 20  # the file holds a few names and numbers
+_MAX_SIDE = 1 << 16
+
+
+def _is_size(size: list) -> bool:
+    return len(size) == 2 and all(type(v) is int and 0 < v <= _MAX_SIDE for v in size)
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _corrupt(path: str, problem: str) -> ModuleFormatError:
+    return ModuleFormatError(f"{path} is damaged ({problem}); convert the model again, or delete the file to "
+                             "use the model without the bridge metadata")
 
 
 def write_metadata(saved_model_dir: str, metadata: BridgeMetadata) -> None:

@@ -12,10 +12,11 @@ safe on untrusted modules.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from google.protobuf.message import DecodeError
 
@@ -24,8 +25,8 @@ from legacy.format.graph_defs import op_name
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY,  # noqa: F401
                                        MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, TRAIN_TAGS, is_tf1_hub_module,
                                        require_directory, tag_label)
-from legacy.errors import (ModuleFormatError, NotAModuleError, NotAnImageModuleError, UnknownSignatureError,
-                           UnknownVariantError)
+from legacy.errors import (BridgeError, ModuleFormatError, NotAModuleError, NotAnImageModuleError,
+                           UnknownSignatureError, UnknownVariantError)
 
 VARIABLES_DIRNAME = "variables"
 VARIABLES_PREFIX = os.path.join(VARIABLES_DIRNAME, "variables")
@@ -99,6 +100,9 @@ class Variant:
     regularization_losses: list  # tensor names
     asset_filepaths: list  # tensor names of the scalar string constants
     asset_files: dict  # tensor name of an asset path constant -> file name under assets/
+    # signature name -> why it cannot run (a tensor it names is not in the graph). Like the legacy loader, which
+    # looks the tensors up only when a signature is applied, this fails on use (`runnable_signature`), not on reading.
+    broken_signatures: dict = dataclasses.field(default_factory=dict)
 
     def signature(self, name: str | None = None) -> Signature:
         name = DEFAULT_SIGNATURE if name is None else name
@@ -107,6 +111,13 @@ class Variant:
                 f"signature {name!r} not found in graph variant {tag_label(self.tags)}; "
                 f"available: {', '.join(sorted(self.signatures)) or 'none'}")
         return self.signatures[name]
+
+    def runnable_signature(self, name: str | None = None) -> Signature:
+        """`signature(name)`, refused when a tensor it names is not in the graph (what running it would need)."""
+        sig = self.signature(name)
+        if sig.name in self.broken_signatures:
+            raise ModuleFormatError(self.broken_signatures[sig.name])
+        return sig
 
 
 @dataclasses.dataclass
@@ -167,7 +178,7 @@ class StoredModule:
     def image_module_info(self, tags: Iterable[str] | None = None):
         """The attached `ImageModuleInfo`, or None."""
         blob = self.variant(tags).attachments.get(IMAGE_MODULE_INFO_KEY)
-        return None if blob is None else protos.ImageModuleInfo.FromString(blob)
+        return None if blob is None else _parse_image_module_info(blob, self.path)
 
     def expected_image_size(self, signature: str | None = None, input_name: str | None = None,
                             tags: Iterable[str] | None = None) -> tuple:
@@ -204,6 +215,59 @@ class StoredModule:
 
 def _shape_str(shape) -> str:
     return "<unknown rank>" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+# -- untrusted bytes --------------------------------------------------------------------------------------------
+# A model file can parse and still not fit together (a signature naming a missing tensor, a node whose inputs do
+# not match its op, an object graph pointing past its end); TensorFlow's own loaders then raise whatever their
+# code happens to hit. These are the exceptions they raise on bad data, as seen by fuzzing them (a function
+# node whose op was cleared makes tf.saved_model.load raise RuntimeError "Op type not registered ''").
+_CORRUPT_DATA = (DecodeError, RuntimeWarning, RuntimeError, ValueError, TypeError, KeyError, IndexError,
+                 OverflowError, FileNotFoundError)
+
+
+def _is_corrupt_data(e: BaseException) -> bool:
+    if isinstance(e, BridgeError):
+        return False
+    if isinstance(e, _CORRUPT_DATA):
+        return True
+    import tensorflow as tf
+
+    return isinstance(e, tf.errors.OpError)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (TensorFlow's carry pages of graph dumps), at most 200 chars."""
+    text = (getattr(e, "message", None) or str(e)).strip()
+    text = " ".join(text.splitlines()[0].split()) if text else type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextlib.contextmanager
+def untrusted(path: str, what: str, fix: str = "re-download or re-export the model") -> Iterator[None]:
+    """Turn what TensorFlow raises on bad model data into one `ModuleFormatError` naming `path` and the fix.
+
+        with untrusted(path, "the variables checkpoint"):
+            reader = tf.train.load_checkpoint(prefix)
+
+    Project errors pass through unchanged; so does anything that is not a data error (KeyboardInterrupt, ...).
+    """
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - narrowed by _is_corrupt_data just below
+        if not _is_corrupt_data(e):
+            raise
+        raise ModuleFormatError(f"{path}: {what} is corrupt or inconsistent ({type(e).__name__}: {first_line(e)}); "
+                                f"{fix}") from None
+
+
+def open_checkpoint(prefix: str, label: str | None = None):
+    """`tf.train.load_checkpoint(prefix)`, with a corrupt or unreadable checkpoint as one `ModuleFormatError`."""
+    import tensorflow as tf
+
+    with untrusted(label or prefix, "the variables checkpoint", "the model is incomplete or damaged: "
+                                                                "re-download or re-export it"):
+        return tf.train.load_checkpoint(prefix)
 
 
 def read_module_def(path: str):
@@ -289,66 +353,160 @@ def _check_checkpoint_files(path: str) -> None:
 
 
 def read_variant(path: str, tags: frozenset, meta_graph) -> Variant:
+    """One graph variant, checked so that what parses but does not fit together fails here, naming the file."""
+    where = f"{os.path.join(path, SAVED_MODEL_FILENAME)}: graph variant {tag_label(tags)}"
     unknown = sorted(set(meta_graph.collection_def) - KNOWN_COLLECTIONS)
     if unknown:
         raise ModuleFormatError(
             f"{path}: graph variant {tag_label(tags)} has collections the TF1 Hub format does not allow: "
             f"{', '.join(unknown)}; re-export without them (drop_collections)")
-    nodes = {node.name: node for node in meta_graph.graph_def.node}
+    nodes = _graph_nodes(where, meta_graph.graph_def)
+    signatures = {name: read_signature(name, sig, where=where) for name, sig in meta_graph.signature_def.items()}
     return Variant(
         tags=tags,
         meta_graph=meta_graph,
-        signatures={name: read_signature(name, sig) for name, sig in meta_graph.signature_def.items()},
+        signatures=signatures,
+        broken_signatures={name: problem for name, problem in
+                           ((name, _missing_tensor(sig, nodes, where)) for name, sig in signatures.items()) if problem},
         attachments=_read_attachments(path, meta_graph),
-        variables=_read_variables(meta_graph, nodes),
-        update_ops=_node_list(meta_graph, "update_ops"),
-        regularization_losses=_node_list(meta_graph, "regularization_losses"),
-        asset_filepaths=_node_list(meta_graph, "asset_filepaths"),
-        asset_files=_read_asset_files(meta_graph),
+        variables=_read_variables(meta_graph, nodes, where),
+        update_ops=_node_list(meta_graph, "update_ops", nodes, where),
+        regularization_losses=_node_list(meta_graph, "regularization_losses", nodes, where),
+        asset_filepaths=_node_list(meta_graph, "asset_filepaths", nodes, where),
+        asset_files=_read_asset_files(meta_graph, where),
     )
 
 
-def read_signature(name: str, sig) -> Signature:
+_CORRUPT_FIX = "the file is damaged: re-download or re-export the module"
+_MAX_RANK = 254  # TensorFlow's own limit on the number of dimensions (TensorShape kMaxDims)
+_MAX_ELEMENTS = 1 << 62  # what a tensor's element count fits in (int64)
+
+
+def _check_shape(dims: list, label: str) -> None:
+    if len(dims) > _MAX_RANK:
+        raise ModuleFormatError(f"{label} has {len(dims)} dimensions, more than TensorFlow's {_MAX_RANK}; "
+                                f"{_CORRUPT_FIX}")
+    count = 1
+    for d in dims:
+        count *= max(d, 1)
+        if count > _MAX_ELEMENTS:
+            raise ModuleFormatError(f"{label} has more elements than a tensor can hold; {_CORRUPT_FIX}")
+
+
+def _graph_nodes(where: str, graph_def) -> dict:
+    """Node name -> NodeDef, refusing repeated names and inputs that name no node of the graph."""
+    nodes = {}
+    for node in graph_def.node:
+        if node.name in nodes or not node.name:
+            problem = f"two nodes named {node.name!r}" if node.name else "a node without a name"
+            raise ModuleFormatError(f"{where}: the graph has {problem}; {_CORRUPT_FIX}")
+        nodes[node.name] = node
+    for node in graph_def.node:
+        for name in node.input:
+            if op_name(name) not in nodes or not _valid_tensor_ref(name):
+                raise ModuleFormatError(f"{where}: node {node.name!r} takes input {name!r}, which is not in the "
+                                        f"graph; {_CORRUPT_FIX}")
+    return nodes
+
+
+def _valid_tensor_ref(name: str) -> bool:
+    """`op`, `op:N` or `^op`."""
+    if name.startswith("^"):
+        return ":" not in name
+    _, sep, index = name.partition(":")
+    return not sep or index.isdigit()
+
+
+def read_signature(name: str, sig, where: str | None = None) -> Signature:
+    """A SignatureDef as a `Signature` (dense tensors of known dtypes and sane shapes, or a ModuleFormatError)."""
+    where = where or "signature"
     return Signature(name=name,
-                     inputs={k: _tensor_info(v) for k, v in sig.inputs.items()},
-                     outputs={k: _tensor_info(v) for k, v in sig.outputs.items()})
+                     inputs={k: _tensor_info(v, name, k, where) for k, v in sig.inputs.items()},
+                     outputs={k: _tensor_info(v, name, k, where) for k, v in sig.outputs.items()})
 
 
-def _tensor_info(info) -> TensorInfo:
-    from tensorflow.python.framework import dtypes
-
-    dtype = dtypes.as_dtype(info.dtype).name if info.dtype else "invalid"
+def _tensor_info(info, signature: str = "", key: str = "", where: str = "signature") -> TensorInfo:
+    label = f"{where}: signature {signature!r} tensor {key!r}"
+    if info.WhichOneof("encoding") != "name":
+        raise ModuleFormatError(f"{label} is sparse or composite; only dense tensors are supported")
+    dtype = _dtype_name(info.dtype, label) if info.dtype else "invalid"
     if info.tensor_shape.unknown_rank:
         shape = None
     else:
+        if any(d.size < -1 for d in info.tensor_shape.dim):
+            raise ModuleFormatError(f"{label} has a negative dimension in its shape; {_CORRUPT_FIX}")
+        _check_shape([d.size for d in info.tensor_shape.dim], label)
         shape = tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
-    if info.WhichOneof("encoding") != "name":
-        raise ModuleFormatError(f"signature tensor {info} is sparse or composite; only dense tensors are supported")
     return TensorInfo(tensor_name=info.name, dtype=dtype, shape=shape)
+
+
+def _missing_tensor(sig: Signature, nodes: Mapping, where: str) -> str | None:
+    """Why `sig` cannot run (a tensor it names is not in the graph), or None."""
+    for kind, infos in (("input", sig.inputs), ("output", sig.outputs)):
+        for key, info in sorted(infos.items()):
+            name = info.tensor_name
+            if not name or name.startswith("^") or not _valid_tensor_ref(name) or op_name(name) not in nodes:
+                return (f"{where}: signature {sig.name!r} {kind} {key!r} names tensor {name!r}, which is not in the "
+                        f"graph; {_CORRUPT_FIX}")
+    return None
+
+
+def _dtype_name(enum_value: int, label: str) -> str:
+    from tensorflow.python.framework import dtypes
+
+    try:
+        return dtypes.as_dtype(enum_value).name
+    except TypeError:
+        raise ModuleFormatError(f"{label} has data type number {enum_value}, which TensorFlow does not know; "
+                                f"{_CORRUPT_FIX}") from None
 
 
 def _read_attachments(path: str, meta_graph) -> dict:
     if ATTACHMENTS_COLLECTION not in meta_graph.collection_def:
         return {}
+    where = f"{os.path.join(path, SAVED_MODEL_FILENAME)}"
     attachments = {}
     for blob in meta_graph.collection_def[ATTACHMENTS_COLLECTION].bytes_list.value:
         try:
             attachment = protos.ModuleAttachment.FromString(blob)
         except DecodeError:
-            raise ModuleFormatError(f"{path}: an attached message is corrupt; re-export the module") from None
+            raise ModuleFormatError(f"{where}: an attached message is corrupt; {_CORRUPT_FIX}") from None
         if not ATTACHMENT_KEY.match(attachment.key):
-            raise ModuleFormatError(f"{path}: attached message key {attachment.key!r} is invalid")
+            raise ModuleFormatError(f"{where}: attached message key {attachment.key!r} is invalid; {_CORRUPT_FIX}")
         attachments[attachment.key] = attachment.value  # the last one wins, as in the legacy loader
+    if IMAGE_MODULE_INFO_KEY in attachments:  # read by every image lookup: check it once, here
+        _parse_image_module_info(attachments[IMAGE_MODULE_INFO_KEY], where)
     return attachments
 
 
-def _node_list(meta_graph, key: str) -> list:
+_MAX_IMAGE_SIDE = 1 << 16
+
+
+def _parse_image_module_info(blob: bytes, where: str):
+    try:
+        info = protos.ImageModuleInfo.FromString(blob)
+    except DecodeError:
+        raise ModuleFormatError(f"{where}: the attached image_module_info is corrupt; {_CORRUPT_FIX}") from None
+    size = info.default_image_size
+    if not (0 <= size.height <= _MAX_IMAGE_SIDE and 0 <= size.width <= _MAX_IMAGE_SIDE):
+        raise ModuleFormatError(f"{where}: the attached image_module_info gives image size {size.height}x"
+                                f"{size.width}, outside 0..{_MAX_IMAGE_SIDE}; {_CORRUPT_FIX}")
+    return info
+
+
+def _node_list(meta_graph, key: str, nodes: Mapping | None = None, where: str = "graph") -> list:
     if key not in meta_graph.collection_def:
         return []
-    return list(meta_graph.collection_def[key].node_list.value)
+    names = list(meta_graph.collection_def[key].node_list.value)
+    if nodes is not None:
+        for name in names:
+            if op_name(name) not in nodes or not _valid_tensor_ref(name):
+                raise ModuleFormatError(f"{where}: collection {key!r} names {name!r}, which is not in the graph; "
+                                        f"{_CORRUPT_FIX}")
+    return names
 
 
-def _read_asset_files(meta_graph) -> dict:
+def _read_asset_files(meta_graph, where: str = "graph") -> dict:
     # On export an asset constant's value becomes SAVEDMODEL-ASSET and an AssetFileDef records its file name.
     from tensorflow.core.protobuf import meta_graph_pb2
 
@@ -357,21 +515,38 @@ def _read_asset_files(meta_graph) -> dict:
     files = {}
     for any_proto in meta_graph.collection_def["saved_model_assets"].any_list.value:
         asset = meta_graph_pb2.AssetFileDef()
-        any_proto.Unpack(asset)
+        try:
+            unpacked = any_proto.Unpack(asset)
+        except DecodeError:
+            unpacked = False
+        if not unpacked or not asset.filename or os.path.basename(asset.filename) != asset.filename:
+            raise ModuleFormatError(f"{where}: an entry of collection 'saved_model_assets' is corrupt; "
+                                    f"{_CORRUPT_FIX}")
         files[asset.tensor_info.name] = asset.filename
     return files
 
 
-def _read_variables(meta_graph, nodes: Mapping) -> list:
+def _variable_defs(meta_graph, key: str, where: str) -> list:
+    """The VariableDefs of a bytes_list collection, each parsed here (a corrupt one is a ModuleFormatError)."""
     from tensorflow.core.framework import variable_pb2
 
-    trainable = set()
-    if "trainable_variables" in meta_graph.collection_def:
-        for blob in meta_graph.collection_def["trainable_variables"].bytes_list.value:
-            trainable.add(op_name(variable_pb2.VariableDef.FromString(blob).variable_name))
+    if key not in meta_graph.collection_def:
+        return []
+    result = []
+    for i, blob in enumerate(meta_graph.collection_def[key].bytes_list.value):
+        try:
+            result.append(variable_pb2.VariableDef.FromString(blob))
+        except DecodeError as e:
+            raise ModuleFormatError(f"{where}: entry {i} of collection {key!r} is corrupt ({first_line(e)}); "
+                                    f"{_CORRUPT_FIX}") from None
+    return result
+
+
+def _read_variables(meta_graph, nodes: Mapping, where: str = "graph") -> list:
+    trainable = {op_name(v.variable_name) for v in _variable_defs(meta_graph, "trainable_variables", where)}
+    _variable_defs(meta_graph, "model_variables", where)  # read by the shim: check it now
     if "variables" in meta_graph.collection_def:
-        names = [op_name(variable_pb2.VariableDef.FromString(blob).variable_name)
-                 for blob in meta_graph.collection_def["variables"].bytes_list.value]
+        names = [op_name(v.variable_name) for v in _variable_defs(meta_graph, "variables", where)]
     else:  # a graph without the collection: every variable op is a variable of the module
         names = [n.name for n in meta_graph.graph_def.node if n.op in VARIABLE_OPS]
     result = []
@@ -379,18 +554,21 @@ def _read_variables(meta_graph, nodes: Mapping) -> list:
         node = nodes.get(name)
         if node is None or node.op not in VARIABLE_OPS:
             raise ModuleFormatError(
-                f"variable {name!r} is listed in the variables collection but its op is missing from the graph "
-                "(a partitioned or unsupported variable); re-export the module with plain variables")
-        dtype, shape = _variable_dtype_shape(node)
+                f"{where}: variable {name!r} is listed in the variables collection but its op is missing from the "
+                "graph (a partitioned or unsupported variable, or a damaged file); re-download or re-export the "
+                "module with plain variables")
+        dtype, shape = _variable_dtype_shape(node, where)
         result.append(VariableInfo(name=name, dtype=dtype, shape=shape, trainable=name in trainable,
                                    op_type=node.op))
     return result
 
 
-def _variable_dtype_shape(node) -> tuple:
-    from tensorflow.python.framework import dtypes
-
-    dtype = dtypes.as_dtype(node.attr["dtype"].type).name
+def _variable_dtype_shape(node, where: str = "graph") -> tuple:
+    label = f"{where}: variable {node.name!r}"
+    dtype = _dtype_name(node.attr["dtype"].type, label)
     shape_proto = node.attr["shape"].shape
+    if shape_proto.unknown_rank or any(d.size < 0 for d in shape_proto.dim):
+        raise ModuleFormatError(f"{label} has no fully defined shape; {_CORRUPT_FIX}")
     shape = tuple(d.size for d in shape_proto.dim)
+    _check_shape(list(shape), label)
     return dtype, shape

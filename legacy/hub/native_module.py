@@ -27,7 +27,7 @@ from legacy.engine import graph_import
 from legacy.format.graph_defs import op_name
 from legacy.errors import DestinationExistsError, ModuleFormatError
 from legacy.engine.functions import ModuleFunctions, load_variables
-from legacy.format.reader import MODULE_DEF_FILENAME, StoredModule, read_module
+from legacy.format.reader import MODULE_DEF_FILENAME, StoredModule, open_checkpoint, read_module, untrusted
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import write_module
 
@@ -217,7 +217,7 @@ class GraphModuleImpl:
         return losses
 
     def apply(self, signature: str, inputs: dict) -> dict:
-        sig = self._variant.signature(signature)
+        sig = self._variant.runnable_signature(signature)
         feeds = {sig.inputs[key].tensor_name: value for key, value in inputs.items()}
         feeds.update(self._asset_inputs)
         outputs = {key: feeds[info.tensor_name] for key, info in sig.outputs.items()
@@ -289,11 +289,12 @@ def _initial_variables(spec: NativeModuleSpec, tags, name_prefix: str, trainable
 
 def _keyed_variables(spec: NativeModuleSpec, name_prefix: str, trainable: bool) -> dict:
     """tf.Variables holding the checkpoint's values, read under the spec's `checkpoint_keys`."""
-    reader = tf.train.load_checkpoint(spec.checkpoint_prefix)
+    reader = open_checkpoint(spec.checkpoint_prefix, spec.description)
     result = {}
     with tf.init_scope():
         for info in spec.stored.variables():
-            value = reader.get_tensor(spec.checkpoint_keys[info.name])
+            with untrusted(spec.description, f"the checkpoint value of variable {info.name!r}"):
+                value = reader.get_tensor(spec.checkpoint_keys[info.name])
             result[info.name] = tf.Variable(value, trainable=trainable and info.trainable,
                                             name=name_prefix + info.name)
     return result

@@ -48,8 +48,8 @@ from legacy.errors import (ConversionError, DestinationExistsError, ModuleFormat
 from legacy.format.metadata import METADATA_PATH, read_metadata
 from legacy.hub.native_module import NativeModuleSpec
 from legacy.format.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
-                           VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, read_variant, read_saved_model_proto,
-                           tag_label)
+                           VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, open_checkpoint, read_saved_model_proto,
+                           read_variant, tag_label, untrusted)
 from legacy.format.conventions import TRAIN_TAGS
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import image_module_info, write_checkpoint
@@ -94,7 +94,7 @@ class GraphVariantsSpec(NativeModuleSpec):
                                   f"{sorted(saved.variable_names)}")
         keys = dict(zip(saved.variable_names, saved.variable_keys))
         if keys:  # repeated TF2 names are told apart by order: the checkpoint shapes confirm the pairing
-            shapes = tf.train.load_checkpoint(stored.variables_prefix).get_variable_to_shape_map()
+            shapes = open_checkpoint(stored.variables_prefix, saved.path).get_variable_to_shape_map()
             for info in stored.variables():
                 if list(shapes.get(keys[info.name], [])) != list(info.shape):
                     raise ConversionError(f"variable {info.name!r} of shape {list(info.shape)} does not match "
@@ -227,7 +227,7 @@ class SavedModelSpec(ModuleSpec):
         if os.path.isfile(os.path.join(path, SAVED_MODEL_FILENAME)):
             raise DestinationExistsError(f"{path} already holds a SavedModel; export to a new or empty directory")
         empty_dir = os.path.isdir(path) and not os.listdir(path)
-        reader = tf.train.load_checkpoint(os.path.join(self.path, VARIABLES_PREFIX))
+        reader = open_checkpoint(os.path.join(self.path, VARIABLES_PREFIX), self.path)
         tensors = {key: reader.get_tensor(key) for key in reader.get_variable_to_dtype_map()}
         for name, key in zip(self.variable_names, self.variable_keys):
             tensors[key] = values[name]
@@ -280,10 +280,15 @@ def _variables(path: str, graph, children: dict) -> tuple:
         return [], []
     ids = [child.node_id for child in graph.nodes[children["variables"]].children]
     names = unique_variable_names(graph.nodes[node_id].variable.name for node_id in ids)
-    reader = tf.train.load_checkpoint(os.path.join(path, VARIABLES_PREFIX))
-    object_graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    reader = open_checkpoint(os.path.join(path, VARIABLES_PREFIX), path)
+    with untrusted(path, "the checkpoint's object graph"):
+        object_graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
+            reader.get_tensor(_OBJECT_GRAPH_KEY))
     keys = []
     for node_id, name in zip(ids, names):
+        if node_id >= len(object_graph.nodes):
+            raise ModuleFormatError(f"{path}: the checkpoint's object graph has no entry for variable {name!r}; "
+                                    "the SavedModel is damaged: save it again")
         found = [a.checkpoint_key for a in object_graph.nodes[node_id].attributes if a.name == "VARIABLE_VALUE"]
         if not found:
             raise ModuleFormatError(f"{path}: the checkpoint holds no value for variable {name!r}; the SavedModel "
@@ -303,10 +308,10 @@ class LoadedModel:
         self._name = name.rstrip("/").split("/")[-1]
         if graph_mode:
             # Outside the caller's control dependencies, under the module's scope (`name` ends with "/").
-            with tf.control_dependencies(None), tf.compat.v1.name_scope(name):
+            with tf.control_dependencies(None), tf.compat.v1.name_scope(name), untrusted(spec.path, "the SavedModel"):
                 self._obj = tf.saved_model.load(spec.path)
         else:
-            with tf.init_scope():
+            with tf.init_scope(), untrusted(spec.path, "the SavedModel"):
                 self._obj = tf.saved_model.load(spec.path)
         variables = list(getattr(self._obj, "variables", []))
         if len(variables) != len(spec.variable_names):

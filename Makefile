@@ -5,7 +5,7 @@ LEGACY_VENV := .venv-legacy
 BIN := $(VENV)/bin
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: demo test legacy-env env testdata bench clean
+.PHONY: demo test legacy-env env testdata bench fuzz clean
 
 env: $(VENV)/.installed
 legacy-env: $(LEGACY_VENV)/.installed
@@ -28,6 +28,12 @@ test: env legacy-env
 
 testdata: legacy-env
 	$(LEGACY_VENV)/bin/python testdata/generate.py
+
+# A long mutation-fuzzing campaign: make fuzz N=100000 [SEED=1] [JOBS=2]; failing inputs go to fuzz-crashes/.
+N ?= 10000
+JOBS ?= 1
+fuzz: env
+	$(BIN)/python scripts/fuzz.py -n $(N) --jobs $(JOBS) $(if $(SEED),--seed $(SEED))
 
 bench: env legacy-env
 	$(BIN)/python benchmarks/run.py

@@ -1,0 +1,80 @@
+"""A bounded mutation-fuzzing run in the suite (the long campaign is `make fuzz N=100000`, scripts/fuzz.py).
+
+Hypothesis draws the cases (tests/fuzzing.py: byte-level and structure-aware damage to saved_model.pb,
+tfhub_module.pb, variables.index, the bridge metadata, .tar.gz archives, images and arrays) with a fixed seed, and
+each runs in a worker process with a time limit through `bridge inspect`, `bridge convert --no-verify`,
+`bridge parity`, `bridge.adapt` and the shim's `load_module_spec` / `hub.Module`. Every case must end in success or
+the project's one-line error, with nothing written and the source unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+from tests import fuzzing
+
+BOUNDED_CASES = 200  # with the worker start, under a minute on 2 shared cores (60-200 ms a case when warm)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    pool = fuzzing.WorkerPool(str(tmp_path_factory.mktemp("fuzz")), processes=1)
+    yield pool
+    pool.close()
+
+
+def test_bounded_fuzz_run_ends_in_success_or_the_projects_error(pool):
+    outcomes = []
+
+    @settings(max_examples=BOUNDED_CASES, database=None, deadline=None, derandomize=True,
+              phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
+    @given(case=fuzzing.case_strategy())
+    def case_ends_cleanly(case):
+        result = pool.run(case)
+        outcomes.append((case.target, result["outcome"]))
+        assert result["outcome"] in fuzzing.OK_OUTCOMES, f"{case.describe()}\n{result['detail']}"
+
+    case_ends_cleanly()
+    targets = {target for target, _ in outcomes}
+    kinds = {outcome for _, outcome in outcomes}
+    # The run reached every entry point, and both kinds of ending (a fuzzer whose cases all fail early tests
+    # nothing but the first parser).
+    assert targets == {"inspect", "convert", "parity", "adapt", "shim", "images", "parity_images"}, targets
+    assert {"ok", "error"} <= kinds, kinds
+
+
+def test_the_pool_reports_a_hang_and_a_crash_and_goes_on(pool, monkeypatch):
+    """The guards themselves: a case over its time limit is a hang, a dying worker a crash; the next case runs."""
+    monkeypatch.setitem(fuzzing.TIME_LIMITS, "_hang", 3)
+    noop = (("bit_flip", (("at", 0),)), ("bit_flip", (("at", 0),)))
+    hang = pool.run(fuzzing.Case("classifier_assets", "dir", "tfhub_module.pb", noop, "_hang"))
+    assert hang["outcome"] == "hang", hang
+    crash = pool.run(fuzzing.Case("classifier_assets", "dir", "tfhub_module.pb", noop, "_crash"))
+    assert crash["outcome"] == "crash", crash
+    after = pool.run(fuzzing.Case("classifier_assets", "dir", "tfhub_module.pb", noop, "inspect"))
+    assert after["outcome"] == "ok", after
+
+
+def test_a_changed_source_or_a_leftover_is_a_failure(tmp_path, monkeypatch):
+    """The checks after each case fail when a target writes where it must not."""
+    seeds = {"classifier_assets": os.path.join(fuzzing.MODULES_DIR, "classifier_assets")}
+    noop = (("bit_flip", (("at", 0),)), ("bit_flip", (("at", 0),)))
+    case = fuzzing.Case("classifier_assets", "dir", "tfhub_module.pb", noop, "inspect")
+
+    def writes_into_source(case, path, seeds, out):
+        with open(os.path.join(path, "extra.txt"), "w") as f:
+            f.write("x")
+        return "error", "refused"
+
+    monkeypatch.setattr(fuzzing, "_run_target", writes_into_source)
+    assert fuzzing.run_case(case, seeds, str(tmp_path / "a"))["outcome"] == "source_changed"
+
+    def leaves_a_destination(case, path, seeds, out):
+        os.makedirs(os.path.join(out, "converted"))
+        return "error", "refused"
+
+    monkeypatch.setattr(fuzzing, "_run_target", leaves_a_destination)
+    assert fuzzing.run_case(case, seeds, str(tmp_path / "b"))["outcome"] == "write"

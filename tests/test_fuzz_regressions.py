@@ -1,0 +1,191 @@
+"""Every crash fuzzing found, kept as a regression case: it must now end in the project's one-line error.
+
+Two kinds: cases the fuzzer saved (testdata/fuzz/*.json, each a `tests.fuzzing.Case` reproduced from the committed
+testdata modules, with what it used to raise), and the known damage written out by hand below (nested messages of
+a collection that do not parse, structure that parses but does not fit together, a damaged metadata file or array).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from bridge.cli import main
+from tests import fuzzing
+from tests.corpus import module_path
+
+FUZZ_DIR = os.path.join(fuzzing.ROOT, "testdata", "fuzz")
+SAVED_CASES = sorted(glob.glob(os.path.join(FUZZ_DIR, "*.json")))
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    return fuzzing.prepare_seeds(str(tmp_path_factory.mktemp("seeds")))
+
+
+@pytest.mark.parametrize("filename", SAVED_CASES, ids=[os.path.basename(p)[:-5] for p in SAVED_CASES])
+def test_saved_fuzz_case_ends_in_the_projects_error(filename, seeds, tmp_path):
+    with open(filename) as f:
+        case = fuzzing.Case.from_json(json.load(f)["case"])
+    result = fuzzing.run_case(case, seeds, str(tmp_path / "case"))
+    assert result["outcome"] == "error", result
+
+
+# -- damage written out by hand ---------------------------------------------------------------------------------
+
+
+def _edit_saved_model(module: str, edit) -> str:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    filename = os.path.join(module, "saved_model.pb")
+    with open(filename, "rb") as f:
+        saved_model = saved_model_pb2.SavedModel.FromString(f.read())
+    edit(saved_model)
+    with open(filename, "wb") as f:
+        f.write(saved_model.SerializeToString())
+    return filename
+
+
+def _inference(saved_model):
+    return next(m for m in saved_model.meta_graphs if not m.meta_info_def.tags)
+
+
+def _set_variable_blob(blob: bytes):
+    def edit(saved_model):
+        for meta_graph in saved_model.meta_graphs:
+            meta_graph.collection_def["variables"].bytes_list.value[0] = blob
+    return edit
+
+
+def _signature_output(name: str):
+    def edit(saved_model):
+        _inference(saved_model).signature_def["default"].outputs["default"].name = name
+    return edit
+
+
+def _node_input(name: str):
+    def edit(saved_model):
+        _inference(saved_model).graph_def.node[-1].input.append(name)
+    return edit
+
+
+def _signature_dtype(value: int):
+    def edit(saved_model):
+        _inference(saved_model).signature_def["default"].inputs["images"].dtype = value
+    return edit
+
+
+def _huge_collection(saved_model):
+    meta_graph = _inference(saved_model)
+    blobs = meta_graph.collection_def["update_ops"].node_list.value
+    blobs.extend(["no_such_op"] * 100_000)
+
+
+def _attachment(value: bytes):
+    def edit(saved_model):
+        from legacy import protos
+
+        for meta_graph in saved_model.meta_graphs:
+            blobs = meta_graph.collection_def["hub_module_attachments"].bytes_list.value
+            blobs.append(protos.ModuleAttachment(key="image_module_info", value=value).SerializeToString())
+    return edit
+
+
+DAMAGE = [
+    # The crash the issue reports: a VariableDef in a collection whose bytes do not parse.
+    ("variabledef-corrupt-wire-format", _set_variable_blob(b"\x0a\xff\xff\xff\xff\x0f"), "collection 'variables' is corrupt"),
+    ("variabledef-bad-utf8", _set_variable_blob(b"\x0a\x02\xff\xfe"), "collection 'variables' is corrupt"),
+    ("dangling-node-input", _node_input("no_such_node:0"), "takes input 'no_such_node:0', which is not in the graph"),
+    ("dtype-out-of-range", _signature_dtype(4242), "data type number 4242, which TensorFlow does not know"),
+    ("huge-collection-of-missing-ops", _huge_collection, "collection 'update_ops' names 'no_such_op'"),
+    ("image-module-info-corrupt", _attachment(b"\x0a\x05\x08"), "the attached image_module_info is corrupt"),
+    ("image-module-info-negative", _attachment(b"\x0a\x0b\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"),
+     "gives image size -1x0"),
+]
+
+
+@pytest.mark.parametrize("command", ["inspect", "convert", "shim"])
+@pytest.mark.parametrize("name, edit, problem", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_damaged_module_gives_one_line_naming_the_file(name, edit, problem, command, tmp_path, capsys):
+    module = shutil.copytree(module_path("convnet_bn"), tmp_path / "src")
+    filename = _edit_saved_model(str(module), edit)
+    if command == "shim":
+        from legacy import hub
+        from legacy.errors import ModuleFormatError
+
+        with pytest.raises(ModuleFormatError) as raised:
+            hub.Module(hub.load_module_spec(str(module)))
+        line = str(raised.value)
+    else:
+        argv = ["inspect", str(module)] if command == "inspect" else \
+            ["convert", str(module), str(tmp_path / "out"), "--no-verify"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"bridge {command}: error: "), err
+        line = err[0]
+        assert not os.path.exists(tmp_path / "out")
+    assert filename in line and problem in line and "re-download or re-export" in line, line
+
+
+def test_signature_naming_a_missing_tensor_fails_when_used_and_names_the_file(tmp_path, capsys):
+    """As in the legacy loader, reading and inspecting still work; converting or applying the signature fails."""
+    module = str(shutil.copytree(module_path("convnet_bn"), tmp_path / "src"))
+    filename = _edit_saved_model(module, _signature_output("missing_tensor:0"))
+    assert main(["inspect", module]) == 0
+    capsys.readouterr()
+    assert main(["convert", module, str(tmp_path / "out"), "--no-verify"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert filename in line and "output 'default' names tensor 'missing_tensor:0', which is not in the graph" in line
+    assert not os.path.exists(tmp_path / "out")
+
+    from legacy import hub
+    from legacy.errors import ModuleFormatError
+
+    module_obj = hub.Module(module)
+    with pytest.raises(ModuleFormatError, match="missing_tensor:0"):
+        module_obj(np.zeros([1, 32, 32, 3], np.float32))
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b'{"image_size": 5}', "image_size is 5, not [height, width]"),
+    (b'{"image_size": [32, "x"]}', "image_size is [32, \"x\"]"),
+    (b'{"signatures": {"a": 1}}', "signatures is"),
+    (b'\xff\xfe{}', "not valid JSON"),
+    (b'[1, 2]', "holds a JSON list, not an object"),
+    (b'{"variants": [[1]]}', "variants is [[1]]"),
+])
+def test_damaged_bridge_metadata_gives_one_line_naming_the_file(content, problem, seeds, tmp_path, capsys):
+    model = str(shutil.copytree(seeds[fuzzing.TF2_SEED], tmp_path / "tf2"))
+    metadata = os.path.join(model, fuzzing.METADATA)
+    with open(metadata, "wb") as f:
+        f.write(content)
+    assert main(["inspect", model]) == 2
+    line = capsys.readouterr().err.strip()
+    assert metadata in line and problem in line and "convert the model again" in line, line
+
+    from legacy import hub
+    from legacy.errors import ModuleFormatError
+
+    with pytest.raises(ModuleFormatError, match="convert the model again"):
+        hub.load_module_spec(model)
+
+
+def test_npz_with_a_bad_checksum_gives_the_projects_error(seeds, tmp_path):
+    """Found by fuzzing: a flipped bit in an .npz member's data showed only as zipfile.BadZipFile while reading."""
+    from bridge.parity.images import collect_inputs
+    from legacy.errors import InvalidInputError
+
+    path = str(tmp_path / "images.npz")
+    with open(os.path.join(seeds["inputs"], "images.npz"), "rb") as f:
+        data = bytearray(f.read())
+    data[len(data) // 2] ^= 0x20  # inside the stored array data
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    with pytest.raises(InvalidInputError, match="the array data is damaged"):
+        for _ in collect_inputs([path], image_size=(32, 32), batch_size=2).batches():
+            pass

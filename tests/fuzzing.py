@@ -296,7 +296,7 @@ def prepare_seeds(directory: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from bridge.converter import convert
+    from bridge import convert
 
     for name in TF1_SEEDS:
         if not os.path.isdir(seeds[name]):
@@ -385,7 +385,7 @@ def _mutate_proto_file(data: bytes, file: str, kind: str, params: dict) -> bytes
     from google.protobuf.message import DecodeError
 
     if file.endswith("tfhub_module.pb"):
-        from legacy import protos
+        from legacy.format import protos
 
         cls = protos.ModuleDef
     else:

@@ -88,7 +88,7 @@ def _huge_collection(saved_model):
 
 def _attachment(value: bytes):
     def edit(saved_model):
-        from legacy import protos
+        from legacy.format import protos
 
         for meta_graph in saved_model.meta_graphs:
             blobs = meta_graph.collection_def["hub_module_attachments"].bytes_list.value
@@ -98,7 +98,8 @@ def _attachment(value: bytes):
 
 DAMAGE = [
     # The crash the issue reports: a VariableDef in a collection whose bytes do not parse.
-    ("variabledef-corrupt-wire-format", _set_variable_blob(b"\x0a\xff\xff\xff\xff\x0f"), "collection 'variables' is corrupt"),
+    ("variabledef-corrupt-wire-format", _set_variable_blob(b"\x0a\xff\xff\xff\xff\x0f"),
+     "collection 'variables' is corrupt"),
     ("variabledef-bad-utf8", _set_variable_blob(b"\x0a\x02\xff\xfe"), "collection 'variables' is corrupt"),
     ("dangling-node-input", _node_input("no_such_node:0"), "takes input 'no_such_node:0', which is not in the graph"),
     ("dtype-out-of-range", _signature_dtype(4242), "data type number 4242, which TensorFlow does not know"),

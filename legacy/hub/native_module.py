@@ -27,7 +27,8 @@ from legacy.engine import graph_import
 from legacy.format.graph_defs import op_name
 from legacy.errors import DestinationExistsError, ModuleFormatError
 from legacy.engine.functions import ModuleFunctions, load_variables
-from legacy.format.reader import MODULE_DEF_FILENAME, StoredModule, open_checkpoint, read_module, untrusted
+from legacy.format.reader import (MODULE_DEF_FILENAME, StoredModule, open_checkpoint, read_module,
+                                  untrusted)
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import write_module
 

@@ -310,7 +310,8 @@ def _load_saved_model(path: str):
 
     try:
         return tf.saved_model.load(path)
-    except (tf.errors.OpError, ValueError, OSError, TypeError, KeyError, IndexError) as e:  # all seen on damaged files
+    # All seen on damaged files (a cleared op in a function: RuntimeError "Op type not registered").
+    except (tf.errors.OpError, ValueError, OSError, TypeError, KeyError, IndexError, RuntimeError) as e:
         message = " ".join((getattr(e, "message", None) or str(e)).split())[:200]
         raise ModuleFormatError(f"{path}: the TF2 SavedModel cannot be loaded ({message}); re-export it with "
                                 "tf.saved_model.save") from None

@@ -429,7 +429,9 @@ def _tensor_info(info, signature: str = "", key: str = "", where: str = "signatu
     label = f"{where}: signature {signature!r} tensor {key!r}"
     if info.WhichOneof("encoding") != "name":
         raise ModuleFormatError(f"{label} is sparse or composite; only dense tensors are supported")
-    dtype = _dtype_name(info.dtype, label) if info.dtype else "invalid"
+    if not info.dtype:  # DT_INVALID: TensorFlow always records a tensor's dtype
+        raise ModuleFormatError(f"{label} has no data type; {_CORRUPT_FIX}")
+    dtype = _dtype_name(info.dtype, label)
     if info.tensor_shape.unknown_rank:
         shape = None
     else:

@@ -56,6 +56,29 @@ def _image_facts(lookup_size, lookup_channels) -> dict:
     return facts
 
 
+def _tables_json(variant) -> list:
+    """The lookup tables a variant fills from its assets: table node, key/value dtypes, vocabulary file."""
+    from tensorflow.python.framework import dtypes
+
+    from legacy.format.graph_defs import op_name
+
+    nodes = {node.name: node for node in variant.meta_graph.graph_def.node}
+    assets = {op_name(k): v for k, v in variant.asset_files.items()}
+    tables = []
+    for init_name in variant.table_initializers:
+        init = nodes.get(op_name(init_name))
+        if init is None or not init.input:
+            continue
+        table = nodes.get(op_name(init.input[0]))
+        files = [assets[op_name(i)] for i in init.input[1:] if op_name(i) in assets]
+        tables.append({
+            "table": op_name(init.input[0]), "op": table.op if table is not None else None,
+            "key_dtype": dtypes.as_dtype(table.attr["key_dtype"].type).name if table is not None else None,
+            "value_dtype": dtypes.as_dtype(table.attr["value_dtype"].type).name if table is not None else None,
+            "initializer": init.op, "vocabulary": files[0] if files else None})
+    return tables
+
+
 def _inspect_tf1(path: str) -> dict:
     module = read_module(path)
     variables = module.variables()
@@ -67,6 +90,7 @@ def _inspect_tf1(path: str) -> dict:
             "attached_messages": sorted(module.variants[tags].attachments),
             "update_ops": len(module.variants[tags].update_ops),
             "regularization_losses": len(module.variants[tags].regularization_losses),
+            "tables": _tables_json(module.variants[tags]),
         } for tags in module.tags],
         "tags": [sorted(t) for t in module.tags],
         "variables": {
@@ -74,6 +98,8 @@ def _inspect_tf1(path: str) -> dict:
             "trainable": sum(v.trainable for v in variables),
             "bytes": sum(v.nbytes for v in variables),
             "kinds": sorted({"reference" if v.op_type != "VarHandleOp" else "resource" for v in variables}),
+            "partitioned": {name: sum(v.full_name == name for v in variables)
+                            for name in sorted({v.full_name for v in variables if v.is_part})},
         },
         "assets": module.asset_files(),
     }
@@ -155,11 +181,16 @@ def _fmt_bytes(n: int) -> str:
     return str(n)
 
 
+def _fmt_tensor(info: dict) -> str:
+    kind = f" ({info['kind']})" if info.get("kind") else ""
+    return f"{info['dtype']}{_fmt_shape(info['shape'])}{kind}"
+
+
 def _signature_lines(signatures: dict, indent: str) -> list:
     lines = []
     for name, sig in signatures.items():
-        ins = ", ".join(f"{k}: {v['dtype']}{_fmt_shape(v['shape'])}" for k, v in sig["inputs"].items())
-        outs = ", ".join(f"{k}: {v['dtype']}{_fmt_shape(v['shape'])}" for k, v in sig["outputs"].items())
+        ins = ", ".join(f"{k}: {_fmt_tensor(v)}" for k, v in sig["inputs"].items())
+        outs = ", ".join(f"{k}: {_fmt_tensor(v)}" for k, v in sig["outputs"].items())
         lines.append(f"{indent}{name}({ins}) -> {outs}")
     return lines
 
@@ -174,6 +205,9 @@ def format_report(report: dict) -> str:
                          f"{variant['update_ops']} update ops, {variant['regularization_losses']} regularization "
                          f"losses, attached: {', '.join(variant['attached_messages']) or '-'}")
             lines.extend(_signature_lines(variant["signatures"], "    "))
+            for table in variant.get("tables", []):
+                lines.append(f"    table {table['table']}: {table['key_dtype']} -> {table['value_dtype']}, from "
+                             f"{table['vocabulary'] or '(not an asset)'} ({table['initializer']})")
     else:
         reusable = [k for k, v in report["reusable"].items() if v]
         lines.append(f"  reusable API: {', '.join(reusable) or 'none (signatures only)'}")
@@ -185,8 +219,9 @@ def format_report(report: dict) -> str:
     lines.append(f"  image channels: {report.get('num_image_channels') or 'unknown'}")
     variables = report["variables"]
     kinds = f", {'/'.join(variables['kinds'])} variables" if variables.get("kinds") else ""
+    partitioned = "".join(f", {name} in {parts} parts" for name, parts in variables.get("partitioned", {}).items())
     lines.append(f"  variables: {variables['count']} ({variables['trainable']} trainable), "
-                 f"{_fmt_bytes(variables['bytes'])}{kinds}")
+                 f"{_fmt_bytes(variables['bytes'])}{kinds}{partitioned}")
     lines.append(f"  assets: {', '.join(report['assets']) or '-'}")
     if "safety" in report:
         lines.append(f"  safety: {_safety_line(report['safety'])}")

@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from legacy.engine import graph_import
+from legacy.engine import composites, graph_import
 from legacy.errors import ModuleFormatError
 from legacy.format.reader import StoredModule, VariableInfo, tag_label
+
+
+_instances = 0  # module instances with tables so far: their tables' shared names stay apart
 
 
 def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool = True) -> dict:
@@ -47,14 +50,16 @@ def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool 
 def _checkpoint_value(module: StoredModule, reader, shapes: Mapping, var: VariableInfo):
     import tensorflow as tf
 
-    if var.name not in shapes:
-        raise ModuleFormatError(f"{module.path}: the checkpoint has no value for variable {var.name!r}; the module "
+    key = var.checkpoint_key  # a part of a partitioned variable is a slice of the whole one in the checkpoint
+    if key not in shapes:
+        raise ModuleFormatError(f"{module.path}: the checkpoint has no value for variable {key!r}; the module "
                                 "is incomplete: re-download or re-export it")
-    if tuple(shapes[var.name]) != tuple(var.shape):
-        raise ModuleFormatError(f"{module.path}: variable {var.name!r} has shape {list(var.shape)} in the graph but "
-                                f"{shapes[var.name]} in the checkpoint; re-export the module")
+    expected = var.full_shape if var.is_part else var.shape
+    if tuple(shapes[key]) != tuple(expected):
+        raise ModuleFormatError(f"{module.path}: variable {key!r} has shape {list(expected)} in the graph but "
+                                f"{shapes[key]} in the checkpoint; re-export the module")
     try:
-        return reader.get_tensor(var.name)
+        return var.slice_of(reader.get_tensor(key))
     except (tf.errors.OpError, IndexError, ValueError) as e:  # a short data file raises IndexError
         raise ModuleFormatError(f"{module.path}: reading variable {var.name!r} failed ({_first_line(e)}); the "
                                 "checkpoint is corrupt: re-download or re-export the module") from None
@@ -69,9 +74,10 @@ class ModuleFunctions:
     """Builds and caches the concrete functions of a module's signatures, regularization losses and updates."""
 
     def __init__(self, module: StoredModule, variables: Mapping | None = None,
-                 asset_paths: Mapping | None = None):
+                 asset_paths: Mapping | None = None, table_scope: str = ""):
         """variables: checkpoint name -> tf.Variable (loaded from the checkpoint when omitted).
-        asset_paths: asset file name -> string tensor with its path (the files under assets/ when omitted)."""
+        asset_paths: asset file name -> string tensor with its path (the files under assets/ when omitted).
+        table_scope: a prefix for the shared names of the module's lookup tables (made unique per instance)."""
         import tensorflow as tf
 
         self.module = module
@@ -80,7 +86,41 @@ class ModuleFunctions:
             asset_paths = {name: tf.constant(os.path.join(os.path.abspath(module.assets_dir), name))
                            for name in module.asset_files()}
         self.asset_paths = dict(asset_paths)
+        self._table_scope = table_scope
         self._cache = {}
+
+    def tables(self, tags) -> dict:
+        """State node name -> handle of the lookup table created and filled for this module (once per variant).
+
+        The tables are created by running the module's own table ops and initializers (which read the vocabulary
+        assets) once, under shared names unique to this instance, so every signature function finds them filled.
+        """
+        import tensorflow as tf
+
+        tags = frozenset(tags or ())
+        key = ("tables", tags)
+        if key not in self._cache:
+            variant = self.module.variant(tags)
+            graph_def = variant.meta_graph.graph_def
+            names = graph_import.state_node_names(graph_def)
+            handles = {}
+            if names:
+                global _instances
+                _instances += 1
+                prefix = f"{self._table_scope}{_instances}/"
+
+                def body():
+                    fetched = graph_import.import_fetches(
+                        graph_def, [n + ":0" for n in names] + list(variant.table_initializers),
+                        self._asset_inputs(variant), self.variables, shared_name_prefix=prefix)
+                    inits = [op if isinstance(op, tf.Operation) else op.op for op in fetched[len(names):]]
+                    with tf.control_dependencies(inits):
+                        return [tf.identity(h) for h in fetched[:len(names)]]
+
+                with tf.init_scope():
+                    handles = dict(zip(names, tf.compat.v1.wrap_function(body, [])()))
+            self._cache[key] = handles
+        return self._cache[key]
 
     def _asset_inputs(self, variant) -> dict:
         inputs = {}
@@ -110,24 +150,36 @@ class ModuleFunctions:
         input_keys = sorted(sig.inputs)
         output_keys = sorted(sig.outputs)
         updates = list(variant.update_ops) if with_updates else []
-        specs = [tf.TensorSpec(_shape(sig.inputs[k].shape), tf.as_dtype(sig.inputs[k].dtype), name=k)
-                 for k in input_keys]
+        # Sparse and ragged tensors cross the function boundary as their component tensors.
+        specs, input_names = [], []
+        for k in input_keys:
+            info = sig.inputs[k]
+            for n, (spec, tensor_name) in enumerate(zip(composites.component_specs(info), info.component_names())):
+                specs.append(tf.TensorSpec(spec.shape, spec.dtype, name=k if info.is_dense else f"{k}_{n}"))
+                input_names.append(tensor_name)
+        output_names = [n for k in output_keys for n in sig.outputs[k].component_names()]
+        tables = self.tables(tags)
 
         def body(*args):
-            inputs = {sig.inputs[k].tensor_name: arg for k, arg in zip(input_keys, args)}
+            inputs = dict(zip(input_names, args))
             inputs.update(self._asset_inputs(variant))
-            fetched = graph_import.import_fetches(
-                variant.meta_graph.graph_def, [sig.outputs[k].tensor_name for k in output_keys] + updates,
-                inputs, self.variables)
-            outputs, update_ops = fetched[:len(output_keys)], fetched[len(output_keys):]
+            fetches = [n for n in output_names if n not in inputs]
+            fetched = graph_import.import_fetches(variant.meta_graph.graph_def, fetches + updates, inputs,
+                                                  self.variables, states=tables)
+            tensors = dict(inputs)
+            tensors.update(zip(fetches, fetched[:len(fetches)]))
+            outputs = [tf.identity(tensors[n]) for n in output_names]
+            update_ops = fetched[len(fetches):]
             if update_ops:
                 deps = [u if isinstance(u, tf.Operation) else u.op for u in update_ops]
                 with tf.control_dependencies(deps):
                     outputs = [tf.identity(o) for o in outputs]
-            return dict(zip(output_keys, outputs))
+            return outputs
 
         fn = tf.compat.v1.wrap_function(body, specs)
-        return _KeywordFunction(fn, input_keys, f"signature {sig.name!r} of variant {tag_label(tags)}")
+        return _KeywordFunction(fn, input_keys, f"signature {sig.name!r} of variant {tag_label(tags)}",
+                                [sig.inputs[k] for k in input_keys], {k: sig.outputs[k] for k in output_keys},
+                                list(self.variables.values()))
 
     def regularization_losses(self, tags=None) -> list:
         """One zero-argument concrete function per entry of the variant's regularization_losses collection."""
@@ -141,7 +193,8 @@ class ModuleFunctions:
             for loss_name in variant.regularization_losses:
                 def body(loss_name=loss_name):
                     return graph_import.import_fetches(variant.meta_graph.graph_def, [loss_name],
-                                                       self._asset_inputs(variant), self.variables)[0]
+                                                       self._asset_inputs(variant), self.variables,
+                                                       states=self.tables(tags))[0]
                 fns.append(tf.compat.v1.wrap_function(body, []))
             self._cache[key] = fns
         return self._cache[key]
@@ -152,12 +205,16 @@ def _shape(shape):
 
 
 class _KeywordFunction:
-    """Calls a wrapped function with the signature's inputs given by key, checking them first."""
+    """Calls a wrapped function with the signature's inputs given by key, checking them first; sparse and ragged
+    inputs and outputs are passed as their components and rebuilt."""
 
-    def __init__(self, fn, input_keys, description):
+    def __init__(self, fn, input_keys, description, input_infos=None, output_infos=None, variables=()):
         self.fn = fn
+        self._variables = variables
         self.input_keys = input_keys
         self.description = description
+        self._input_infos = input_infos
+        self._output_infos = output_infos
 
     def __call__(self, **inputs):
         missing = sorted(set(self.input_keys) - set(inputs))
@@ -166,4 +223,18 @@ class _KeywordFunction:
             from legacy.errors import InvalidInputError
 
             raise InvalidInputError(f"{self.description} takes inputs {self.input_keys}, got {sorted(inputs)}")
-        return self.fn(*[inputs[k] for k in self.input_keys])
+        from tensorflow.python.ops import resource_variable_ops
+
+        # The function uses the variables through their captured handles; ops such as an embedding lookup
+        # (ResourceGather) never read them whole, so tell the gradient tapes that they are used.
+        for var in self._variables:
+            resource_variable_ops.variable_accessed(var)
+        args = []
+        for key, info in zip(self.input_keys, self._input_infos):
+            args.extend(composites.flatten(info, inputs[key]))
+        flat = list(self.fn(*args))
+        outputs = {}
+        for key, info in self._output_infos.items():
+            count = len(info.component_names())
+            outputs[key], flat = composites.pack(info, flat[:count]), flat[count:]
+        return outputs

@@ -60,7 +60,24 @@ def prune(graph_def, fetches: Sequence[str]):
     return out
 
 
-def to_resource_variables(graph_def):
+def state_node_names(graph_def) -> list:
+    """Nodes that hold state other than variables (lookup tables): registered stateful ops without inputs.
+
+    They are created once per module instance, like its variables, and every application uses them.
+    """
+    from tensorflow.python.framework import op_def_registry
+
+    names = []
+    for node in graph_def.node:
+        if node.op in VARIABLE_OPS:
+            continue
+        op_def = op_def_registry.get(node.op)
+        if op_def is not None and op_def.is_stateful and not op_def.input_arg:
+            names.append(node.name)
+    return names
+
+
+def to_resource_variables(graph_def, keep: frozenset = frozenset()):
     """Rewrite reference variables into resource variables, keeping every node name that others refer to.
 
     `VariableV2` -> `VarHandleOp`; its `Identity` reads -> `ReadVariableOp`; `Assign`/`AssignAdd`/`AssignSub` ->
@@ -69,7 +86,7 @@ def to_resource_variables(graph_def):
     """
     from tensorflow.core.framework import graph_pb2
 
-    ref_vars = {n.name: n for n in graph_def.node if n.op in REF_VARIABLE_OPS}
+    ref_vars = {n.name: n for n in graph_def.node if n.op in REF_VARIABLE_OPS and n.name not in keep}
     if not ref_vars:
         return graph_def
     out = graph_pb2.GraphDef()
@@ -127,21 +144,75 @@ def to_resource_variables(graph_def):
     return out
 
 
-def _strip_placement(graph_def) -> None:
-    # Devices recorded at export time (often GPUs) and colocation with nodes that input_map replaces would only
-    # get in the way of placement here.
+def _strip_placement(graph_def) -> dict:
+    """Drop devices and colocation constraints; return the constraints: node name -> its `_class` values.
+
+    Devices recorded at export time (often GPUs) would only get in the way of placement here, and colocation with
+    nodes that input_map replaces cannot be imported as it stands: `rewrite_colocation` puts it back afterwards.
+    """
+    colocation = {}
     for node in graph_def.node:
         node.device = ""
         if "_class" in node.attr:
+            colocation[node.name] = list(node.attr["_class"].list.s)
             del node.attr["_class"]
+    return colocation
 
 
-def prepare(graph_def, fetches: Sequence[str]):
-    """Prune to `fetches`, convert reference variables, drop device placement."""
+def _prefix_shared_names(graph_def, prefix: str) -> None:
+    # Two instances of a module must not share a table through a shared_name recorded at export.
+    for node in graph_def.node:
+        if "shared_name" in node.attr and node.op not in VARIABLE_OPS:
+            node.attr["shared_name"].s = (prefix + (node.attr["shared_name"].s.decode() or node.name)).encode()
+
+
+def prepare(graph_def, fetches: Sequence[str], keep_reference: frozenset = frozenset(),
+            shared_name_prefix: str | None = None) -> tuple:
+    """Prune to `fetches`, convert reference variables (except `keep_reference`), drop device placement.
+
+    Returns (graph_def, colocation constraints that were dropped: node name -> `_class` values).
+    """
     pruned = prune(graph_def, fetches)
-    pruned = to_resource_variables(pruned)
-    _strip_placement(pruned)
-    return pruned
+    pruned = to_resource_variables(pruned, keep=frozenset(keep_reference))
+    if shared_name_prefix is not None:
+        _prefix_shared_names(pruned, shared_name_prefix)
+    return pruned, _strip_placement(pruned)
+
+
+def rewrite_colocation(colocation: dict, prefix: str, imported: set, input_map: Mapping) -> None:
+    """Put the module's colocation constraints back onto the imported ops, under their new names.
+
+    As the TF1 hub library did: `loc:@X` becomes the colocation of the tensor that replaced X (a variable or table
+    of the module's state, or a signature input), or `loc:@<prefix>X` for a node imported here; the op moves to the
+    device of what it is colocated with. A constraint on a node that was pruned away (not needed for the fetched
+    tensors) is dropped with it.
+    """
+    import tensorflow as tf
+
+    graph = tf.compat.v1.get_default_graph()
+    mapped = {}
+    for key, tensor in input_map.items():
+        mapped.setdefault(op_name(key), tensor.op.colocation_groups())
+    for node_name, values in colocation.items():
+        groups = []
+        for value in values:
+            if not value.startswith(b"loc:@"):
+                continue
+            target = value[5:].decode()
+            if target in mapped:
+                groups.extend(mapped[target])
+            elif target in imported:
+                groups.append(("loc:@" + prefix + target).encode())
+        groups = sorted(set(groups))
+        op = graph.get_operation_by_name(prefix + node_name)
+        if not groups or groups == [("loc:@" + op.name).encode()]:
+            continue
+        op._set_attr("_class", tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(s=groups)))
+        for group in groups:
+            device = graph.get_operation_by_name(group[5:].decode()).device
+            if device:
+                op._set_device(device)
+                break
 
 
 def _in_graph(tensor):
@@ -153,20 +224,52 @@ def _in_graph(tensor):
     return tensor
 
 
+def with_constant_values(graph_def, values: Mapping[str, str]):
+    """A copy of `graph_def` whose scalar string constants `values` names (tensor name -> string) hold those strings
+    (the module's asset paths, which the exported graph stores as a placeholder value)."""
+    from tensorflow.core.framework import graph_pb2
+
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph_def)
+    by_node = {op_name(k): v for k, v in values.items()}
+    for node in out.node:
+        if node.name in by_node and node.op == "Const":
+            node.attr["value"].tensor.string_val[:] = [by_node[node.name].encode()]
+    return out
+
+
+def _is_reference(var) -> bool:
+    from tensorflow.python.ops import resource_variable_ops
+
+    return not isinstance(var, resource_variable_ops.BaseResourceVariable) and hasattr(var, "_ref")
+
+
 def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, object],
-                   variables: Mapping[str, object], name: str = "") -> list:
+                   variables: Mapping[str, object], name: str = "", states: Mapping[str, object] | None = None,
+                   colocate: bool = False, shared_name_prefix: str | None = None) -> list:
     """Import what `fetches` need into the current graph and return them (tensors, or ops for op names).
 
     inputs: graph tensor name -> tensor to use instead (the signature's placeholders, asset paths).
-    variables: variable op name (= checkpoint name) -> the `tf.Variable` that holds it.
+    variables: variable op name (= checkpoint name) -> the `tf.Variable` that holds it. A reference variable
+      (graph mode, a module exported with `VariableV2`) is used as such: the graph's reads and assignments act on it.
+    states: state node name (a lookup table) -> the handle of the instance created for the module.
+    colocate: rewrite the module's colocation constraints onto the new names (graph mode; needs `name` to be an
+      absolute scope ending in "/").
+    shared_name_prefix: prefix the `shared_name` of imported stateful ops (tables created by this import).
     """
     import tensorflow as tf
 
-    graph_def = prepare(graph_def, fetches)
+    states = states or {}
+    keep_reference = frozenset(k for k, v in variables.items() if _is_reference(v))
+    graph_def, colocation = prepare(graph_def, fetches, keep_reference, shared_name_prefix)
     nodes = {n.name: n for n in graph_def.node}
     input_map = {_tensor_name(k): _in_graph(v) for k, v in inputs.items() if op_name(k) in nodes}
     for node in graph_def.node:
-        if node.op in VARIABLE_OPS:
+        if node.name in states:
+            input_map[node.name + ":0"] = _in_graph(states[node.name])
+        elif node.name in keep_reference:
+            input_map[node.name + ":0"] = variables[node.name]._ref()  # pylint: disable=protected-access
+        elif node.op in VARIABLE_OPS:
             var = variables.get(node.name)
             if var is None:
                 raise ModuleFormatError(
@@ -179,10 +282,13 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
             # that a GradientTape watches it.
             input_map[node.name + ":0"] = variables[op_name(node.input[0])].value()
     try:
-        return tf.compat.v1.import_graph_def(graph_def, input_map=input_map, return_elements=list(fetches),
-                                             name=name)
+        result = tf.compat.v1.import_graph_def(graph_def, input_map=input_map, return_elements=list(fetches),
+                                               name=name)
     except (ValueError, TypeError, KeyError, IndexError, tf.errors.OpError) as e:
         # The graph parsed but does not fit together (a node's inputs or attrs do not match its op, an unknown op).
         text = " ".join((getattr(e, "message", None) or str(e)).split())
         raise ModuleFormatError(f"the module graph cannot be imported ({text[:200]}); the module is damaged or "
                                 "was made for another TensorFlow: re-download or re-export it") from None
+    if colocate and colocation:
+        rewrite_colocation(colocation, name, set(nodes), input_map)
+    return result

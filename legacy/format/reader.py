@@ -50,16 +50,38 @@ _DTYPE_SIZES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8":
 Shape = tuple  # tuple[int | None, ...] or None for unknown rank
 
 
+DENSE, SPARSE, COMPOSITE = "dense", "sparse", "composite"
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
-    """One signature input or output: graph tensor name, dtype name and static shape (None: unknown rank)."""
+    """One signature input or output: graph tensor name, dtype name and static shape (None: unknown rank).
+
+    A SparseTensor (`coo_sparse` encoding) or another composite tensor such as a RaggedTensor (`composite_tensor`
+    encoding, with a serialized TypeSpecProto) has `kind` "sparse" or "composite" and lists the graph tensors of its
+    components in `components` (for a SparseTensor: indices, values, dense_shape); `tensor_name` is then the first
+    component, so code written for dense tensors fails loudly rather than silently.
+    """
 
     tensor_name: str
     dtype: str
     shape: Shape | None
+    kind: str = DENSE
+    components: tuple = ()
+    type_spec: bytes = b""  # serialized TypeSpecProto of a composite tensor
+
+    @property
+    def is_dense(self) -> bool:
+        return self.kind == DENSE
+
+    def component_names(self) -> tuple:
+        return (self.tensor_name,) if self.kind == DENSE else self.components
 
     def to_json(self) -> dict:
-        return {"dtype": self.dtype, "shape": None if self.shape is None else list(self.shape)}
+        result = {"dtype": self.dtype, "shape": None if self.shape is None else list(self.shape)}
+        if self.kind != DENSE:
+            result["kind"] = self.kind
+        return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +100,29 @@ class VariableInfo:
     shape: tuple
     trainable: bool
     op_type: str  # VarHandleOp (resource) or VariableV2 (reference, as TF 1.x exported)
+    # A part of a partitioned variable (tf.compat.v1.fixed_size_partitioner): `name` is `<full_name>/part_N`, the
+    # checkpoint holds the whole variable under `full_name` and this part is the slice at `offset`.
+    full_name: str | None = None
+    full_shape: tuple | None = None
+    offset: tuple | None = None
+
+    @property
+    def checkpoint_key(self) -> str:
+        return self.full_name or self.name
+
+    @property
+    def is_part(self) -> bool:
+        return self.full_name is not None
+
+    @property
+    def is_reference(self) -> bool:
+        return self.op_type in REF_VARIABLE_OPS
+
+    def slice_of(self, full_value):
+        """This part's slice of the whole variable's value."""
+        if not self.is_part:
+            return full_value
+        return full_value[tuple(slice(o, o + s) for o, s in zip(self.offset, self.shape))]
 
     @property
     def nbytes(self) -> int:
@@ -103,6 +148,7 @@ class Variant:
     # signature name -> why it cannot run (a tensor it names is not in the graph). Like the legacy loader, which
     # looks the tensors up only when a signature is applied, this fails on use (`runnable_signature`), not on reading.
     broken_signatures: dict = dataclasses.field(default_factory=dict)
+    table_initializers: list = dataclasses.field(default_factory=list)  # op names (tables filled from assets)
 
     def signature(self, name: str | None = None) -> Signature:
         name = DEFAULT_SIGNATURE if name is None else name
@@ -164,6 +210,10 @@ class StoredModule:
             for f in files:
                 found.append(os.path.relpath(os.path.join(root, f), self.assets_dir))
         return sorted(found)
+
+    def checkpoint_shapes(self) -> dict:
+        """Checkpoint key -> shape: a partitioned variable is one whole tensor in the checkpoint."""
+        return {var.checkpoint_key: tuple(var.full_shape if var.is_part else var.shape) for var in self.variables()}
 
     def variables(self) -> list:
         """The module's variables, taken from the inference variant (the variants share them)."""
@@ -374,6 +424,7 @@ def read_variant(path: str, tags: frozenset, meta_graph) -> Variant:
         regularization_losses=_node_list(meta_graph, "regularization_losses", nodes, where),
         asset_filepaths=_node_list(meta_graph, "asset_filepaths", nodes, where),
         asset_files=_read_asset_files(meta_graph, where),
+        table_initializers=_node_list(meta_graph, "table_initializer", nodes, where),
     )
 
 
@@ -439,6 +490,33 @@ def _tensor_info(info, signature: str = "", key: str = "", where: str = "signatu
             raise ModuleFormatError(f"{label} has a negative dimension in its shape; {_CORRUPT_FIX}")
         _check_shape([d.size for d in info.tensor_shape.dim], label)
         shape = tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+    encoding = info.WhichOneof("encoding")
+    if encoding == "coo_sparse":
+        sparse = info.coo_sparse
+        return TensorInfo(tensor_name=sparse.indices_tensor_name, dtype=dtype, shape=shape, kind=SPARSE,
+                          components=(sparse.indices_tensor_name, sparse.values_tensor_name,
+                                      sparse.dense_shape_tensor_name))
+    if encoding == "composite_tensor":
+        composite = info.composite_tensor
+        components = tuple(c.name for c in composite.components)
+        if not components:
+            raise ModuleFormatError(f"composite signature tensor {composite.type_spec.type_spec_class_name} has no "
+                                    "components; the module is corrupt: re-export it")
+        from tensorflow.core.protobuf import struct_pb2
+        from tensorflow.python.saved_model import nested_structure_coder
+
+        value = struct_pb2.StructuredValue()
+        value.type_spec_value.CopyFrom(composite.type_spec)
+        try:
+            spec = nested_structure_coder.decode_proto(value)
+        except (ValueError, TypeError) as e:
+            raise ModuleFormatError(f"composite signature tensor of type {composite.type_spec.type_spec_class_name} "
+                                    f"cannot be decoded ({e}); re-export the module") from None
+        shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+        return TensorInfo(tensor_name=components[0], dtype=spec.dtype.name, shape=shape, kind=COMPOSITE,
+                          components=components, type_spec=composite.type_spec.SerializeToString())
+    if encoding != "name":
+        raise ModuleFormatError(f"signature tensor {info} has no tensor name; the module is corrupt: re-export it")
     return TensorInfo(tensor_name=info.name, dtype=dtype, shape=shape)
 
 
@@ -547,8 +625,15 @@ def _variable_defs(meta_graph, key: str, where: str) -> list:
 def _read_variables(meta_graph, nodes: Mapping, where: str = "graph") -> list:
     trainable = {op_name(v.variable_name) for v in _variable_defs(meta_graph, "trainable_variables", where)}
     _variable_defs(meta_graph, "model_variables", where)  # read by the shim: check it now
+    slices = {}
     if "variables" in meta_graph.collection_def:
-        names = [op_name(v.variable_name) for v in _variable_defs(meta_graph, "variables", where)]
+        names = []
+        for var_def in _variable_defs(meta_graph, "variables", where):
+            names.append(op_name(var_def.variable_name))
+            if var_def.HasField("save_slice_info_def"):
+                info = var_def.save_slice_info_def
+                slices[names[-1]] = dict(full_name=info.full_name, full_shape=tuple(info.full_shape),
+                                         offset=tuple(info.var_offset))
     else:  # a graph without the collection: every variable op is a variable of the module
         names = [n.name for n in meta_graph.graph_def.node if n.op in VARIABLE_OPS]
     result = []
@@ -561,7 +646,7 @@ def _read_variables(meta_graph, nodes: Mapping, where: str = "graph") -> list:
                 "module with plain variables")
         dtype, shape = _variable_dtype_shape(node, where)
         result.append(VariableInfo(name=name, dtype=dtype, shape=shape, trainable=name in trainable,
-                                   op_type=node.op))
+                                   op_type=node.op, **slices.get(name, {})))
     return result
 
 

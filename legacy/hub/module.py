@@ -101,8 +101,11 @@ class Module:
 
     @property
     def variables(self) -> list:
-        """The module's variables, sorted by checkpoint name."""
-        return [var for _, var in sorted(self._impl.variable_map.items())]
+        """The module's variables, sorted by checkpoint name (the parts of a partitioned variable in order)."""
+        result = []
+        for _, value in sorted(self._impl.variable_map.items()):
+            result.extend(value if isinstance(value, list) else [value])
+        return result
 
     @property
     def trainable_variables(self) -> list:
@@ -178,6 +181,9 @@ def convert_dict_inputs(inputs, input_infos: dict, signature: str) -> dict:
     result = {}
     for key, value in sorted(dict_inputs.items()):
         target = input_infos[key]
+        if target.is_composite:
+            result[key] = _convert_composite(key, value, target)
+            continue
         try:
             # Arrays and tensors keep their dtype (uint8 pixels must not pass as floats); lists take the target's.
             hint = None if hasattr(value, "dtype") else target.dtype
@@ -194,6 +200,29 @@ def convert_dict_inputs(inputs, input_infos: dict, signature: str) -> dict:
                                   "(hub.get_expected_image_size gives the size)")
         result[key] = tensor
     return result
+
+
+def _convert_composite(key: str, value, target):
+    """A SparseTensor (or SparseTensorValue) or RaggedTensor input, checked against the signature's TypeSpec."""
+    kind = "SparseTensor" if target.is_sparse else type(target.type_spec).__name__.replace("Spec", "")
+    try:
+        if target.is_sparse:
+            tensor = tf.compat.v1.convert_to_tensor_or_sparse_tensor(value)
+        elif isinstance(target.type_spec, tf.RaggedTensorSpec) and not isinstance(value, tf.RaggedTensor):
+            tensor = tf.ragged.constant(value, dtype=target.dtype)
+        else:
+            tensor = value
+        spec = tf.type_spec_from_value(tensor)
+    except (TypeError, ValueError) as e:
+        raise ModuleCallError(f"Can't convert {key!r}: {_first_line(e)}; pass a {kind}") from None
+    if type(spec) is not type(target.type_spec):
+        raise ModuleCallError(f"Can't convert {key!r}: got {type(spec).__name__}, expected a {kind} "
+                              f"(signature input of type {type(target.type_spec).__name__})")
+    if spec.dtype != target.dtype:
+        raise ModuleCallError(f"Can't convert {key!r}: got {spec.dtype.name}, expected {target.dtype.name}")
+    if not spec.shape.is_compatible_with(target.get_shape()):
+        raise ModuleCallError(f"Can't convert {key!r}: shape {spec.shape} is incompatible with {target.get_shape()}")
+    return tensor
 
 
 def _first_line(e: Exception) -> str:

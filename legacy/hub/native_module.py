@@ -19,15 +19,16 @@ eager code has no UPDATE_OPS collection to run them from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import tensorflow as tf
 
-from legacy.engine import graph_import
+from legacy.engine import composites, graph_import
 from legacy.format.graph_defs import op_name
 from legacy.errors import DestinationExistsError, ModuleFormatError
 from legacy.engine.functions import ModuleFunctions, load_variables
-from legacy.format.reader import (MODULE_DEF_FILENAME, StoredModule, open_checkpoint, read_module,
+from legacy.format.reader import (MODULE_DEF_FILENAME, VARIABLE_OPS, StoredModule, open_checkpoint, read_module,
                                   untrusted)
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import write_module
@@ -68,11 +69,11 @@ class NativeModuleSpec(ModuleSpec):
 
     def get_input_info_dict(self, signature=None, tags=None) -> dict:
         sig = self.stored.variant(tags).signature(signature_name(signature))
-        return {key: ParsedTensorInfo.dense(info.dtype, info.shape) for key, info in sig.inputs.items()}
+        return {key: ParsedTensorInfo(composites.type_spec(info)) for key, info in sig.inputs.items()}
 
     def get_output_info_dict(self, signature=None, tags=None) -> dict:
         sig = self.stored.variant(tags).signature(signature_name(signature))
-        return {key: ParsedTensorInfo.dense(info.dtype, info.shape) for key, info in sig.outputs.items()}
+        return {key: ParsedTensorInfo(composites.type_spec(info)) for key, info in sig.outputs.items()}
 
     def _get_attached_bytes(self, key, tags):
         return self.stored.variant(tags).attachments.get(key)
@@ -157,7 +158,7 @@ def _safe_scope(signature: str) -> str:
 
 
 class GraphModuleImpl:
-    """The module's state (variables, asset paths, regularization losses) in the current TF1 graph."""
+    """The module's state (variables, lookup tables, asset paths, regularization losses) in the current TF1 graph."""
 
     def __init__(self, spec: NativeModuleSpec, scope: str, trainable: bool, tags: frozenset):
         self._spec = spec
@@ -168,21 +169,50 @@ class GraphModuleImpl:
         self._trainable = trainable
         # Outside any control-flow context or control dependencies of the caller, as the genuine library did.
         with tf.control_dependencies(None), tf.compat.v1.name_scope(scope):
-            self._asset_inputs = spec.asset_inputs(tags, self._asset_constant)
-            self.variable_map = self._create_variables()
+            self._asset_inputs, self._tables = self._create_assets_and_tables()
+            self._variables = self._create_variables()
+            self.variable_map = group_partitioned(self._variables, self._variant.variables)
             self.regularization_losses = self._add_regularization_losses() if trainable else []
 
-    def _asset_constant(self, path: str):
-        tensor = tf.constant(path, name="asset_path")
-        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS, tensor)
-        return tensor
+    def _create_assets_and_tables(self) -> tuple:
+        """The asset path constants and lookup tables, under the module's scope with their names in the module.
+
+        As the genuine library did: tables are state created once per module, and their initializers (which read
+        the vocabulary files) go to TABLE_INITIALIZERS, so `tf.compat.v1.tables_initializer()` and a
+        `MonitoredSession` fill them.
+        """
+        paths = self._spec.asset_inputs(self._tags, lambda path: path)
+        graph_def = graph_import.with_constant_values(self._variant.meta_graph.graph_def, paths)
+        tables = graph_import.state_node_names(graph_def)
+        initializers = list(self._variant.table_initializers)
+        asset_names = sorted(paths)
+        if not asset_names and not tables:
+            return {}, {}
+        fetched = graph_import.import_fetches(graph_def, asset_names + [t + ":0" for t in tables] + initializers,
+                                              {}, {}, name=self._scope, colocate=True,
+                                              shared_name_prefix=self._scope)
+        assets = dict(zip(asset_names, fetched[:len(asset_names)]))
+        for tensor in assets.values():
+            tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS, tensor)
+        for op in fetched[len(asset_names) + len(tables):]:
+            tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.TABLE_INITIALIZERS, op)
+        return assets, dict(zip(tables, fetched[len(asset_names):len(asset_names) + len(tables)]))
 
     def _create_variables(self) -> dict:
+        """One variable per variable of the module (per part of a partitioned one), of the same kind.
+
+        A module exported with reference variables (`VariableV2`) gets reference variables, as with the genuine
+        library; a variable colocated with another in the module is colocated with it here.
+        """
         model_variables = self._spec.model_variable_names(self._tags)
         initial_values = None if self._spec.checkpoint_prefix else self._spec.initial_value_names(self._tags)
         graph_def = self._variant.meta_graph.graph_def
+        nodes = {node.name: node for node in graph_def.node}
+        colocated = {info.name: _colocation_target(nodes[info.name], nodes) for info in self._variant.variables}
+        # Variables colocated with another one are created after it.
+        order = sorted(self._variant.variables, key=lambda info: colocated[info.name] is not None)
         variables = {}
-        for info in self._variant.variables:
+        for info in order:
             if initial_values is None:
                 # Replaced by a restore op just below; a zeros fill is tiny in the graph, whatever the shape.
                 def initial_value(info=info):
@@ -190,21 +220,28 @@ class GraphModuleImpl:
             else:
                 def initial_value(info=info):
                     return graph_import.import_fetches(graph_def, [initial_values[info.name]], self._asset_inputs,
-                                                       variables, name="import")[0]
+                                                       variables, name="import", states=self._tables)[0]
             collections = [tf.compat.v1.GraphKeys.GLOBAL_VARIABLES]
             if info.name in model_variables:
                 collections.append(tf.compat.v1.GraphKeys.MODEL_VARIABLES)
-            var = tf.compat.v1.Variable(initial_value, name=info.name, dtype=info.dtype, shape=info.shape,
-                                        trainable=self._trainable and info.trainable, collections=collections,
-                                        use_resource=True)
+            target = colocated[info.name]
+            with tf.compat.v1.colocate_with(variables[target]) if target in variables else contextlib.nullcontext():
+                var = tf.compat.v1.Variable(initial_value, name=info.name, dtype=info.dtype, shape=info.shape,
+                                            trainable=self._trainable and info.trainable, collections=collections,
+                                            use_resource=not info.is_reference)
             if var.op.name != self._scope + info.name:
                 raise RuntimeError(f"variable {self._scope + info.name!r} already exists in the graph; "
                                    f"instantiate the module under another name")
+            if info.is_part:
+                var._set_save_slice_info(tf.compat.v1.Variable.SaveSliceInfo(  # pylint: disable=protected-access
+                    self._scope + info.full_name, list(info.full_shape), list(info.offset), list(info.shape)))
             variables[info.name] = var
+        variables = {info.name: variables[info.name] for info in self._variant.variables}
         if variables and self._spec.checkpoint_prefix:
             keys = self._spec.checkpoint_keys or {}
+            grouped = group_partitioned(variables, self._variant.variables)
             tf.compat.v1.train.init_from_checkpoint(self._spec.checkpoint_prefix,
-                                                    {keys.get(name, name): var for name, var in variables.items()})
+                                                    {keys.get(name, name): var for name, var in grouped.items()})
         return variables
 
     def _add_regularization_losses(self) -> list:
@@ -212,32 +249,76 @@ class GraphModuleImpl:
         if not names:
             return []
         losses = graph_import.import_fetches(self._variant.meta_graph.graph_def, names, self._asset_inputs,
-                                             self.variable_map, name=self._scope)
+                                             self._variables, name=self._scope, states=self._tables)
         for loss in losses:
             tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, loss)
         return losses
 
     def apply(self, signature: str, inputs: dict) -> dict:
         sig = self._variant.runnable_signature(signature)
-        feeds = {sig.inputs[key].tensor_name: value for key, value in inputs.items()}
+        feeds = {}
+        for key, value in inputs.items():
+            feeds.update(zip(sig.inputs[key].component_names(), composites.flatten(sig.inputs[key], value)))
         feeds.update(self._asset_inputs)
-        outputs = {key: feeds[info.tensor_name] for key, info in sig.outputs.items()
-                   if info.tensor_name in feeds}  # an output that is an input is returned as given
-        to_import = sorted(key for key in sig.outputs if key not in outputs)
+        fetches = sorted({name for info in sig.outputs.values() for name in info.component_names()
+                          if name not in feeds})  # an output that is an input is returned as given
         updates = list(self._variant.update_ops) if self._trainable else []
-        if to_import or updates:
+        tensors = dict(feeds)
+        if fetches or updates:
             with tf.compat.v1.name_scope(f"{self._name}_apply_{_safe_scope(signature)}") as scope:
                 fetched = graph_import.import_fetches(
-                    self._variant.meta_graph.graph_def, [sig.outputs[k].tensor_name for k in to_import] + updates,
-                    feeds, self.variable_map, name=scope)
-            outputs.update(zip(to_import, fetched))
-            for update in fetched[len(to_import):]:
+                    self._variant.meta_graph.graph_def, fetches + updates, feeds, self._variables, name=scope,
+                    states=self._tables, colocate=True)
+            tensors.update(zip(fetches, fetched))
+            for update in fetched[len(fetches):]:
                 tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
-        return outputs
+        return {key: composites.pack(info, [tensors[name] for name in info.component_names()])
+                for key, info in sig.outputs.items()}
 
     def export(self, path: str, session) -> None:
-        values = session.run(self.variable_map) if self.variable_map else {}
-        self._spec.write(path, values)
+        values = session.run(self._variables) if self._variables else {}
+        self._spec.write(path, join_partitioned(values, self._variant.variables))
+
+
+def _colocation_target(node, nodes: dict) -> str | None:
+    """The other variable a variable node is colocated with in the module graph, if any."""
+    if "_class" not in node.attr:
+        return None
+    for value in node.attr["_class"].list.s:
+        target = value.decode()[len("loc:@"):] if value.startswith(b"loc:@") else None
+        if target and target != node.name and target in nodes and nodes[target].op in VARIABLE_OPS:
+            return target
+    return None
+
+
+def group_partitioned(variables: dict, infos) -> dict:
+    """Variable name -> variable, with the parts of a partitioned variable as one entry: its name -> the list of
+    parts in order (what `variable_map` returned in the genuine library)."""
+    result = {}
+    for info in sorted(infos, key=lambda i: (i.checkpoint_key, i.offset or ())):
+        if info.name not in variables:
+            continue
+        if info.is_part:
+            result.setdefault(info.full_name, []).append(variables[info.name])
+        else:
+            result[info.name] = variables[info.name]
+    return result
+
+
+def join_partitioned(values: dict, infos) -> dict:
+    """Checkpoint key -> value: the parts of a partitioned variable joined into the whole one, as it is saved."""
+    import numpy as np
+
+    result = {}
+    for info in infos:
+        if info.name not in values:
+            continue
+        if not info.is_part:
+            result[info.name] = values[info.name]
+            continue
+        whole = result.setdefault(info.full_name, np.zeros(info.full_shape, dtype=np.asarray(values[info.name]).dtype))
+        whole[tuple(slice(o, o + n) for o, n in zip(info.offset, info.shape))] = values[info.name]
+    return result
 
 
 class EagerModuleImpl:
@@ -248,14 +329,16 @@ class EagerModuleImpl:
         self._tags = tags
         variant = spec.stored.variant(tags)
         if spec.checkpoint_prefix and spec.checkpoint_keys is not None:
-            self.variable_map = _keyed_variables(spec, name + "/", trainable)
+            self._variables = _keyed_variables(spec, name + "/", trainable)
         elif spec.checkpoint_prefix:
-            self.variable_map = load_variables(spec.stored, name_prefix=name + "/", trainable=trainable)
+            self._variables = load_variables(spec.stored, name_prefix=name + "/", trainable=trainable)
         else:
-            self.variable_map = _initial_variables(spec, tags, name + "/", trainable)
+            self._variables = _initial_variables(spec, tags, name + "/", trainable)
+        self._infos = spec.stored.variables()
+        self.variable_map = group_partitioned(self._variables, self._infos)
         with tf.init_scope():
             asset_paths = {filename: tf.constant(path) for filename, path in spec.asset_sources.items()}
-        self._fns = ModuleFunctions(spec.stored, self.variable_map, asset_paths)
+        self._fns = ModuleFunctions(spec.stored, self._variables, asset_paths, table_scope=name + "/")
         # No UPDATE_OPS collection in eager code: a trainable module applies the variant's updates on each call.
         self._with_updates = trainable and bool(variant.update_ops)
         self.regularization_losses = list(self._fns.regularization_losses(tags)) if trainable else []
@@ -264,7 +347,8 @@ class EagerModuleImpl:
         return self._fns.signature(self._tags, signature, with_updates=self._with_updates)(**inputs)
 
     def export(self, path: str, session=None) -> None:
-        self._spec.write(path, {name: var.numpy() for name, var in self.variable_map.items()})
+        self._spec.write(path, join_partitioned({name: var.numpy() for name, var in self._variables.items()},
+                                                self._infos))
 
 
 def _initial_variables(spec: NativeModuleSpec, tags, name_prefix: str, trainable: bool) -> dict:

@@ -70,11 +70,43 @@ def _tensor_dict(value, what: str, signature: str, graph) -> dict:
     for key, tensor in value.items():
         if not isinstance(key, str) or not key:
             raise ModuleFnError(f"signature {signature!r}: {what} keys must be non-empty strings, got {key!r}")
-        if not isinstance(tensor, tf.Tensor) or getattr(tensor, "graph", None) is not graph:
+        components = tf.nest.flatten(tensor, expand_composites=True) \
+            if isinstance(tensor, tf.__internal__.CompositeTensor) else [tensor]
+        if not isinstance(tensor, (tf.Tensor, tf.SparseTensor, tf.RaggedTensor)) or any(
+                getattr(c, "graph", None) is not graph for c in components):
             raise ModuleFnError(f"signature {signature!r}: {what} {key!r} is {type(tensor).__name__}, but must be "
-                                "a dense tf.Tensor created inside the module_fn")
+                                "a tf.Tensor, tf.SparseTensor or tf.RaggedTensor created inside the module_fn")
         result[key] = tensor
     return result
+
+
+def _input_colocation_error(signature: str, inputs: dict) -> str | None:
+    # Inputs are replaced on import: a constraint on them could not be rewritten (the legacy library's rule).
+    for key, tensor in sorted(inputs.items()):
+        for component in tf.nest.flatten(tensor, expand_composites=True):
+            op = component.op
+            if op.colocation_groups() != [("loc:@" + op.name).encode()]:
+                return (f"A tensor x used as input in a signature must not be subject to a tf.colocate_with(y) "
+                        f"constraint: input {key!r} of signature {signature!r} ({component.name}) has "
+                        f"colocation groups {op.colocation_groups()}; create the input outside tf.colocate_with")
+    return None
+
+
+def _state_colocation_error(graph, tags: frozenset) -> str | None:
+    # Variables and tables are created anew for each module instance: they may be colocated only with each other.
+    from legacy.engine.graph_import import state_node_names
+
+    graph_def = graph.as_graph_def()
+    state = set(state_node_names(graph_def)) | {n.name for n in graph_def.node if n.op in reader.VARIABLE_OPS}
+    for name in sorted(state):
+        op = graph.get_operation_by_name(name)
+        for group in op.colocation_groups():
+            if not (group.startswith(b"loc:@") and group[5:].decode() in state):
+                return (f"A state-holding node x of a module's graph (e.g., a Variable op) must not be subject to a "
+                        f"tf.colocate_with(y) constraint unless y is also a state-holding node: in graph variant "
+                        f"{tag_label(tags)} node {name!r} ({op.type}) has colocation groups "
+                        f"{op.colocation_groups()}; create it outside tf.colocate_with")
+    return None
 
 
 def add_signature(name: str | None = None, inputs=None, outputs=None) -> None:
@@ -88,6 +120,9 @@ def add_signature(name: str | None = None, inputs=None, outputs=None) -> None:
         raise ModuleFnError(f"signature {name!r} is added twice; give each signature its own name")
     inputs = _tensor_dict(inputs, "input", name, state.graph)
     outputs = _tensor_dict(outputs, "output", name, state.graph)
+    error = _input_colocation_error(name, inputs)
+    if error:
+        raise ModuleFnError(error)
     if not outputs:
         raise ModuleFnError(f"signature {name!r} has no outputs; pass outputs= (a tensor or a dict of tensors)")
     state.signatures[name] = (inputs, outputs)
@@ -159,6 +194,9 @@ def _build_variant(module_fn: Callable, tags: frozenset, args: dict, drop: list)
     if not state.signatures:
         raise ModuleFnError(f"module_fn built variant {tag_label(tags)} without signatures; call "
                             "hub.add_signature(inputs=..., outputs=...) inside it")
+    error = _state_colocation_error(graph, tags)
+    if error:
+        raise ModuleFnError(error)
     for key in drop:
         graph.clear_collection(key)
     keys = sorted(graph.get_all_collection_keys())
@@ -176,13 +214,34 @@ def _build_variant(module_fn: Callable, tags: frozenset, args: dict, drop: list)
         signature = meta_graph.signature_def[name]  # method_name stays empty, as in the format
         for target, tensors in ((signature.inputs, inputs), (signature.outputs, outputs)):
             for key, tensor in tensors.items():
-                target[key].name = tensor.name
-                target[key].dtype = tensor.dtype.as_datatype_enum
-                target[key].tensor_shape.CopyFrom(tensor.shape.as_proto())
+                _write_tensor_info(target[key], tensor)
     for key, message in sorted(state.attachments.items()):
         attach_to_meta_graph(meta_graph, key, message)
     _record_assets(meta_graph, assets)
     return meta_graph, {filename: path for filename, path in assets.values()}
+
+
+def _write_tensor_info(info, tensor) -> None:
+    """A signature TensorInfo as the format stores it: by name, `coo_sparse`, or `composite_tensor` components."""
+    if isinstance(tensor, tf.SparseTensor):
+        info.dtype = tensor.dtype.as_datatype_enum
+        info.tensor_shape.CopyFrom(tensor.shape.as_proto())
+        info.coo_sparse.indices_tensor_name = tensor.indices.name
+        info.coo_sparse.values_tensor_name = tensor.values.name
+        info.coo_sparse.dense_shape_tensor_name = tensor.dense_shape.name
+    elif isinstance(tensor, tf.__internal__.CompositeTensor):
+        from tensorflow.python.saved_model import nested_structure_coder
+
+        spec = tf.type_spec_from_value(tensor)
+        info.composite_tensor.type_spec.CopyFrom(nested_structure_coder.encode_structure(spec).type_spec_value)
+        for component in tf.nest.flatten(tensor, expand_composites=True):
+            entry = info.composite_tensor.components.add(name=component.name,
+                                                         dtype=component.dtype.as_datatype_enum)
+            entry.tensor_shape.CopyFrom(component.shape.as_proto())
+    else:
+        info.name = tensor.name
+        info.dtype = tensor.dtype.as_datatype_enum
+        info.tensor_shape.CopyFrom(tensor.shape.as_proto())
 
 
 def _asset_paths(graph) -> dict:

@@ -48,7 +48,8 @@ class ParsedTensorInfo:
 
     @property
     def is_supported_type(self) -> bool:
-        return not self.is_composite
+        """Dense, sparse and other composite tensors (RaggedTensor) are all supported, as in tensorflow_hub 0.15."""
+        return isinstance(self._type_spec, (tf.TensorSpec, tf.SparseTensorSpec, tf.TypeSpec))
 
     @property
     def type_spec(self) -> tf.TypeSpec:

@@ -1,0 +1,259 @@
+#!/usr/bin/env python
+"""Oracle for text modules: builds them with the GENUINE legacy library and answers questions about them.
+
+Runs only in the legacy environment (.venv-legacy: tensorflow-cpu 2.15.1, tensorflow-hub 0.15.0). Self-contained
+(stdlib + numpy + tensorflow + tensorflow_hub) so that tests run it as one subprocess and compare the project's
+re-implementation against the real thing.
+
+CLI:
+  text_oracle.py OUT_DIR
+      Exports OUT_DIR/text (an NNLM-style text module: vocabulary file asset, lookup tables from it, a partitioned
+      embedding, a `default` signature on a string batch, a `tokens` signature with a SparseTensor input and
+      sparse + ragged outputs) and OUT_DIR/refvar (reference variables and colocation constraints), then writes
+      OUT_DIR/answers.json and OUT_DIR/answers.npz with what genuine `hub.Module` does with them.
+"""
+
+import json
+import os
+import sys
+import traceback
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_hub as hub  # noqa: E402
+from tensorflow.python.ops import lookup_ops  # noqa: E402  (tf.contrib.lookup.index_table_from_file in TF1)
+
+SEED = 0
+VOCAB = ["<unk>", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far"]
+WEIGHTS = ["the\t0.5", "cat\t2.0", "dog\t1.5", "mat\t1.25"]
+DIM = 4
+PARTS = 3
+OOV_BUCKETS = 2
+SENTENCES = ["the cat sat on the mat", "a dog ran far", "zebra cat", "", "dog dog dog the unknownword"]
+# A SparseTensor of tokens [3, 4] for the `tokens` signature.
+TOKENS = {"indices": [[0, 0], [0, 1], [1, 0], [1, 1], [1, 2], [2, 0]],
+          "values": ["the", "cat", "dog", "zebra", "far", "mat"], "dense_shape": [3, 4]}
+LR = 0.1
+STEPS = 3
+
+
+def text_module_fn(vocab_path, weights_path):
+  """NNLM-style: sentences -> tokens -> ids (index_table_from_file) -> sqrtn mean of a partitioned embedding."""
+  sentences = tf.compat.v1.placeholder(tf.string, [None], name="sentences")
+  ids_table = lookup_ops.index_table_from_file(vocab_path, num_oov_buckets=OOV_BUCKETS)
+  weight_table = tf.lookup.StaticHashTable(
+      tf.lookup.TextFileInitializer(weights_path, tf.string, 0, tf.float32, 1, delimiter="\t"), 1.0)
+  embeddings = tf.compat.v1.get_variable(
+      "embeddings", [len(VOCAB) + OOV_BUCKETS, DIM],
+      initializer=tf.compat.v1.random_normal_initializer(seed=SEED),
+      partitioner=tf.compat.v1.fixed_size_partitioner(PARTS))
+  scale = tf.compat.v1.get_variable("scale", [DIM], initializer=tf.compat.v1.ones_initializer())
+
+  def embed(tokens):
+    ids = tf.SparseTensor(tokens.indices, ids_table.lookup(tokens.values), tokens.dense_shape)
+    weights = tf.SparseTensor(tokens.indices, weight_table.lookup(tokens.values), tokens.dense_shape)
+    combined = tf.nn.embedding_lookup_sparse(embeddings, ids, weights, combiner="sqrtn")
+    # Rows without tokens come out shorter; pad them back to the batch.
+    batch = tf.cast(tokens.dense_shape[0], tf.int32)
+    combined = tf.pad(combined, [[0, batch - tf.shape(combined)[0]], [0, 0]])
+    return combined * scale, ids
+
+  words = tf.compat.v1.string_split(sentences)
+  default, _ = embed(words)
+  hub.add_signature("default", {"default": sentences}, {"default": default})
+
+  tokens = tf.compat.v1.sparse_placeholder(tf.string, shape=[None, None], name="tokens")
+  token_embedding, token_ids = embed(tokens)
+  hub.add_signature("tokens", {"tokens": tokens},
+                    {"default": token_embedding, "ids": token_ids,
+                     "ragged_ids": tf.RaggedTensor.from_sparse(token_ids)})
+
+
+def refvar_module_fn():
+  """Reference variables (VariableV2), an op colocated with one, a variable colocated with another."""
+  x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+  with tf.compat.v1.variable_scope("dense", use_resource=False):
+    w = tf.compat.v1.get_variable("w", [3, 2], initializer=tf.compat.v1.random_normal_initializer(seed=SEED))
+    with tf.compat.v1.colocate_with(w):
+      b = tf.compat.v1.get_variable("b", [2], initializer=tf.compat.v1.constant_initializer(0.5))
+  with tf.compat.v1.colocate_with(w):
+    y = tf.matmul(x, w, name="matmul")
+  out = tf.nn.relu(y + b, name="out")
+  hub.add_signature(inputs={"x": x}, outputs={"default": out})
+
+
+def bad_state_colocation_fn():
+  x = tf.compat.v1.placeholder(tf.float32, [None], name="x")
+  with tf.compat.v1.colocate_with(x):
+    v = tf.compat.v1.get_variable("v", [], initializer=tf.compat.v1.zeros_initializer())
+  hub.add_signature(inputs=x, outputs=x + v)
+
+
+def bad_input_colocation_fn():
+  x = tf.compat.v1.placeholder(tf.float32, [None], name="x")
+  with tf.compat.v1.colocate_with(x):
+    y = tf.identity(x, name="y")
+  hub.add_signature(inputs=y, outputs=y * 2.0)
+
+
+def _error(fn):
+  try:
+    fn()
+  except Exception as e:  # pylint: disable=broad-except
+    return {"type": type(e).__name__, "is_value_error": isinstance(e, ValueError),
+            "first_line": str(e).strip().splitlines()[0]}
+  return None
+
+
+def _info(info):
+  shape = info.get_shape()
+  return {"dtype": tf.as_dtype(info.dtype).name, "shape": shape.as_list() if shape.rank is not None else None,
+          "is_sparse": bool(info.is_sparse), "is_composite": bool(info.is_composite),
+          "is_supported_type": bool(info.is_supported_type), "type_spec": type(info.type_spec).__name__}
+
+
+def _parts(value):
+  return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _assemble(parts, values):
+  if len(parts) == 1:
+    return values[0]
+  full = np.zeros(parts[0]._save_slice_info.full_shape, dtype=values[0].dtype)
+  for part, value in zip(parts, values):
+    info = part._save_slice_info
+    full[tuple(slice(o, o + s) for o, s in zip(info.var_offset, info.var_shape))] = value
+  return full
+
+
+def _tokens_value():
+  return tf.compat.v1.SparseTensorValue(np.array(TOKENS["indices"], np.int64), np.array(TOKENS["values"], object),
+                                        np.array(TOKENS["dense_shape"], np.int64))
+
+
+def text_answers(path, answers, arrays):
+  spec = hub.load_module_spec(path)
+  answers["text_signatures"] = sorted(spec.get_signature_names())
+  answers["text_inputs"] = {s: {k: _info(v) for k, v in spec.get_input_info_dict(s).items()}
+                            for s in answers["text_signatures"]}
+  answers["text_outputs"] = {s: {k: _info(v) for k, v in spec.get_output_info_dict(s).items()}
+                             for s in answers["text_signatures"]}
+
+  with tf.Graph().as_default() as graph:
+    module = hub.Module(spec)
+    answers["text_global_variables"] = sorted(v.op.name for v in tf.compat.v1.global_variables())
+    answers["text_variable_map"] = {k: [p.op.name for p in v] if isinstance(v, (list, tuple)) else v.op.name
+                                     for k, v in module.variable_map.items()}
+    answers["text_table_initializers"] = len(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.TABLE_INITIALIZERS))
+    sentences = tf.compat.v1.placeholder(tf.string, [None])
+    out = module(sentences)
+    tokens = tf.compat.v1.sparse_placeholder(tf.string, [None, None])
+    token_out = module(tokens, signature="tokens", as_dict=True)
+    answers["text_token_output_types"] = {k: type(v).__name__ for k, v in token_out.items()}
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      answers["text_without_tables_initializer"] = _error(lambda: sess.run(out, {sentences: SENTENCES}))
+      sess.run(tf.compat.v1.tables_initializer())
+      arrays["text/default"] = sess.run(out, {sentences: SENTENCES})
+      result = sess.run(token_out, {tokens: _tokens_value()})
+      arrays["tokens/default"] = result["default"]
+      arrays["tokens/ids/indices"] = result["ids"].indices
+      arrays["tokens/ids/values"] = result["ids"].values
+      arrays["tokens/ids/dense_shape"] = result["ids"].dense_shape
+      arrays["tokens/ragged_ids/flat_values"] = result["ragged_ids"].flat_values
+      arrays["tokens/ragged_ids/row_splits"] = result["ragged_ids"].row_splits
+      for name, value in module.variable_map.items():
+        parts = _parts(value)
+        arrays["initial/" + name] = _assemble(parts, sess.run(parts))
+    del graph
+
+  with tf.Graph().as_default():
+    module = hub.Module(spec)
+    out = module(tf.constant(SENTENCES))
+    with tf.compat.v1.train.MonitoredSession() as sess:
+      arrays["monitored/default"] = sess.run(out)
+
+  with tf.Graph().as_default():
+    tf.compat.v1.set_random_seed(SEED)
+    module = hub.Module(spec, trainable=True)
+    weights = tf.constant(np.linspace(-1.0, 1.0, len(SENTENCES) * DIM, dtype=np.float32).reshape(-1, DIM))
+    loss = tf.reduce_sum(module(tf.constant(SENTENCES)) * weights)
+    answers["text_trainable_variables"] = sorted(v.op.name for v in tf.compat.v1.trainable_variables())
+    train = tf.compat.v1.train.GradientDescentOptimizer(LR).minimize(loss)
+    with tf.compat.v1.Session() as sess:
+      sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+      losses = []
+      for _ in range(STEPS):
+        losses.append(sess.run([loss, train])[0])
+      arrays["finetune_loss"] = np.array(losses, np.float32)
+      for name, value in module.variable_map.items():
+        parts = _parts(value)
+        arrays["finetune/" + name] = _assemble(parts, sess.run(parts))
+      arrays["finetune_weights"] = sess.run(weights)
+
+
+def refvar_answers(path, answers, arrays):
+  spec = hub.load_module_spec(path)
+  x_value = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0 - 0.5
+  with tf.Graph().as_default() as graph:
+    module = hub.Module(spec, trainable=True)
+    answers["refvar_variable_types"] = {k: type(v).__name__ for k, v in module.variable_map.items()}
+    answers["refvar_variable_ops"] = {k: v.op.type for k, v in module.variable_map.items()}
+    out = module(tf.constant(x_value))
+    colocation = {}
+    for op in graph.get_operations():
+      groups = [g.decode() for g in op.colocation_groups()]
+      if groups != ["loc:@" + op.name]:
+        colocation[op.name] = groups
+    answers["refvar_colocation"] = colocation
+    loss = tf.reduce_sum(out * out)
+    train = tf.compat.v1.train.GradientDescentOptimizer(LR).minimize(loss)
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      arrays["refvar/default"] = sess.run(out)
+      for _ in range(STEPS):
+        sess.run(train)
+      for name, var in module.variable_map.items():
+        arrays["refvar_finetune/" + name] = sess.run(var)
+  arrays["refvar/x"] = x_value
+  answers["bad_state_colocation"] = _error(lambda: hub.create_module_spec(bad_state_colocation_fn))
+  answers["bad_input_colocation"] = _error(lambda: hub.create_module_spec(bad_input_colocation_fn))
+
+
+def main(out_dir):
+  tf.get_logger().setLevel("ERROR")
+  tf.config.experimental.enable_op_determinism()
+  os.makedirs(out_dir, exist_ok=True)
+  sources = os.path.join(out_dir, "sources")
+  os.makedirs(sources, exist_ok=True)
+  vocab_path = os.path.join(sources, "vocab.txt")
+  weights_path = os.path.join(sources, "weights.tsv")
+  with open(vocab_path, "w") as f:
+    f.write("\n".join(VOCAB) + "\n")
+  with open(weights_path, "w") as f:
+    f.write("\n".join(WEIGHTS) + "\n")
+  answers = {"sentences": SENTENCES, "tokens": TOKENS, "lr": LR, "steps": STEPS, "vocab": VOCAB}
+  arrays = {}
+  for name, module_fn, kwargs in (("text", text_module_fn, {"vocab_path": vocab_path, "weights_path": weights_path}),
+                                  ("refvar", refvar_module_fn, {})):
+    spec = hub.create_module_spec(module_fn, tags_and_args=[(set(), kwargs)] if kwargs else None)
+    with tf.Graph().as_default():
+      module = hub.Module(spec)
+      with tf.compat.v1.Session() as sess:
+        sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+        module.export(os.path.join(out_dir, name), sess)
+  text_answers(os.path.join(out_dir, "text"), answers, arrays)
+  refvar_answers(os.path.join(out_dir, "refvar"), answers, arrays)
+  with open(os.path.join(out_dir, "answers.json"), "w") as f:
+    json.dump(answers, f, indent=1, sort_keys=True)
+  np.savez(os.path.join(out_dir, "answers.npz"), **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+if __name__ == "__main__":
+  try:
+    main(sys.argv[1])
+  except Exception:  # pylint: disable=broad-except
+    traceback.print_exc()
+    sys.exit(1)

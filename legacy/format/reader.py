@@ -478,9 +478,12 @@ def read_signature(name: str, sig, where: str | None = None) -> Signature:
 
 def _tensor_info(info, signature: str = "", key: str = "", where: str = "signature") -> TensorInfo:
     label = f"{where}: signature {signature!r} tensor {key!r}"
-    if info.WhichOneof("encoding") != "name":
-        raise ModuleFormatError(f"{label} is sparse or composite; only dense tensors are supported")
-    if not info.dtype:  # DT_INVALID: TensorFlow always records a tensor's dtype
+    encoding = info.WhichOneof("encoding")
+    if encoding == "composite_tensor":  # a RaggedTensor, say: its dtype and shape live in the type spec
+        return _composite_tensor_info(info.composite_tensor, label)
+    if encoding not in ("name", "coo_sparse"):
+        raise ModuleFormatError(f"{label} names no tensor; {_CORRUPT_FIX}")
+    if not info.dtype:  # DT_INVALID: TensorFlow always records a dense or sparse tensor's dtype
         raise ModuleFormatError(f"{label} has no data type; {_CORRUPT_FIX}")
     dtype = _dtype_name(info.dtype, label)
     if info.tensor_shape.unknown_rank:
@@ -490,44 +493,43 @@ def _tensor_info(info, signature: str = "", key: str = "", where: str = "signatu
             raise ModuleFormatError(f"{label} has a negative dimension in its shape; {_CORRUPT_FIX}")
         _check_shape([d.size for d in info.tensor_shape.dim], label)
         shape = tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
-    encoding = info.WhichOneof("encoding")
     if encoding == "coo_sparse":
         sparse = info.coo_sparse
         return TensorInfo(tensor_name=sparse.indices_tensor_name, dtype=dtype, shape=shape, kind=SPARSE,
                           components=(sparse.indices_tensor_name, sparse.values_tensor_name,
                                       sparse.dense_shape_tensor_name))
-    if encoding == "composite_tensor":
-        composite = info.composite_tensor
-        components = tuple(c.name for c in composite.components)
-        if not components:
-            raise ModuleFormatError(f"composite signature tensor {composite.type_spec.type_spec_class_name} has no "
-                                    "components; the module is corrupt: re-export it")
-        from tensorflow.core.protobuf import struct_pb2
-        from tensorflow.python.saved_model import nested_structure_coder
-
-        value = struct_pb2.StructuredValue()
-        value.type_spec_value.CopyFrom(composite.type_spec)
-        try:
-            spec = nested_structure_coder.decode_proto(value)
-        except (ValueError, TypeError) as e:
-            raise ModuleFormatError(f"composite signature tensor of type {composite.type_spec.type_spec_class_name} "
-                                    f"cannot be decoded ({e}); re-export the module") from None
-        shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
-        return TensorInfo(tensor_name=components[0], dtype=spec.dtype.name, shape=shape, kind=COMPOSITE,
-                          components=components, type_spec=composite.type_spec.SerializeToString())
-    if encoding != "name":
-        raise ModuleFormatError(f"signature tensor {info} has no tensor name; the module is corrupt: re-export it")
     return TensorInfo(tensor_name=info.name, dtype=dtype, shape=shape)
+
+
+def _composite_tensor_info(composite, label: str) -> TensorInfo:
+    from tensorflow.core.protobuf import struct_pb2
+    from tensorflow.python.saved_model import nested_structure_coder
+
+    components = tuple(c.name for c in composite.components)
+    if not components:
+        raise ModuleFormatError(f"{label}: composite tensor {composite.type_spec.type_spec_class_name} has no "
+                                f"components; {_CORRUPT_FIX}")
+    value = struct_pb2.StructuredValue()
+    value.type_spec_value.CopyFrom(composite.type_spec)
+    try:
+        spec = nested_structure_coder.decode_proto(value)
+        shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+        dtype = spec.dtype.name
+    except Exception as e:  # any damage in the nested type spec: the project's error, never a raw one
+        raise ModuleFormatError(f"{label}: composite tensor of type {composite.type_spec.type_spec_class_name} "
+                                f"cannot be decoded ({first_line(e)}); {_CORRUPT_FIX}") from None
+    return TensorInfo(tensor_name=components[0], dtype=dtype, shape=shape, kind=COMPOSITE,
+                      components=components, type_spec=composite.type_spec.SerializeToString())
 
 
 def _missing_tensor(sig: Signature, nodes: Mapping, where: str) -> str | None:
     """Why `sig` cannot run (a tensor it names is not in the graph), or None."""
     for kind, infos in (("input", sig.inputs), ("output", sig.outputs)):
         for key, info in sorted(infos.items()):
-            name = info.tensor_name
-            if not name or name.startswith("^") or not _valid_tensor_ref(name) or op_name(name) not in nodes:
-                return (f"{where}: signature {sig.name!r} {kind} {key!r} names tensor {name!r}, which is not in the "
-                        f"graph; {_CORRUPT_FIX}")
+            for name in info.component_names():
+                if not name or name.startswith("^") or not _valid_tensor_ref(name) or op_name(name) not in nodes:
+                    return (f"{where}: signature {sig.name!r} {kind} {key!r} names tensor {name!r}, which is not in "
+                            f"the graph; {_CORRUPT_FIX}")
     return None
 
 

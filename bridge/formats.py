@@ -48,6 +48,20 @@ def detect(path: str) -> Format:
                           f"({SAVED_MODEL_FILENAME}); pass a model directory")
 
 
+def check_source(source) -> Format | None:
+    """The cheap checks of a model argument, before anything is extracted, resolved or loaded: a local directory
+    must be a model (its format is returned); an archive file or a TF Hub handle passes (None: checked on opening);
+    a missing path or a plain file is refused. Objects already in memory pass (None)."""
+    from legacy.format.archive import is_archive, is_handle
+
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = os.fspath(source)
+    if is_handle(path) or is_archive(path):
+        return None
+    return detect(path)
+
+
 @dataclasses.dataclass(frozen=True)
 class OpenedModel:
     """A model ready to read: its local directory, its format, and the safety scan when one was asked for."""

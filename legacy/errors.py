@@ -6,6 +6,29 @@ any `BridgeError` as one line (exit status 2) and hides the traceback unless BRI
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from typing import Iterator
+
+# Whether the caller is the `bridge` command line (set by `bridge.cli`): errors then name options as the user typed
+# them (`--image-size HxW`) rather than as Python parameters (`image_size=(h, w)`).
+_COMMAND_LINE = contextvars.ContextVar("bridge_command_line", default=False)
+
+
+@contextlib.contextmanager
+def command_line_spelling() -> Iterator[None]:
+    """Inside this block, `spell` returns the command-line spelling."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def spell(python: str, cli: str) -> str:
+    """The parameter as the caller writes it: `spell("kind='feature_vector'", "--kind feature_vector")`."""
+    return cli if _COMMAND_LINE.get() else python
+
 
 class BridgeError(Exception):
     """Base class: a problem with the user's input, explained in one line."""

@@ -16,10 +16,10 @@ import dataclasses
 import os
 import sys
 
-from bridge import formats
+from bridge import formats, validate
+from legacy.errors import BridgeError, ConversionError, InvalidInputError, VerificationError, spell
 from legacy.format.atomic import atomic_directory, check_destination
-from legacy.errors import BridgeError, ConversionError, VerificationError
-from legacy.format.conventions import parse_image_size
+from legacy.format.conventions import KINDS
 
 TF1 = "tf1"
 TF2 = "tf2"
@@ -79,28 +79,26 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
     of `verify_images` (a folder, files or arrays, as `bridge.parity.compare` takes); `verify_gradients` also
     compares gradients. Raises `VerificationError` (with the report) on a mismatch, leaving `dst` untouched.
     """
-    from bridge.formats import open_model
+    from bridge.formats import check_source, open_model
 
-    src, dst = os.fspath(src), os.fspath(dst)
+    options = check_convert_arguments(src, dst, to=to, signature=signature, force=force, kind=kind,
+                                      image_size=image_size, verify=verify, verify_images=verify_images,
+                                      verify_gradients=verify_gradients, seed=seed, allow_unsafe_ops=allow_unsafe_ops)
+    src, dst, image_size = os.fspath(src), os.fspath(dst), options["image_size"]
     progress = progress or (lambda message: None)
-    if to not in (None, TF1, TF2):
-        raise BridgeError(f"unknown target format {to!r}; use 'tf1' or 'tf2'")
-    if os.path.exists(src):  # cheap checks first: the safety scan below imports TensorFlow
+    fmt = check_source(src)  # cheap checks first: the safety scan below imports TensorFlow
+    if fmt is not None:
         check_paths(src, dst, force)
+        _check_direction(src, fmt, to, signature, kind, image_size)
     with open_model(src, check_safety=True, allow_unsafe_ops=allow_unsafe_ops) as opened:
         fmt, local = opened.format, opened.path
-        target = to or (TF2 if fmt.name == formats.TF1_HUB else TF1)
+        _check_direction(src, fmt, to, signature, kind, image_size)
         check_paths(src, dst, force)
-        if verify and verify_images is not None:
-            _check_verify_images(verify_images)
-        if fmt.name == formats.TF1_HUB and target == TF2:
+        if fmt.name == formats.TF1_HUB:
             (write, reference), direction = _tf1_to_tf2(local, src, signature, allow_unsafe_ops,
                                                         progress), "tf1->tf2"
-        elif fmt.name == formats.TF2_SAVED_MODEL and target == TF1:
-            (write, reference), direction = _tf2_to_tf1(local, dst, kind, image_size, progress), "tf2->tf1"
         else:
-            raise ConversionError(f"{src} is already a {fmt.label}; pass --to {TF1 if target == TF2 else TF2} "
-                                  "or a source in the other format")
+            (write, reference), direction = _tf2_to_tf1(local, dst, kind, image_size, progress), "tf2->tf1"
         report = None
         with atomic_directory(dst, force=force, protect=(src,)) as tmp:
             write(tmp)
@@ -109,6 +107,53 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
                                  allow_unsafe_ops, progress)
         source_bytes = directory_bytes(local)
     return ConversionResult(src, dst, direction, source_bytes, directory_bytes(dst), report)
+
+
+def check_convert_arguments(src, dst, *, to=None, signature=None, force=False, kind=None, image_size=None,
+                            verify=True, verify_images=None, verify_gradients=False, seed=0,
+                            allow_unsafe_ops=False) -> dict:
+    """Every check of `convert`'s arguments that needs no model, before any work; errors name the parameter as
+    the caller spelled it. Returns the normalized values (`image_size` as a (height, width) tuple)."""
+    for name, value in (("src", src), ("dst", dst)):
+        if not isinstance(value, (str, os.PathLike)):
+            raise InvalidInputError(f"{name}={value!r} is not a path; pass a directory (str or os.PathLike)")
+    validate.choice(to, (TF1, TF2), name="to")
+    validate.choice(kind, KINDS, name="kind")
+    size = validate.parse_image_size(image_size)
+    validate.text(signature, name="signature")
+    for name, value in (("force", force), ("verify", verify), ("verify_gradients", verify_gradients),
+                        ("allow_unsafe_ops", allow_unsafe_ops)):
+        validate.flag(value, name=name)
+    validate.integer(seed, name="seed", minimum=0)
+    if not verify:
+        no_verify = spell("verify=False", "--no-verify")
+        for name, value in (("verify_images", verify_images), ("verify_gradients", verify_gradients)):
+            validate.not_with(spell(f"{name}=...", "--" + name.replace("_", "-")), value,
+                              f"has no effect with {no_verify} (nothing is verified)",
+                              f"drop one of the two")
+    if verify_images is not None:
+        validate.paths(verify_images, name="verify_images")
+    return {"image_size": size}
+
+
+def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size) -> str:
+    """The target format; options that do not apply to the direction are refused, not ignored."""
+    target = to or (TF2 if fmt.name == formats.TF1_HUB else TF1)
+    if (fmt.name == formats.TF1_HUB) == (target == TF1):
+        other = TF1 if target == TF2 else TF2
+        raise ConversionError(f"{src} is already a {fmt.label}; pass {spell(f'to={other!r}', f'--to {other}')} "
+                              "or a source in the other format")
+    if fmt.name == formats.TF1_HUB:
+        wrong = [(spell(f"kind={kind!r}", f"--kind {kind}"), kind),
+                 (spell(f"image_size={image_size!r}", "--image-size " + "x".join(map(str, image_size or ()))),
+                  image_size)]
+        applies = "TF2 -> TF1 conversions only (a TF1 module declares its own kind and image size)"
+    else:
+        wrong = [(spell(f"signature={signature!r}", f"--signature {signature}"), signature)]
+        applies = "TF1 -> TF2 conversions only (it picks the TF1 signature that __call__ serves)"
+    for given, value in wrong:
+        validate.not_with(given, value, f"applies to {applies}, and {src} is a {fmt.label}", "drop it")
+    return target
 
 
 def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress):
@@ -122,24 +167,12 @@ def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: b
 def _tf2_to_tf1(src: str, dst: str, kind: str | None, image_size, progress):
     from bridge.conversion import tf2_to_tf1
 
-    if image_size is not None:
-        image_size = parse_image_size(image_size, "image_size")
     module = tf2_to_tf1.build(src, kind=kind, image_size=image_size, progress=progress)
     # write() is atomic itself: with force=True it replaces the (empty) temporary directory, which then holds the
     # complete module until verification lets the outer atomic_directory rename it into place.
     return (lambda tmp: tf2_to_tf1.write(module, tmp, force=True,
                                          progress=lambda message: progress(message.replace(tmp, dst)))), \
         (lambda: src)
-
-
-def _check_verify_images(images) -> None:
-    """Fail before converting when a verification image path does not exist."""
-    from legacy.errors import InvalidInputError
-
-    items = [images] if isinstance(images, (str, os.PathLike)) else images
-    for item in items:
-        if isinstance(item, (str, os.PathLike)) and not os.path.exists(item):
-            raise InvalidInputError(f"{os.fspath(item)}: no such file or directory; check the --verify-images path")
 
 
 def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, seed: int, allow_unsafe_ops: bool,

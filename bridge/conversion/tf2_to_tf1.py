@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from legacy.engine.from_saved_model import meta_graphs_from_saved_model
+from legacy.format.conventions import parse_image_size
 from legacy.format.writer import write_module
 
 __all__ = ["TF1Module", "build", "export_tf1", "write"]
@@ -33,6 +34,7 @@ class TF1Module:
 def build(src: str, *, kind: str | None = None, image_size: tuple | None = None,
           progress=lambda message: None) -> TF1Module:
     """The TF1 graph variants of the TF2 Reusable SavedModel at `src` (kind and image size as `export_tf1`)."""
+    image_size = parse_image_size(image_size)
     meta_graphs, values, assets = meta_graphs_from_saved_model(
         src, kind, image_size, require_kind=True, require_image_size=True, size_from_input_shape=True,
         progress=progress)

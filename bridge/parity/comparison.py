@@ -35,12 +35,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from bridge.parity.images import DEFAULT_BATCH_SIZE, DEFAULT_VAL_RANGE, collect_inputs
+from bridge.validate import parse_image_size
 from bridge.parity.results import (FAIL, GRADIENTS, INFERENCE, MISSING, PASS, TRAINING, UPDATES, OutputResult,
                                    Report)
 from bridge.parity.runners import Runner, open_runner
 from bridge.parity.stats import ErrorStats
 from bridge.parity.tolerance import DEFAULT_ATOL_SCALE, DEFAULT_RTOL, MODES, SEMANTICS, Tolerances, check_overrides
-from legacy.errors import InvalidInputError, UnknownSignatureError
+from legacy.errors import InvalidInputError, UnknownSignatureError, spell
 
 DEFAULT_RANDOM = 8  # random images fed when no inputs are given
 GRADIENT_LOSS = ("sum over the compared signatures and their shared float outputs of reduce_sum(output * W), "
@@ -325,13 +326,79 @@ def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
     classification model's primary output always are). `save_inputs`/`save_outputs`: .npz files written as the
     run streams (one array per batch). `progress`: called with one line per batch.
     """
-    tolerances = Tolerances.parse(atol, rtol)  # bad options fail before any model loads
+    tolerances = check_compare_arguments(  # bad options fail before any model loads
+        a, b, images=images, random=random, seed=seed, val_range=val_range, batch_size=batch_size,
+        image_size=image_size, signatures=signatures, training=training, gradients=gradients, atol=atol, rtol=rtol,
+        logits=logits, save_inputs=save_inputs, save_outputs=save_outputs)
+    image_size = parse_image_size(image_size)
+    signatures = [signatures] if isinstance(signatures, str) else signatures
     with contextlib.ExitStack() as stack:
         ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (a, b))
         return _compare(ra, rb, tolerances, images=images, random=random, seed=seed, val_range=val_range,
                         batch_size=batch_size, image_size=image_size, signatures=signatures, training=training,
                         gradients=gradients, logits=logits, save_inputs=save_inputs, save_outputs=save_outputs,
                         progress=progress)
+
+
+def check_compare_arguments(a, b, images=None, *, random=None, seed=0, val_range=DEFAULT_VAL_RANGE,
+                            batch_size=DEFAULT_BATCH_SIZE, image_size=None, signatures=None, training=False,
+                            gradients=False, atol=None, rtol=None, logits=(), save_inputs=None, save_outputs=None,
+                            allow_unsafe_ops=False, json_file=None) -> Tolerances:
+    """Every check of `compare`'s arguments that needs no model: paths exist, numbers are in range, output files
+    can be written, and tolerance overrides name only modes that are compared. Returns the parsed tolerances."""
+    from bridge import validate
+    from bridge.formats import check_source
+    from bridge.parity.report import check_parent
+
+    for model in (a, b):
+        check_source(model)
+    if images is not None:
+        validate.paths([i for i in _as_list(images) if isinstance(i, (str, os.PathLike))], name="images")
+    validate.integer(random, name="random", minimum=0)
+    validate.integer(seed, name="seed", minimum=0)
+    validate.integer(batch_size, name="batch_size", minimum=1)
+    validate.parse_image_size(image_size)
+    try:
+        low, high = (float(v) for v in val_range)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"val_range={val_range!r} is not (low, high); pass e.g. val_range=(0, 1)") from None
+    if not low < high:
+        raise InvalidInputError(f"value range {low:g},{high:g} is empty; pass "
+                                f"{validate.option('val_range', 'LOW,HIGH')} with LOW < HIGH")
+    for name in [signatures] if isinstance(signatures, str) else (signatures or []):
+        validate.text(name, name="signature")
+    for name in logits or ():
+        validate.text(name, name="logits")
+    validate.flag(training, name="training")
+    validate.flag(gradients, name="gradients")
+    validate.flag(allow_unsafe_ops, name="allow_unsafe_ops")
+    tolerances = Tolerances.parse(atol, rtol)
+    off = {GRADIENTS: not gradients, TRAINING: not training, UPDATES: not training}
+    for flag_name, table in (("atol", tolerances.atol), ("rtol", tolerances.rtol)):
+        for name, value in table.items():
+            mode = None if name is None else next((m for m in off if name == m or name.startswith(m + "/")), None)
+            if mode is not None and off[mode]:
+                needs = "gradients" if mode == GRADIENTS else "training"
+                given = spell(f"{flag_name}={{{name!r}: {value:g}}}", f"--{flag_name} {name}:{value:g}")
+                raise InvalidInputError(f"{given} sets a tolerance for {mode}, which are compared only with "
+                                        f"{spell(needs + '=True', '--' + needs)}; add it or drop the override")
+    for path in (save_inputs, save_outputs, json_file):
+        if path is not None:
+            check_parent(os.fspath(path))
+    for path, name in ((save_inputs, "save_inputs"), (save_outputs, "save_outputs")):
+        if path is not None and not os.fspath(path).endswith(".npz"):
+            raise InvalidInputError(f"{os.fspath(path)}: arrays are saved as .npz; pass a file name ending in .npz "
+                                    f"to {validate.option(name)}")
+    return tolerances
+
+
+def _as_list(images) -> list:
+    if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "numpy"):
+        return [images]
+    try:
+        return list(images)
+    except TypeError:
+        raise InvalidInputError(f"images must be paths or arrays, got {type(images).__name__}") from None
 
 
 def _open(model, stack: contextlib.ExitStack, allow_unsafe_ops: bool) -> Runner:
@@ -347,6 +414,8 @@ def _open(model, stack: contextlib.ExitStack, allow_unsafe_ops: bool) -> Runner:
 def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, seed, val_range, batch_size,
              image_size, signatures, training, gradients, logits, save_inputs, save_outputs, progress) -> Report:
     chosen = select_signatures(ra, rb, signatures)
+    only_in = {"A": [s for s in ra.signature_names if s not in rb.signature_names],
+               "B": [s for s in rb.signature_names if s not in ra.signature_names]}
     if training or gradients:
         for side, runner in (("A", ra), ("B", rb)):
             if training and not runner.supports_training:
@@ -385,7 +454,9 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     for writer in writers:
         writer.close()
     results = session.results()
-    notes = list(session.notes)
+    notes = [f"signature{'s' if len(names) > 1 else ''} only in {side} ({runner.label}), not compared: "
+             f"{', '.join(names)}" for (side, names), runner in zip(only_in.items(), (ra, rb)) if names]
+    notes += _missing_outputs_notes(results) + list(session.notes)
     settings = {
         "signatures": chosen,
         "modes": [m for m, on in ((INFERENCE, True), (TRAINING, training), (GRADIENTS, gradients),
@@ -393,6 +464,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
         "gradient_training_mode": session.gradient_training if gradients else None,
         "gradient_loss": GRADIENT_LOSS if gradients else None,
         "seed": seed,
+        "signatures_only_in": only_in,
         "tolerance": {"semantics": SEMANTICS, "default_atol_scale": DEFAULT_ATOL_SCALE,
                       "default_rtol": DEFAULT_RTOL, "overrides": tolerances.to_json()},
     }
@@ -400,6 +472,17 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     describe["sources"] = _describe_sources(images)
     return Report(a=ra.describe(), b=rb.describe(), inputs=describe, results=results, settings=settings,
                   notes=notes)
+
+
+def _missing_outputs_notes(results: list) -> list:
+    """A note per model naming the outputs that only it has (they fail: the other model cannot match them)."""
+    notes = []
+    for side in ("A", "B"):
+        names = [r.name for r in results if r.status == MISSING and r.reason.endswith(f"only in {side}")]
+        if names:
+            shown = ", ".join(dict.fromkeys(names))
+            notes.append(f"output{'s' if len(set(names)) > 1 else ''} only in {side}: {shown}")
+    return notes
 
 
 def _check_logits(logits: Sequence[str], names: set) -> None:

@@ -103,7 +103,7 @@ def _table(header: list, blocks: list) -> list:
     return lines
 
 
-def format_table(report) -> str:
+def format_table(report, full: bool = True) -> str:
     """The human-readable report: what ran, error statistics per output, verdicts, the overall result."""
     lines = [f"A (reference): {report.a['label']} [{report.a['format']}]",
              f"B:             {report.b['label']} [{report.b['format']}]",
@@ -188,7 +188,9 @@ def to_json(report) -> dict:
     least = minimum_tolerances(report)
     return {
         "schema_version": SCHEMA_VERSION,
-        "status": report.status,
+        # One vocabulary with every `bridge ... --json` document: ok, verification_failed (error: the CLI's own).
+        "status": "ok" if report.passed else "verification_failed",
+        "reason": summary_line(report),
         "passed": report.passed,
         "identical": report.identical,
         "a": report.a,
@@ -206,6 +208,11 @@ def to_json(report) -> dict:
             "message": summary_line(report),
         },
         "outputs": [r.to_json() for r in results],
+        "only_in_one_model": {
+            "signatures": report.settings.get("signatures_only_in", {"A": [], "B": []}),
+            "outputs": {side: list(dict.fromkeys(r.name for r in results if r.status == "missing"
+                                                 and r.reason.endswith(f"only in {side}"))) for side in ("A", "B")},
+        },
         "notes": list(report.notes),
     }
 

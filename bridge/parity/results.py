@@ -96,9 +96,9 @@ class Report:
                 return r
         raise KeyError(f"no {mode} result named {name!r}; have {', '.join(r.name for r in self.results)}")
 
-    def table(self) -> str:
+    def table(self, full: bool = True) -> str:
         from bridge.parity.report import format_table
-        return format_table(self)
+        return format_table(self, full=full)
 
     def to_json(self) -> dict:
         from bridge.parity.report import to_json

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 import tensorflow as tf
 
-from legacy.errors import ConversionError
+from legacy.errors import ConversionError, spell
 from legacy.engine.inline import detach_updates, inline_function_calls
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
@@ -128,7 +128,7 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
         image_size = (shape[1], shape[2])
     if image_size is None and require_image_size:
         raise ConversionError(f"{src} takes images of any size and records no expected size; pass "
-                              "--image-size HEIGHTxWIDTH (image_size=(h, w))")
+                              f"{spell('image_size=(height, width)', '--image-size HEIGHTxWIDTH')}")
     for dim, size in zip(shape[1:3], image_size or ()):
         if dim is not None and dim != size:
             raise ConversionError(f"image size {image_size} does not fit the model's input shape {shape}")
@@ -147,8 +147,9 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
             signatures[KINDS[kind]] = (call, False)
     else:
         if kind is None and require_kind:
-            raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass "
-                                  "--kind feature_vector or --kind classification")
+            fix = spell("kind='feature_vector' or kind='classification'",
+                        "--kind feature_vector or --kind classification")
+            raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass {fix}")
         signatures[DEFAULT_SIGNATURE] = (call, False)
     if kind is not None and kind not in KINDS:
         raise ConversionError(f"unknown kind {kind!r}; use feature_vector or classification")

@@ -15,7 +15,7 @@ import os
 import re
 from typing import Iterable
 
-from legacy.errors import InvalidInputError, NotAModuleError
+from legacy.errors import InvalidInputError, NotAModuleError, spell
 
 # -- files -------------------------------------------------------------------------------------------------------
 MODULE_DEF_FILENAME = "tfhub_module.pb"  # a directory is a TF1 Hub module exactly when it holds this file
@@ -76,10 +76,16 @@ def kind_of_signature(name: str) -> str | None:
 _SIZE = re.compile(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*")
 
 
-def parse_image_size(value, name: str = "--image-size") -> tuple:
-    """`"224x160"`, `"224,160"` or `(224, 160)` -> (224, 160); anything else is an error naming `name`, the
-    parameter as the caller spelled it (`--image-size` on the command line, `image_size` from Python)."""
-    example = "--image-size 224x224" if name.startswith("-") else f"{name}=(224, 224)"
+def parse_image_size(value, name: str | None = None) -> tuple | None:
+    """`"224x160"`, `"224,160"` or `(224, 160)` -> (224, 160); None stays None. The one image-size grammar of the
+    command line (`--image-size HxW`) and the Python API (`image_size=(h, w)`).
+
+    Anything else (`(224,)`, `("a", "b")`, `(0, 10)`, `(224.5, 224)`, `"0x10"`) is an `InvalidInputError` naming
+    the parameter as the caller spelled it: `name` when given (`"--image-size"` or `"image_size"`), else the
+    spelling of the caller (`legacy.errors.spell`: the command line's inside `bridge.cli`).
+    """
+    if value is None:
+        return None
     if isinstance(value, str):
         match = _SIZE.fullmatch(value)
         size = (int(match.group(1)), int(match.group(2))) if match else None
@@ -88,7 +94,14 @@ def parse_image_size(value, name: str = "--image-size") -> tuple:
         size = (int(value[0]), int(value[1]))
     else:
         size = None
-    if size is None or min(size) <= 0:
-        raise InvalidInputError(f"{name} {value!r} is not a HEIGHTxWIDTH image size of two positive whole numbers; "
-                                f"pass e.g. {example}")
-    return size
+    if size is not None and min(size) > 0:
+        return size
+    cli = name.startswith("-") if name else spell("python", "cli") == "cli"
+    if cli or isinstance(value, str):
+        flag = name if name and cli else "--image-size"
+        given, example = (f"{flag} {value!r}", f"{flag} 224x224") if cli else (
+            f"{name or 'image_size'}={value!r}", f"{name or 'image_size'}=(224, 224)")
+        raise InvalidInputError(f"{given} is not HEIGHTxWIDTH with both at least 1; pass e.g. {example}")
+    param = name or "image_size"
+    raise InvalidInputError(f"{param}={value!r} is not (height, width) with two whole numbers of at least 1; pass "
+                            f"e.g. {param}=(224, 224) or {param}='224x224'")

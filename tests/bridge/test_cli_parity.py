@@ -60,7 +60,7 @@ def test_exit_1_naming_the_output_that_differs(capsys, moved):
 
 def test_per_output_tolerance_on_the_command_line(capsys, moved):
     code, out, _ = _run(capsys, MODULE, moved, "--random", "3", "--quiet", "--atol", "1e-6",
-                        "image_classification/default:0.06")
+                        "--atol", "image_classification/default:0.06")
     assert code == 0, out
     code, _, _ = _run(capsys, MODULE, moved, "--random", "3", "--quiet", "--atol", "default:0.04")
     assert code == 1
@@ -102,7 +102,7 @@ def test_json_on_stdout_is_the_only_output_and_follows_the_schema(capsys, moved)
     _check_types(report, TOP_LEVEL, "report")
     _check_types(report["a"], MODEL, "a")
     _check_types(report["summary"], SUMMARY, "summary")
-    assert report["status"] == "fail" and report["passed"] is False
+    assert report["status"] == "verification_failed" and report["passed"] is False
     for output in report["outputs"]:
         _check_types(output, OUTPUT, output["name"])
         assert output["status"] in ("pass", "fail", "missing") and output["reason"]
@@ -122,11 +122,11 @@ def test_json_on_stdout_is_the_only_output_and_follows_the_schema(capsys, moved)
 
 def test_json_file_and_saved_arrays(tmp_path, capsys):
     report_file, inputs_file = str(tmp_path / "report.json"), str(tmp_path / "inputs.npz")
-    code, out, _ = _run(capsys, MODULE, MODULE, "--random", "5", "--batch-size", "2", "--json", report_file,
+    code, out, _ = _run(capsys, MODULE, MODULE, "--random", "5", "--batch-size", "2", "--json-file", report_file,
                         "--save-inputs", inputs_file, "--save-outputs", str(tmp_path / "outputs.npz"), "--quiet")
     assert code == 0 and out.splitlines()[-2].startswith("PASS")  # the table still goes to stdout
     with open(report_file) as f:
-        assert _strict_json(f.read())["status"] == "pass"
+        assert _strict_json(f.read())["status"] == "ok"
     with np.load(inputs_file) as saved:
         assert sorted(saved.files) == ["batch_00000", "batch_00001", "batch_00002"]
         expected = np.random.default_rng(0).uniform(0, 1, (5, 32, 32, 3)).astype(np.float32)
@@ -149,7 +149,7 @@ def test_json_file_and_saved_arrays(tmp_path, capsys):
     ([MODULE, MODULE, "--random", "1", "--atol", "defualt:1"], "'defualt' matches no output"),
     ([MODULE, MODULE, "--random", "1", "--logits", "nope"], "--logits 'nope' matches no output"),
     ([MODULE, MODULE, "--save-outputs", "outputs.txt"], "ending in .npz"),
-    ([MODULE, MODULE, "--json", "/no/such/dir/report.json"], "/no/such/dir does not exist"),
+    ([MODULE, MODULE, "--json-file", "/no/such/dir/report.json"], "/no/such/dir does not exist"),
     ([MODULE, module_path("convnet_refvars")], "pass --image-size HxW"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_fix(capsys, argv, message):

@@ -103,7 +103,7 @@ def test_conversions_verify_themselves_by_default(tmp_path, name):
         f"{sig}/{key}" for sig, outs in info["outputs"]["infer"].items() for key in outs}
     assert {r.name for r in report.results if r.mode == "updates"} == {
         f"updates/{v}" for v, d in info["variables"].items() if not d["trainable"]}
-    assert result.to_json()["verification"]["status"] == "pass"
+    assert result.to_json()["verification"]["status"] == "ok"
 
 
 def test_a_conversion_that_does_not_match_leaves_nothing(tmp_path, broken_tf1_to_tf2):
@@ -155,7 +155,7 @@ def test_cli_convert_prints_the_verification_on_stderr(tmp_path, capsys):
     assert main(["convert", module_path(NAME), dst, "--verify-images", IMAGES_DIR, "--json"]) == 0
     out, err = capsys.readouterr()
     data = json.loads(out)  # stdout holds the JSON and nothing else
-    assert data["destination"] == dst and data["verification"]["status"] == "pass"
+    assert data["destination"] == dst and data["verification"]["status"] == "ok"
     assert data["verification"]["inputs"]["image_files"] == 4
     assert "bridge: parity: PASS: all 12 outputs within tolerance (all identical)" in err
 

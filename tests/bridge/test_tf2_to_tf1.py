@@ -151,14 +151,14 @@ def test_tf2_tf1_tf2_round_trip(exported, tmp_path):
 
 def test_dynamic_input_without_size_asks_for_it(tmp_path):
     src = tf2_models.dynamic_size_classifier(str(tmp_path / "tf2"))
-    with pytest.raises(ConversionError, match="--image-size HEIGHTxWIDTH"):
+    with pytest.raises(ConversionError, match=r"image_size=\(height, width\)"):  # Python spelling for Python callers
         convert(src, str(tmp_path / "tf1"), kind="classification", progress=lambda m: None)
     assert not (tmp_path / "tf1").exists()
 
 
 def test_generic_model_needs_a_kind(tmp_path):
     src = tf2_models.keras3_classifier(str(tmp_path / "tf2"))
-    with pytest.raises(ConversionError, match="--kind feature_vector or --kind classification"):
+    with pytest.raises(ConversionError, match="kind='feature_vector' or kind='classification'"):
         convert(src, str(tmp_path / "tf1"), progress=lambda m: None)
 
 

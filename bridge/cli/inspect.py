@@ -1,8 +1,10 @@
 """`bridge inspect PATH`: what a model holds, read from its protos without running it.
 
 PATH is a model directory (TF1 Hub module or TF2 SavedModel), a .tar.gz archive of one (the TF Hub compressed
-format), or a TF Hub handle already in the local cache (TFHUB_CACHE_DIR; nothing is downloaded). The report ends
-with the safety scan: ops that would touch files, processes or the network or run Python, by node name.
+format), or a TF Hub handle already in the local cache (TFHUB_CACHE_DIR; nothing is downloaded). A TF2 SavedModel
+without serving signatures is described by its __call__ function's traced input and outputs, as `bridge convert`
+reads it. The report ends with the safety scan: ops that would touch files, processes or the network or run
+Python, by node name.
 
 Examples:
   bridge inspect testdata/modules/convnet_bn
@@ -14,23 +16,26 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
+
+from bridge.cli import arguments
 
 
 def register(sub) -> None:
     p = sub.add_parser("inspect", help="describe a TF1 Hub module or TF2 SavedModel without running it",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", help="model directory, .tar.gz archive of one, or a TF Hub handle in the local cache")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    group = p.add_argument_group("model")
+    group.add_argument("path", help="model directory, .tar.gz archive of one, or a TF Hub handle in the local cache")
+    arguments.add_output(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from bridge.cli.output import OK, emit_json
     from bridge.inspect import format_report, inspect_model
 
     report = inspect_model(args.path)
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+        emit_json({"status": OK, "reason": f"{report['format_label']} described", **report})
     else:
         print(format_report(report))
     return 0

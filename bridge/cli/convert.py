@@ -1,0 +1,69 @@
+"""`bridge convert SRC DST`: TF1 Hub module <-> TF2 SavedModel; the direction comes from the source.
+
+The converted model is compared with its source before it appears at DST (parity on 8 seeded random images, plus
+--verify-images; inference and training mode); on a mismatch nothing is written, the parity table goes to stderr
+and the exit status is 1. --no-verify skips the check. Options for the other direction are refused (--signature
+is TF1 -> TF2 only; --kind and --image-size are TF2 -> TF1 only).
+
+Exit status: 0 converted (and verified), 1 verification failed (nothing written), 2 bad usage or bad input, 130
+interrupted. With --json, stdout holds one JSON document whatever happens: status ok, verification_failed or
+error, and the reason.
+
+Examples:
+  bridge convert old_module/ new_savedmodel/
+  bridge convert old_module/ new_savedmodel/ --signature image_classification --force
+  bridge convert old_module/ new_savedmodel/ --verify-images photos/ --verify-images more.npz --verify-gradients
+  bridge convert new_savedmodel/ old_module/ --kind feature_vector --image-size 224x224
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bridge.cli import arguments
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="convert a TF1 Hub module to a TF2 SavedModel, or back, and prove it",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    arguments.add_model_source(p, [
+        ("src", "SRC", None, "source model: a TF1 Hub module or TF2 SavedModel directory, a .tar.gz archive of one, "
+                             "or a cached TF Hub handle"),
+        ("dst", "DST", None, "destination directory: new, empty, or (with --force) a model to replace")])
+    arguments.add_conversion(p)
+    arguments.add_verification(p)
+    arguments.add_output(p, full=True)
+    p.set_defaults(run=run)
+
+
+def conversion_options(args) -> dict:
+    """The `bridge.convert` keyword arguments of parsed convert/migrate options."""
+    return dict(to=args.to, signature=args.signature, force=args.force, kind=args.kind, image_size=args.image_size,
+                verify=args.verify, verify_images=args.verify_images, verify_gradients=args.verify_gradients,
+                seed=args.seed, allow_unsafe_ops=args.allow_unsafe_ops)
+
+
+def run(args) -> int:
+    from bridge.cli.output import OK, VERIFICATION_FAILED, emit_json, message, one_line
+    from bridge.conversion.converter import convert
+    from legacy.errors import VerificationError
+
+    progress = None if args.quiet else (lambda text: message("bridge", text))
+    try:
+        result = convert(args.src, args.dst, progress=progress, **conversion_options(args))
+    except VerificationError as e:
+        print(e.report.table(full=args.full), file=sys.stderr)
+        print(f"bridge convert: error: {one_line(e)}", file=sys.stderr)
+        if args.json:
+            emit_json({"status": VERIFICATION_FAILED, "reason": one_line(e), "source": args.src,
+                       "destination": args.dst, "verification": e.report.to_json()})
+        return 1
+    line = (f"{result.direction}: {result.source} ({result.source_bytes} bytes) -> {result.destination} "
+            f"({result.destination_bytes} bytes)"
+            + ("" if result.verification is None else f", verified: {result.verification.status.upper()}"))
+    if args.json:
+        emit_json({"status": OK, "reason": line, **result.to_json()})
+    else:
+        print(line)
+    return 0

@@ -1,1 +1,0 @@
-"""One module per `bridge` subcommand, each with `register(subparsers)` and its examples."""

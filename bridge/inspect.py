@@ -130,6 +130,7 @@ def _inspect_tf2(path: str) -> dict:
             count *= max(d.size, 0)
         nbytes += count * dtypes.as_dtype(v.dtype).size
     metadata = read_metadata(path)
+    call = _call_function(meta_graph)
     report = {
         "safety": scan_model(saved_model, label=path).to_json(),
         "tags": [sorted(m.meta_info_def.tags) for m in saved_model.meta_graphs],
@@ -142,18 +143,19 @@ def _inspect_tf2(path: str) -> dict:
         "assets": sorted(os.listdir(os.path.join(path, "assets"))) if os.path.isdir(os.path.join(path, "assets"))
         else [],
         "bridge_metadata": None if metadata is None else metadata.to_json(),
+        "call": call,
     }
 
     def size():
         if metadata is not None and metadata.image_size:
             return metadata.image_size
-        shape = _serving_image_shape(signatures)
+        shape = _image_input_shape(signatures, call)
         if shape is None or len(shape) != 4 or not shape[1] or not shape[2]:
             raise BridgeError("no expected image size recorded and the input's height/width are dynamic")
         return shape[1], shape[2]
 
     def channels():
-        shape = _serving_image_shape(signatures)
+        shape = _image_input_shape(signatures, call)
         if shape is None or len(shape) != 4 or not shape[3]:
             raise BridgeError("the input's channel count is not static")
         return shape[3]
@@ -162,11 +164,68 @@ def _inspect_tf2(path: str) -> dict:
     return report
 
 
-def _serving_image_shape(signatures: dict):
-    sig = signatures.get("serving_default") or next(iter(signatures.values()), None)
-    if sig is None or len(sig.inputs) != 1:
+def _call_function(meta_graph) -> dict | None:
+    """`__call__` of a Reusable SavedModel from its object graph (nothing runs): the input and outputs of its
+    traces (dimensions that differ between traces become unknown) and the `training` values it was traced for."""
+    from tensorflow.python.saved_model import nested_structure_coder
+
+    graph = meta_graph.object_graph_def
+    if not len(graph.nodes):
         return None
-    return next(iter(sig.inputs.values())).shape
+    child = next((c for c in graph.nodes[0].children if c.local_name == "__call__"), None)
+    if child is None or graph.nodes[child.node_id].WhichOneof("kind") != "function":
+        return None
+    inputs, outputs, training = {}, {}, set()
+    for name in graph.nodes[child.node_id].function.concrete_functions:
+        if name not in graph.concrete_functions:
+            continue
+        function = graph.concrete_functions[name]
+        args = nested_structure_coder.decode_proto(function.canonicalized_input_signature)
+        flat = _flatten(args)
+        specs = [x for x in flat if hasattr(x, "shape") and hasattr(x, "dtype")]
+        training.update(x for x in flat if isinstance(x, bool))
+        for i, spec in enumerate(specs):
+            _merge(inputs, spec.name or f"input_{i}", spec)
+        returned = nested_structure_coder.decode_proto(function.output_signature)
+        items = returned.items() if isinstance(returned, dict) else [("default", returned)] \
+            if hasattr(returned, "shape") else [(f"output_{i}", x) for i, x in enumerate(_flatten(returned))]
+        for key, spec in items:
+            if hasattr(spec, "shape"):
+                _merge(outputs, key, spec)
+    return {"inputs": dict(sorted(inputs.items())), "outputs": dict(sorted(outputs.items())),
+            "training": sorted(training), "traces": len(graph.nodes[child.node_id].function.concrete_functions)}
+
+
+def _flatten(value) -> list:
+    if isinstance(value, dict):
+        return [x for k in sorted(value) for x in _flatten(value[k])]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _flatten(v)]
+    return [value]
+
+
+def _merge(table: dict, key: str, spec) -> None:
+    shape = None if spec.shape.rank is None else list(spec.shape.as_list())
+    entry = {"dtype": spec.dtype.name, "shape": shape}
+    old = table.get(key)
+    if old is not None and old != entry:
+        if old["shape"] is None or shape is None or len(old["shape"]) != len(shape):
+            entry["shape"] = None
+        else:
+            entry["shape"] = [a if a == b else None for a, b in zip(old["shape"], shape)]
+    table[key] = entry
+
+
+def _image_input_shape(signatures: dict, call: dict | None):
+    """The static shape of the one image input: of __call__'s traces (what `bridge convert` reads), else of the
+    serving signature."""
+    if call and len(call["inputs"]) == 1:
+        shape = next(iter(call["inputs"].values()))["shape"]
+        return None if shape is None else tuple(shape)
+    sig = signatures.get("serving_default") or next(iter(signatures.values()), None)
+    if sig is not None and len(sig.inputs) == 1:
+        return next(iter(sig.inputs.values())).shape
+    return None
 
 
 def _fmt_shape(shape) -> str:
@@ -211,7 +270,12 @@ def format_report(report: dict) -> str:
     else:
         reusable = [k for k, v in report["reusable"].items() if v]
         lines.append(f"  reusable API: {', '.join(reusable) or 'none (signatures only)'}")
-        lines.append("  signatures:")
+        call = report.get("call")
+        if call:
+            training = "/".join(str(t) for t in call["training"]) or "-"
+            lines.append(f"  __call__ (training={training}):")
+            lines.extend(_signature_lines({"__call__": call}, "    "))
+        lines.append(f"  signatures: {'' if report['signatures'] else 'none (serving signatures)'}".rstrip())
         lines.extend(_signature_lines(report["signatures"], "    "))
     size = report.get("expected_image_size")
     lines.append(f"  expected image size: {'x'.join(map(str, size)) if size else 'unknown'}"

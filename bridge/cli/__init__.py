@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-COMMANDS = ("inspect", "convert", "parity")
+COMMANDS = ("inspect", "convert", "parity", "migrate")
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -54,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list | None = None) -> int:
-    from bridge.cli.arguments import check, normalize_argv
-    from bridge.cli.output import fail
-    from legacy.errors import BridgeError, command_line_spelling
+    from bridge.cli.arguments import normalize_argv
+    from bridge.cli.quiet import debug_requested, quiet
+    from legacy.errors import command_line_spelling
 
     argv = normalize_argv(list(sys.argv[1:] if argv is None else argv))
     ArgumentParser.argv = argv
@@ -64,18 +63,27 @@ def main(argv: list | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         prog = f"bridge {args.command}"
-        try:
-            check(args)
-            return int(args.run(args) or EXIT_OK)
-        except BridgeError as e:
-            if os.environ.get("BRIDGE_DEBUG"):
-                raise
-            fail(prog, str(e), json_output=getattr(args, "json", False))
-            return EXIT_USAGE
-        except KeyboardInterrupt:
-            fail(prog, "interrupted", json_output=getattr(args, "json", False))
-            return EXIT_INTERRUPTED
+        with quiet(not (getattr(args, "verbose", False) or debug_requested())):
+            return _run(args, prog)
 
+
+def _run(args, prog: str) -> int:
+    from bridge.cli.arguments import check
+    from bridge.cli.output import fail
+    from bridge.cli.quiet import debug_requested
+    from legacy.errors import BridgeError
+
+    try:
+        check(args)
+        return int(args.run(args) or EXIT_OK)
+    except BridgeError as e:
+        if debug_requested():
+            raise
+        fail(prog, str(e), json_output=getattr(args, "json", False))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        fail(prog, "interrupted", json_output=getattr(args, "json", False))
+        return EXIT_INTERRUPTED
 
 if __name__ == "__main__":
     sys.exit(main())

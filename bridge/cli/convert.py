@@ -45,11 +45,12 @@ def conversion_options(args) -> dict:
 
 
 def run(args) -> int:
-    from bridge.cli.output import OK, VERIFICATION_FAILED, emit_json, message, one_line
+    from bridge.cli.output import OK, VERIFICATION_FAILED, emit_json, one_line
+    from bridge.cli.progress import reporter
     from bridge.conversion.converter import convert
     from legacy.errors import VerificationError
 
-    progress = None if args.quiet else (lambda text: message("bridge", text))
+    progress = reporter("bridge", quiet=args.quiet, json_output=args.json)
     try:
         result = convert(args.src, args.dst, progress=progress, **conversion_options(args))
     except VerificationError as e:

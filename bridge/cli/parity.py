@@ -70,7 +70,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from bridge.cli.output import OK, VERIFICATION_FAILED, emit_json, message
+    from bridge.cli.output import emit_json
+    from bridge.cli.progress import reporter
     from bridge.parity.comparison import check_compare_arguments, compare
     from bridge.parity.report import summary_line, write_json
 
@@ -81,7 +82,7 @@ def run(args) -> int:
                    allow_unsafe_ops=args.allow_unsafe_ops)
     # Every cheap check (paths, output files, option combinations) before anything loads or is printed.
     check_compare_arguments(args.a, args.b, json_file=args.json_file, **options)
-    progress = None if args.quiet else (lambda text: message("bridge parity", text))
+    progress = reporter("bridge parity", quiet=args.quiet, json_output=args.json)
     if progress:
         progress(f"loading {args.a} and {args.b}")
     report = compare(args.a, args.b, progress=progress, **options)

@@ -98,6 +98,7 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
             (write, reference), direction = _tf1_to_tf2(local, src, signature, allow_unsafe_ops,
                                                         progress), "tf1->tf2"
         else:
+            _check_kind_known(src, local, kind)
             (write, reference), direction = _tf2_to_tf1(local, dst, kind, image_size, progress), "tf2->tf1"
         report = None
         with atomic_directory(dst, force=force, protect=(src,)) as tmp:
@@ -154,6 +155,17 @@ def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size)
     for given, value in wrong:
         validate.not_with(given, value, f"applies to {applies}, and {src} is a {fmt.label}", "drop it")
     return target
+
+
+def _check_kind_known(src: str, local: str, kind) -> None:
+    """TF2 -> TF1 needs a kind: from `kind`, else from the bridge metadata (a model converted from TF1 brings its
+    signatures back). Checked from the metadata file before the model loads."""
+    from legacy.format.metadata import read_metadata
+
+    metadata = read_metadata(local)
+    if kind is None and (metadata is None or not metadata.signatures):
+        fix = spell("kind='feature_vector' or kind='classification'", "--kind feature_vector or --kind classification")
+        raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass {fix}")
 
 
 def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress):

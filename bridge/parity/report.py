@@ -1,7 +1,8 @@
 """Show a parity `Report`: a readable table, a JSON document, and `.npz` files written as the run streams.
 
-The table has two parts: the error statistics per output, then the verdict per output with its tolerances and
-the smallest tolerances that would have passed; it ends with the overall verdict.
+The table fits the terminal: one row per output with its statistics and verdict together, the reasons of failures
+below it, and the overall verdict; by default a summary (the failures and the worst outputs), `full=True` (`--full`)
+every row. The JSON has every output under its full name.
 """
 
 from __future__ import annotations
@@ -38,15 +39,61 @@ def _percent(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _render(header: list, rows: list, left: int = 1) -> list:
-    """Aligned columns: the first `left` and the last column left-aligned, the numbers right-aligned."""
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+def terminal_width() -> int:
+    """The width tables are laid out for: the terminal's, else $COLUMNS, else 100."""
+    import shutil
+
+    return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+
+def _shorten(text: str, width: int) -> str:
+    """`text` in at most `width` characters, the middle replaced by '...' (the JSON keeps the full name)."""
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    return text[:keep - keep // 2] + "..." + text[len(text) - keep // 2:]
+
+
+def fit_table(header: list, rows: list, *, numeric=(), shrink=(0,), drop=(), width: int | None = None) -> list:
+    """Aligned columns within `width`: text columns left-aligned, `numeric` ones right-aligned. When too wide,
+    the `drop` columns go first (in order), then the `shrink` columns are shortened in the middle. A row of one
+    string is a title line across the table."""
+    width = width or terminal_width()
+    columns = list(range(len(header)))
+
+    def widths(cols):
+        return {c: max([len(str(header[c]))] + [len(str(r[c])) for r in rows if not isinstance(r, str)])
+                for c in cols}
+
+    def total(w):
+        return sum(w.values()) + 2 * (len(w) - 1)
+
+    w = widths(columns)
+    for c in drop:
+        if total(w) <= width:
+            break
+        columns.remove(c)
+        w = widths(columns)
+    for c in shrink:
+        excess = total(w) - width
+        if excess > 0 and c in w:
+            w[c] = max(len(str(header[c])), 12, w[c] - excess)
     lines = []
     for row in [header] + rows:
-        cells = [str(c).ljust(w) if i < left or i == len(row) - 1 else str(c).rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
+        if isinstance(row, str):
+            lines.append(_shorten(row, width))
+            continue
+        cells = [_shorten(str(row[c]), w[c]) for c in columns]
+        cells = [cell.rjust(w[c]) if c in numeric else cell.ljust(w[c]) for cell, c in zip(cells, columns)]
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def _wrap(text: str, width: int, indent: str = "") -> list:
+    import textwrap
+
+    return textwrap.wrap(text, width=width, subsequent_indent=indent, break_on_hyphens=False,
+                         break_long_words=True) or [""]
 
 
 def _shape(shape) -> str:
@@ -56,78 +103,78 @@ def _shape(shape) -> str:
 _SECTIONS = (("inference", "inference (training=False)"), ("training", "training mode (training=True)"),
              ("gradients", "gradients of the seeded loss"),
              ("updates", "non-trainable variables after each training call (batch-norm updates)"))
+SUMMARY_ROWS = 8  # rows the summary view shows at most besides the failures
+_HEADER = ["output", "shape", "max abs", "mean abs", "max rel", "cosine", "top-1/5", "atol", "min atol", "verdict"]
 
 
-def _sections(results: list, row) -> list:
-    """One block of rows per mode, each headed by what the mode compares."""
-    lines = []
-    for mode, title in _SECTIONS:
-        rows = [row(r) for r in results if r.mode == mode]
-        rows = [r for r in rows if r is not None]
-        if rows:
-            lines.append((title, rows))
-    return lines
+def _relative_error(r) -> float:
+    if r.status != "pass":
+        return math.inf
+    if not r.max_abs:
+        return 0.0
+    return r.max_abs / r.scale if r.scale else math.inf
 
 
-def _stats_row(r):
-    if not r.elements:  # nothing compared (missing, or no gradient): the verdict table says why
-        return None
+def _row(r) -> list:
     top = "-" if r.top1 is None else _percent(r.top1) + ("" if r.top5 is None else f"/{_percent(r.top5)}")
-    return [f"  {r.name}", _shape(r.shape), _num(r.max_abs), _num(r.mean_abs), _num(r.median_abs), _num(r.p99_abs),
-            _num(r.max_rel), _num(r.mean_rel), _num(r.median_rel), _num(r.p99_rel), _cosine(r.cosine), top]
+    verdict = r.status.upper() + (" (identical)" if r.identical else "")
+    return [f"  {r.name}", _shape(r.shape), _num(r.max_abs), _num(r.mean_abs), _num(r.max_rel), _cosine(r.cosine),
+            top, _num(r.atol), _num(r.min_atol), verdict]
 
 
-def _verdict_row(r):
-    verdict = r.status.upper() + (f": {r.reason}" if r.reason else "")
-    return [f"  {r.name}", _num(r.atol), _num(r.rtol), "-" if r.status == "missing" else str(r.failing),
-            _num(r.min_atol), _num(r.min_rtol), verdict]
-
-
-def _table(header: list, blocks: list) -> list:
-    """Render blocks of rows under one header, so that every block shares the column widths."""
-    rows, titles = [], []
-    for title, block in blocks:
-        titles.append(len(rows))
-        rows.append(None)
-        rows.extend(block)
-    body = [r for r in rows if r is not None]
-    rendered = _render(header, body)
-    lines, k = [rendered[0]], 1
-    title_iter = iter(blocks)
-    for r in rows:
-        if r is None:
-            lines.append(next(title_iter)[0] + ":")
-        else:
-            lines.append(rendered[k])
-            k += 1
-    return lines
-
-
-def format_table(report, full: bool = True) -> str:
-    """The human-readable report: what ran, error statistics per output, verdicts, the overall result."""
-    lines = [f"A (reference): {report.a['label']} [{report.a['format']}]",
-             f"B:             {report.b['label']} [{report.b['format']}]",
-             f"inputs:        {describe_inputs(report.inputs)}"]
-    if report.inputs.get("resize"):
-        lines.append(f"               image files: RGB in [0, 1], {report.inputs['resize']}")
-    lines.append(f"compared:      signatures {', '.join(report.settings['signatures'])}; "
-                 f"{', '.join(report.settings['modes'])}")
-    lines.append(f"tolerance:     {report.settings['tolerance']['semantics']}")
+def format_table(report, full: bool = False, width: int | None = None) -> str:
+    """The human-readable report within `width` columns (default: the terminal's): what ran, one row per output
+    with its statistics and verdict, why each failure failed, the overall result and the smallest passing
+    tolerance. The default view shows the failures and the worst outputs (at most `SUMMARY_ROWS` besides the
+    failures); `full=True` every output. The JSON (`to_json`) always has every output and full names."""
+    width = width or terminal_width()
+    lines = []
+    for label, text in (("A (reference):", f"{report.a['label']} [{report.a['format']}]"),
+                        ("B:", f"{report.b['label']} [{report.b['format']}]"),
+                        ("inputs:", describe_inputs(report.inputs)),
+                        ("", f"image files: RGB in [0, 1], {report.inputs['resize']}"
+                         if report.inputs.get("resize") else ""),
+                        ("compared:", f"signatures {', '.join(report.settings['signatures'])}; "
+                                      f"{', '.join(report.settings['modes'])}"),
+                        ("tolerance:", report.settings["tolerance"]["semantics"])):
+        if text:
+            lines += _wrap(f"{label:<15}{text}", width, " " * 15)
     results = report.results
     if not results:
         return "\n".join(lines + ["", "FAIL: nothing was compared"])
-    stats = _sections(results, _stats_row)
-    if stats:
-        lines += [""] + _table(["output", "shape", "max abs", "mean abs", "median abs", "p99 abs", "max rel",
-                                "mean rel", "median rel", "p99 rel", "cosine", "top-1/5"], stats)
-    lines += [""] + _table(["output", "atol", "rtol", "failing", "min atol", "min rtol", "verdict"],
-                           _sections(results, _verdict_row))
+    shown = set(id(r) for r in results)
+    if not full:
+        failures = [r for r in results if not r.passed]
+        worst = sorted((r for r in results if r.passed), key=_relative_error, reverse=True)
+        shown = set(id(r) for r in failures + worst[:SUMMARY_ROWS])
+    rows = []
+    for mode, title in _SECTIONS:
+        block = [_row(r) for r in results if r.mode == mode and id(r) in shown]
+        if block:
+            rows.append(f"{title}:")
+            rows.extend(block)
+    lines += [""] + fit_table(_HEADER, rows, numeric=range(1, 9), shrink=(0,), drop=(3, 6, 1, 5, 4), width=width)
+    hidden = len(results) - len(shown)
+    if hidden:
+        lines.append(f"  ... {hidden} more output{'s' if hidden != 1 else ''}, all within tolerance "
+                     f"({sum(r.identical for r in results if id(r) not in shown)} identical); --full "
+                     "(table(full=True)) shows every row")
+    failed = [r for r in results if not r.passed]
+    if failed:
+        lines.append("")
+        for r in failed:
+            name = r.name if r.mode == "inference" else f"{r.name} [{r.mode}]"
+            lines += _wrap(f"{r.status.upper()} {name}: {r.reason}", width, "    ")
     if not all(r.exact_quantiles for r in results):
-        lines.append("(median and p99 of outputs with more than 65,536 elements are histogram upper bounds, "
-                     "within 2.3%)")
-    lines += [""] + [f"note: {n}" for n in report.notes]
-    lines.append(summary_line(report))
-    lines.append(minimum_line(report))
+        lines += _wrap("(median and p99 of outputs with more than 65,536 elements are histogram upper bounds, "
+                       "within 2.3%; the JSON has them)", width)
+    if report.notes:
+        lines.append("")
+    for note in report.notes:
+        lines += _wrap(f"note: {note}", width, "      ")
+    lines.append("")
+    lines += _wrap(summary_line(report), width, "  ")
+    lines += _wrap(minimum_line(report), width, "  ")
     return "\n".join(lines)
 
 

@@ -96,9 +96,9 @@ class Report:
                 return r
         raise KeyError(f"no {mode} result named {name!r}; have {', '.join(r.name for r in self.results)}")
 
-    def table(self, full: bool = True) -> str:
+    def table(self, full: bool = False, width: int | None = None) -> str:
         from bridge.parity.report import format_table
-        return format_table(self, full=full)
+        return format_table(self, full=full, width=width)
 
     def to_json(self) -> dict:
         from bridge.parity.report import to_json

@@ -264,8 +264,8 @@ def test_json_when_verification_fails(capsys, tmp_path, monkeypatch):
     shutil.rmtree(os.path.dirname(prefix))
     os.makedirs(os.path.dirname(prefix))
     write_checkpoint(prefix, values)
-    real = converter._tf1_to_tf2_writer
-    monkeypatch.setattr(converter, "_tf1_to_tf2_writer",
+    real = converter._tf1_to_tf2
+    monkeypatch.setattr(converter, "_tf1_to_tf2",
                         lambda *args: (real(*args)[0], lambda: moved))
     dst = tmp_path / "tf2"
     code, out, err = _cli(capsys, "convert", MODULE, str(dst), "--json", "--quiet")

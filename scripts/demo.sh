@@ -8,7 +8,6 @@ BIN=.venv/bin
 MODULE=testdata/modules/convnet_bn
 OUT=demo-out/convnet_bn_tf2
 mkdir -p demo-out
-export TF_CPP_MIN_LOG_LEVEL=3
 echo "== bridge inspect $MODULE" >&2
 "$BIN/bridge" inspect "$MODULE"
 echo "== bridge convert $MODULE $OUT --force --verify-images testdata/images" >&2

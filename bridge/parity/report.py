@@ -40,10 +40,10 @@ def _percent(value) -> str:
 
 
 def terminal_width() -> int:
-    """The width tables are laid out for: the terminal's, else $COLUMNS, else 100."""
+    """The width tables are laid out for: $COLUMNS, else the terminal's, else (a file, a pipe) 120."""
     import shutil
 
-    return max(40, shutil.get_terminal_size((100, 24)).columns)
+    return max(40, shutil.get_terminal_size((120, 24)).columns)
 
 
 def _shorten(text: str, width: int) -> str:
@@ -117,7 +117,7 @@ def _relative_error(r) -> float:
 
 def _row(r) -> list:
     top = "-" if r.top1 is None else _percent(r.top1) + ("" if r.top5 is None else f"/{_percent(r.top5)}")
-    verdict = r.status.upper() + (" (identical)" if r.identical else "")
+    verdict = r.status.upper()
     return [f"  {r.name}", _shape(r.shape), _num(r.max_abs), _num(r.mean_abs), _num(r.max_rel), _cosine(r.cosine),
             top, _num(r.atol), _num(r.min_atol), verdict]
 
@@ -156,9 +156,9 @@ def format_table(report, full: bool = False, width: int | None = None) -> str:
     lines += [""] + fit_table(_HEADER, rows, numeric=range(1, 9), shrink=(0,), drop=(3, 6, 1, 5, 4), width=width)
     hidden = len(results) - len(shown)
     if hidden:
-        lines.append(f"  ... {hidden} more output{'s' if hidden != 1 else ''}, all within tolerance "
-                     f"({sum(r.identical for r in results if id(r) not in shown)} identical); --full "
-                     "(table(full=True)) shows every row")
+        lines += _wrap(f"  ... {hidden} more output{'s' if hidden != 1 else ''}, all within tolerance "
+                       f"({sum(r.identical for r in results if id(r) not in shown)} identical); --full "
+                       "(table(full=True)) shows every row", width, "    ")
     failed = [r for r in results if not r.passed]
     if failed:
         lines.append("")

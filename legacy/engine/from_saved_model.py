@@ -27,6 +27,7 @@ from legacy.format.metadata import read_metadata
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
 from legacy.format.reader import untrusted
 from legacy.format.writer import attach_image_size
+from legacy.engine.native_log import quiet_native_log
 
 
 
@@ -246,6 +247,7 @@ def _import_function(concrete, args: list, handles: dict, scope: str) -> tuple:
             input_map[placeholder.name] = tf.constant(value.numpy())
     updates = detach_updates(graph_def, variable_inputs)
     output_names = [t.name for t in concrete.graph.outputs]
-    imported = tf.compat.v1.import_graph_def(graph_def, input_map=input_map,
-                                             return_elements=output_names + updates, name=scope)
+    with quiet_native_log():
+        imported = tf.compat.v1.import_graph_def(graph_def, input_map=input_map,
+                                                 return_elements=output_names + updates, name=scope)
     return imported[:len(output_names)], imported[len(output_names):]

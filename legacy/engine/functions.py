@@ -29,6 +29,9 @@ def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool 
     """
     import tensorflow as tf
 
+    from legacy.engine.native_log import start_devices
+
+    start_devices()
     variables = module.variables()
     if not variables:
         return {}

@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 from legacy.errors import ConversionError, ModuleFormatError
 from legacy.format.graph_defs import op_name
 from legacy.format.reader import REF_VARIABLE_OPS, VARIABLE_OPS
+from legacy.engine.native_log import quiet_native_log
 
 # Reference-variable ops and their resource-variable counterparts (the ref is always input 0).
 _REF_ASSIGN_OPS = {"Assign": "AssignVariableOp", "AssignAdd": "AssignAddVariableOp",
@@ -282,8 +283,9 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
             # that a GradientTape watches it.
             input_map[node.name + ":0"] = variables[op_name(node.input[0])].value()
     try:
-        result = tf.compat.v1.import_graph_def(graph_def, input_map=input_map, return_elements=list(fetches),
-                                               name=name)
+        with quiet_native_log():  # the producer-version warning of every TF1 graph import
+            result = tf.compat.v1.import_graph_def(graph_def, input_map=input_map, return_elements=list(fetches),
+                                                   name=name)
     except (ValueError, TypeError, KeyError, IndexError, tf.errors.OpError) as e:
         # The graph parsed but does not fit together (a node's inputs or attrs do not match its op, an unknown op).
         text = " ".join((getattr(e, "message", None) or str(e)).split())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from legacy.errors import ConversionError
 from legacy.format.graph_defs import called_functions, op_name
+from legacy.engine.native_log import quiet_native_log
 
 CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 ASSIGN_OPS = frozenset({"AssignVariableOp", "AssignSubVariableOp", "AssignAddVariableOp"})
@@ -36,7 +37,8 @@ def inline_function_calls(graph_def):
     library_only.versions.CopyFrom(graph_def.versions)
     library_only.library.CopyFrom(graph_def.library)
     with tf.Graph().as_default():
-        tf.compat.v1.import_graph_def(library_only, name="")
+        with quiet_native_log():
+            tf.compat.v1.import_graph_def(library_only, name="")
         return _inline_all(graph_def)
 
 

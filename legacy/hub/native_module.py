@@ -32,6 +32,7 @@ from legacy.format.reader import (MODULE_DEF_FILENAME, VARIABLE_OPS, StoredModul
                                   untrusted)
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import write_module
+from legacy.engine.native_log import start_devices
 
 
 class NativeModuleSpec(ModuleSpec):
@@ -356,6 +357,7 @@ def _initial_variables(spec: NativeModuleSpec, tags, name_prefix: str, trainable
     variant = spec.stored.variant(tags)
     if not variant.variables:
         return {}
+    start_devices()
     initial = spec.initial_value_names(tags)
     names = [info.name for info in variant.variables]
 
@@ -374,6 +376,7 @@ def _initial_variables(spec: NativeModuleSpec, tags, name_prefix: str, trainable
 
 def _keyed_variables(spec: NativeModuleSpec, name_prefix: str, trainable: bool) -> dict:
     """tf.Variables holding the checkpoint's values, read under the spec's `checkpoint_keys`."""
+    start_devices()
     reader = open_checkpoint(spec.checkpoint_prefix, spec.description)
     result = {}
     with tf.init_scope():

@@ -1,0 +1,118 @@
+"""The CLI shows only its own lines (TensorFlow's native and Python logs hidden unless --verbose), Python use of the
+adapter and the shim logs nothing, and reports fit the terminal's width."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.corpus import IMAGES_DIR, ROOT, module_path
+
+BRIDGE = [sys.executable, "-m", "bridge.cli"]
+ENV = {**os.environ, "PYTHONPATH": ROOT}
+ENV.pop("BRIDGE_DEBUG", None)
+MODULE = module_path("convnet_bn")
+
+
+def test_convert_prints_only_its_own_lines(tmp_path):
+    proc = subprocess.run([*BRIDGE, "convert", MODULE, str(tmp_path / "tf2")], capture_output=True, text=True,
+                          env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr and all(line.startswith("bridge: ") for line in proc.stderr.splitlines()), proc.stderr
+    assert proc.stdout.startswith("tf1->tf2: ") and len(proc.stdout.splitlines()) == 1
+
+
+def test_verbose_shows_tensorflow_again(tmp_path):
+    proc = subprocess.run([*BRIDGE, "inspect", MODULE, "--verbose"], capture_output=True, text=True, env=ENV,
+                          timeout=300)
+    assert proc.returncode == 0
+    assert any(not line.startswith("bridge") for line in proc.stderr.splitlines()), proc.stderr  # TF's own lines
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory) -> dict:
+    """A module with a corrupt saved_model.pb and a SavedModel that reads a file: both fail once TF is loaded."""
+    import shutil
+
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("bad")
+    corrupt = root / "corrupt"
+    shutil.copytree(MODULE, corrupt)
+    (corrupt / "saved_model.pb").write_bytes(b"\x08\x03not a saved model")
+    secret = root / "secret.txt"
+    secret.write_text("secret")
+    obj = tf.__internal__.tracking.AutoTrackable()
+    obj.__call__ = tf.function(lambda images, training=False: images[:, 0, 0, :] + tf.cast(
+        tf.strings.length(tf.io.read_file(str(secret))), tf.float32))
+    obj.__call__.get_concrete_function(tf.TensorSpec([None, 4, 4, 3], tf.float32), training=False)
+    tf.saved_model.save(obj, str(root / "unsafe"))
+    return {"corrupt": str(corrupt), "unsafe": str(root / "unsafe")}
+
+
+@pytest.mark.parametrize("name,fragment", [("corrupt", "corrupt"), ("unsafe", "ReadFile")])
+def test_bad_input_is_one_line_on_stderr(tmp_path, bad_models, name, fragment):
+    proc = subprocess.run([*BRIDGE, "convert", bad_models[name], str(tmp_path / "out")], capture_output=True,
+                          text=True, env=ENV, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bridge convert: error: ") and fragment in lines[0], lines
+
+
+def test_python_use_of_the_adapter_and_the_shim_logs_nothing():
+    """After the caller's own `import tensorflow` (whose start-up lines are TensorFlow's), adapting a module, the
+    shim, and calling both print nothing (no graph_constructor producer-version lines, no cuInit notice)."""
+    code = f"""
+import os, sys
+import numpy as np
+import tensorflow as tf
+sys.stderr.write("MARK\\n"); sys.stderr.flush()
+import bridge
+from legacy import hub
+images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+adapter = bridge.adapt({MODULE!r})
+for training in (False, True, False):
+    adapter(images, training=training)
+module = hub.Module({MODULE!r}, trainable=True, tags={{"train"}})
+for _ in range(3):
+    module(images, signature="image_feature_vector", as_dict=True)
+print("done")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+    assert proc.stderr.split("MARK\n", 1)[1] == ""
+
+
+@pytest.fixture(scope="module")
+def report():
+    import bridge
+
+    moved = bridge.adapt(MODULE)
+    bias = next(v for v in moved.variables if v.name.startswith("logits/biases"))
+    bias.assign_add([0.05] + [0.0] * 9)
+    return bridge.compare(MODULE, moved, images=IMAGES_DIR, random=4, training=True, gradients=True)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_report_fits_the_width(report, width):
+    for full in (False, True):
+        lines = report.table(full=full, width=width).splitlines()
+        assert max(len(line) for line in lines) <= width, "\n".join(lines)
+    summary, full = report.table(width=width), report.table(full=True, width=width)
+    assert "FAIL image_classification/default: " in summary  # the failure and its reason are always shown
+    assert "--full" in summary and "--full" not in full
+    assert len(full.splitlines()) > len(summary.splitlines())
+
+
+def test_cli_report_fits_the_terminal(tmp_path):
+    proc = subprocess.run([*BRIDGE, "parity", MODULE, MODULE, "--images", IMAGES_DIR, "--training", "--gradients",
+                           "--full"], capture_output=True, text=True, env={**ENV, "COLUMNS": "72"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 72, proc.stdout
+    # one row per output: statistics and verdict together
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("  ") and line.endswith("  PASS")]
+    assert len(rows) == 20 and all(" 0 " in row for row in rows)  # every output, each identical

@@ -193,18 +193,26 @@ class ModuleAdapter:
                 "([batch, height, width, channels]); resize or batch them to fit")
         return images
 
-    def trace_for_export(self) -> dict:
-        """Trace every function for both values of `training` and return the serving signatures to save."""
+    def trace(self) -> None:
+        """Trace `__call__` and every signature function for both values of `training`, for any batch size (so
+        that calls never retrace)."""
         saved = self._saved
         spec = self._image_spec(self._primary)
         saved.__call__.get_concrete_function(spec, training=False)
         saved.__call__.get_concrete_function(spec, training=True)
-        signatures = {"serving_default": saved.serve.get_concrete_function()}
         for name in self._image_signatures:
             sig_spec = self._image_spec(name)
             fn = saved.signature_functions[name]
             fn.get_concrete_function(sig_spec, training=False)
             fn.get_concrete_function(sig_spec, training=True)
+
+    def trace_for_export(self) -> dict:
+        """Trace every function for both values of `training` and return the serving signatures to save."""
+        saved = self._saved
+        self.trace()
+        signatures = {"serving_default": saved.serve.get_concrete_function()}
+        for name in self._image_signatures:
+            sig_spec = self._image_spec(name)
             signatures[name] = tf.function(
                 lambda images, name=name: self._run(name, images, False),
                 input_signature=[sig_spec], autograph=False).get_concrete_function()

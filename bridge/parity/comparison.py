@@ -148,8 +148,27 @@ class _Session:
         if (mode, name) not in self.entries:
             logits = mode in (INFERENCE, TRAINING) and (
                 any(r.is_logits(signature, key) for r in self.runners.values()) or bool({name, key} & self.logits))
-            self.entries[(mode, name)] = _Entry(name, signature, key, mode, self.tolerances, logits)
+            entry = _Entry(name, signature, key, mode, self.tolerances, logits)
+            entry.note = self._random_note(mode, signature, key)
+            self.entries[(mode, name)] = entry
         return self.entries[(mode, name)]
+
+    def _random_note(self, mode: str, signature: str | None, key: str) -> str | None:
+        """Says that an output depends on random ops and whether both sides drew the same numbers."""
+        sides = [r for r in self.runners.values() if r.random is None or r.random.ops]
+        if not sides:
+            return None
+        if mode in (INFERENCE, TRAINING):
+            known = [r.random_outputs(signature, mode == TRAINING) for r in self.runners.values()]
+            exact = [k for k in known if k is not None]
+            if exact and not any(key in k for k in exact):
+                return None
+        elif mode == UPDATES:
+            return None
+        unmatched = [r.label for r in self.runners.values() if r.random is None or r.random.unmatched]
+        if unmatched:
+            return f"depends on random ops whose draws could not be matched in {', '.join(unmatched)}"
+        return "depends on random ops: both models drew the same numbers"
 
     def step(self, batch, index: int) -> None:
         outputs = {side: {sig: _numpy(r.run(sig, batch.images, training=False)) for sig in self.signatures}
@@ -457,6 +476,16 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     notes = [f"signature{'s' if len(names) > 1 else ''} only in {side} ({runner.label}), not compared: "
              f"{', '.join(names)}" for (side, names), runner in zip(only_in.items(), (ra, rb)) if names]
     notes += _missing_outputs_notes(results) + list(session.notes)
+    random = {side: None if r.random is None else r.random.to_json() for side, r in (("A", ra), ("B", rb))}
+    if any(r.random is None or r.random.ops for r in (ra, rb)):
+        from bridge.parity.random_draws import METHOD
+
+        found = "; ".join(f"{side}: {'unknown (an object loaded in memory)' if r.random is None else r.random.describe()}"
+                          for side, r in (("A", ra), ("B", rb)))
+        dependent = sorted({r.name for r in results if r.mode in (INFERENCE, TRAINING) and r.reason
+                            and "depends on random ops" in r.reason})
+        notes.append(f"random ops: {found}; {METHOD}; outputs that depend on them: "
+                     f"{', '.join(dependent) or 'none of the compared'}")
     settings = {
         "signatures": chosen,
         "modes": [m for m, on in ((INFERENCE, True), (TRAINING, training), (GRADIENTS, gradients),
@@ -465,6 +494,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
         "gradient_loss": GRADIENT_LOSS if gradients else None,
         "seed": seed,
         "signatures_only_in": only_in,
+        "random_ops": random,
         "tolerance": {"semantics": SEMANTICS, "default_atol_scale": DEFAULT_ATOL_SCALE,
                       "default_rtol": DEFAULT_RTOL, "overrides": tolerances.to_json()},
     }

@@ -36,6 +36,7 @@ class Runner:
 
     label = "model"
     format = "unknown"
+    random = None  # bridge.parity.random_draws.RandomOps, None when unknown (an object loaded by the caller)
     _names: dict | None = None
     _trainable_names: list = []
 
@@ -54,6 +55,12 @@ class Runner:
     def is_logits(self, signature: str, key: str) -> bool:
         """Whether output `key` of `signature` holds classification logits (for top-k agreement)."""
         return signature == "image_classification" and key == DEFAULT_SIGNATURE
+
+    def random_outputs(self, signature: str, training: bool) -> set | None:
+        """The output keys of `signature` computed from random ops (None: unknown, any may be)."""
+        if self.random is not None and not self.random.ops:
+            return set()
+        return None
 
     def _call(self, signature: str, images, training: bool) -> dict:
         raise NotImplementedError
@@ -137,9 +144,25 @@ class ModuleRunner(Runner):
 
     format = formats.TF1_HUB
 
-    def __init__(self, adapter, label: str | None = None):
+    def __init__(self, adapter, label: str | None = None, random=None, original=None):
+        """random: the module's RandomOps; original: the StoredModule before its random ops were made stateless
+        (what `random_outputs` reads), when `adapter` runs a rewritten copy."""
         self.adapter = adapter
         self.label = label or adapter.stored_module.path
+        self.random = random
+        self._original = original or adapter.stored_module
+
+    def random_outputs(self, signature, training):
+        from legacy.engine.random_ops import depends_on_random_ops
+
+        if self.random is not None and not self.random.ops:
+            return set()
+        module = self._original
+        tags = self.adapter._training_tags if training else frozenset()
+        variant = module.variant(tags)
+        sig = variant.signature(signature)
+        return {key for key, info in sig.outputs.items()
+                if depends_on_random_ops(variant.meta_graph.graph_def, [info.tensor_name])}
 
     @property
     def signature_names(self) -> list:
@@ -279,10 +302,14 @@ def _static_image_size(fn):
     return None
 
 
-def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False) -> Runner:
+def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False,
+                match_random: bool = True) -> Runner:
     """A runner for a path (TF1 Hub module or TF2 SavedModel), a `ModuleAdapter`, a loaded object or a Runner.
 
     A TF1 module's graphs are scanned before they run (refused unless `allow_unsafe_ops`, see `legacy.format.safety`).
+    match_random: run a copy whose stateful random ops are stateless and seeded from their own attrs
+    (`bridge.parity.random_draws`), so that two models compared draw the same numbers; possible for paths and
+    `ModuleAdapter`s (an object loaded by the caller runs as it is).
     """
     if isinstance(model, Runner):
         if label:
@@ -292,13 +319,30 @@ def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False)
         path = os.fspath(model)
         fmt = formats.detect(path)
         if fmt.name == formats.TF1_HUB:
-            return ModuleRunner(_adapt(path, allow_unsafe_ops), label=label or path)
+            from legacy.format.reader import read_module
+
+            module = read_module(path)
+            seeded, random = _seeded(module, match_random)
+            return ModuleRunner(_adapt(seeded, path, allow_unsafe_ops), label=label or path, random=random,
+                                original=module)
+        from bridge.parity.random_draws import RandomOps, seeded_saved_model
         from legacy.format.metadata import read_metadata
-        return SavedModelRunner(_load_saved_model(path), metadata=read_metadata(path), label=label or path)
+
+        holder = _Holder()
+        load_path, random = seeded_saved_model(path, holder) if match_random else (path, None)
+        runner = SavedModelRunner(_load_saved_model(load_path), metadata=read_metadata(path), label=label or path)
+        runner.random = random if random is not None else RandomOps(_saved_model_random_ops(path), False)
+        runner._tmp_holder = holder  # keeps the rewritten copy until the runner goes
+        return runner
     from bridge.conversion.tf1_to_tf2 import ModuleAdapter
 
     if isinstance(model, ModuleAdapter):
-        return ModuleRunner(model, label=label)
+        original = model.stored_module
+        seeded, random = _seeded(original, match_random)
+        if seeded is not original:  # a second adapter, on the checkpoint's values as the reference holds them
+            model = ModuleAdapter(seeded, signature=model.metadata.primary_signature)
+            model.trace()
+        return ModuleRunner(model, label=label, random=random, original=original)
     from legacy.format.metadata import BridgeMetadata
 
     metadata = getattr(model, "metadata", None)
@@ -317,12 +361,34 @@ def _load_saved_model(path: str):
                                 "tf.saved_model.save") from None
 
 
-def _adapt(path: str, allow_unsafe_ops: bool):
+class _Holder:
+    """An object whose life decides how long a rewritten copy of a model stays on disk."""
+
+
+def _seeded(module, match_random: bool) -> tuple:
+    """(the module to run, its RandomOps): random ops made stateless when `match_random`."""
+    from bridge.parity.random_draws import RandomOps
+    from legacy.engine.random_ops import seeded_module
+
+    seeded, found = seeded_module(module)
+    ops = [(f"{'train' if tags else 'inference'} variant" + (f", function {fn}" if fn else ""), node, op)
+           for tags, fn, node, op in found]
+    if not match_random:
+        return module, RandomOps(ops, False)
+    return seeded, RandomOps(ops, True)
+
+
+def _saved_model_random_ops(path: str) -> list:
+    from legacy.engine.random_ops import random_ops
+    from legacy.format.reader import read_saved_model_proto
+
+    return [op for mg in read_saved_model_proto(path).meta_graphs for op in random_ops(mg.graph_def)]
+
+
+def _adapt(module, path: str, allow_unsafe_ops: bool):
     """The module's adapter, primary signature `default` when it is an image signature, else the first one."""
     from bridge.conversion.tf1_to_tf2 import adapt
-    from legacy.format.reader import read_module
 
-    module = read_module(path)
     try:
         return adapt(module, allow_unsafe_ops=allow_unsafe_ops)
     except NotAnImageModuleError:

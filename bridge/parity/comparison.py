@@ -545,6 +545,39 @@ def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, se
         ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (src, dst))
         for runner, label in zip((ra, rb), labels):
             runner.label = label or runner.label
-        return compare(ra, rb, images=images, random=random, seed=seed, batch_size=batch_size,
-                       training=ra.supports_training and rb.supports_training, gradients=gradients, atol=atol,
-                       rtol=rtol, progress=progress)
+        training = ra.supports_training and rb.supports_training
+        report = compare(ra, rb, images=images, random=random, seed=seed, batch_size=batch_size,
+                         training=training, gradients=gradients, atol=atol, rtol=rtol, progress=progress)
+        size = resolve_image_size(ra, rb)
+        if size and ra.takes_any_size and rb.takes_any_size:
+            other = other_image_size(size)
+            if progress:
+                progress(f"the models take any image size: comparing again at {other[0]}x{other[1]}")
+            extra = compare(ra, rb, random=OTHER_SIZE_RANDOM, seed=seed + 1, batch_size=batch_size,
+                            image_size=other, training=training, gradients=gradients, atol=atol, rtol=rtol,
+                            progress=progress)
+            merge_other_size(report, extra, other)
+        return report
+
+
+OTHER_SIZE_RANDOM = 4  # random images fed at the second size when the models take any size
+
+
+def other_image_size(size) -> tuple:
+    """A second size to verify a model that takes any size at: not square, larger than the default."""
+    height, width = size
+    return height + max(8, height // 4), width + max(16, width // 2)
+
+
+def merge_other_size(report: Report, extra: Report, size) -> None:
+    """Append `extra`'s results (a comparison at another image size) to `report`, named `<output> @HxW`."""
+    import dataclasses
+
+    tag = f"@{size[0]}x{size[1]}"
+    report.results.extend(dataclasses.replace(r, name=f"{r.name} {tag}") for r in extra.results)
+    report.settings["other_image_size"] = {"size": list(size), "inputs": extra.inputs,
+                                           "status": extra.status}
+    from bridge.parity.report import summary_line
+
+    report.notes.append(f"the models take any image size: also compared on {OTHER_SIZE_RANDOM} random "
+                        f"{size[0]}x{size[1]} images (outputs marked {tag}): {summary_line(extra)}")

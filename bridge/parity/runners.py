@@ -52,6 +52,11 @@ class Runner:
     def supports_training(self) -> bool:
         return False
 
+    @property
+    def takes_any_size(self) -> bool:
+        """Whether the image input's height and width are dynamic ([?, ?, ?, 3])."""
+        return False
+
     def is_logits(self, signature: str, key: str) -> bool:
         """Whether output `key` of `signature` holds classification logits (for top-k agreement)."""
         return signature == "image_classification" and key == DEFAULT_SIGNATURE
@@ -176,6 +181,11 @@ class ModuleRunner(Runner):
     def supports_training(self) -> bool:
         return True  # the {"train"} variant, or the inference graph when the module has none (as hub.Module)
 
+    @property
+    def takes_any_size(self) -> bool:
+        shape = self.adapter._image_spec(self.adapter.metadata.primary_signature).shape
+        return shape.rank == 4 and shape[1] is None and shape[2] is None
+
     def is_logits(self, signature: str, key: str) -> bool:
         meta = self.adapter.metadata
         return super().is_logits(signature, key) or (
@@ -238,6 +248,15 @@ class SavedModelRunner(Runner):
     @property
     def supports_training(self) -> bool:
         return all(takes for _, takes, _ in self._functions.values())
+
+    @property
+    def takes_any_size(self) -> bool:
+        import tensorflow as tf
+
+        specs = [spec for fn, _, _ in self._functions.values() for cf in _concrete_functions(fn)
+                 for spec in tf.nest.flatten(cf.structured_input_signature)
+                 if isinstance(spec, tf.TensorSpec) and spec.shape.rank == 4]
+        return bool(specs) and all(spec.shape[1] is None and spec.shape[2] is None for spec in specs)
 
     def is_logits(self, signature: str, key: str) -> bool:
         meta = self.metadata

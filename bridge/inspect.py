@@ -104,6 +104,9 @@ def _inspect_tf1(path: str) -> dict:
         "assets": module.asset_files(),
     }
     if frozenset() in module.variants:
+        from bridge.adapter import signatures_not_kept
+
+        report["signatures_not_kept"] = signatures_not_kept(module)
         report.update(_image_facts(module.expected_image_size, module.num_image_channels))
         info = module.image_module_info()
         report["image_module_info"] = None if info is None else {
@@ -267,6 +270,8 @@ def format_report(report: dict) -> str:
             for table in variant.get("tables", []):
                 lines.append(f"    table {table['table']}: {table['key_dtype']} -> {table['value_dtype']}, from "
                              f"{table['vocabulary'] or '(not an asset)'} ({table['initializer']})")
+        for name, reason in report.get("signatures_not_kept", {}).items():
+            lines.append(f"  signature {name} cannot be converted: {reason}")
     else:
         reusable = [k for k, v in report["reusable"].items() if v]
         lines.append(f"  reusable API: {', '.join(reusable) or 'none (signatures only)'}")

@@ -44,18 +44,23 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
         self.regularization_losses = regularization_losses
         self._assets = assets
         primary = adapter._primary
+        routes = adapter._call_routes
 
-        def call(images, training=False):
-            return adapter._run(primary, images, training)[DEFAULT_SIGNATURE]
+        def call(images, training=False, **hyperparameters):
+            given = {k: v for k, v in hyperparameters.items() if v is not None}
+            return adapter._run(adapter._route(given), images, training, given)[DEFAULT_SIGNATURE]
 
-        self.__call__ = tf.function(call, reduce_retracing=True, autograph=False)
+        self.__call__ = tf.function(_with_keywords(call, sorted({k for keys, _ in routes for k in keys})),
+                                    reduce_retracing=True, autograph=False)
         self.signature_functions = {}
         for name in adapter._image_signatures:
-            def call_signature(images, training=False, name=name):
-                return adapter._run(name, images, training)
+            def call_signature(images, training=False, name=name, **extra):
+                return adapter._run(name, images, training, {k: v for k, v in extra.items() if v is not None})
 
             call_signature.__name__ = name
-            self.signature_functions[name] = tf.function(call_signature, reduce_retracing=True, autograph=False)
+            self.signature_functions[name] = tf.function(
+                _with_keywords(call_signature, sorted(adapter._extra[name])), reduce_retracing=True,
+                autograph=False)
             if _attribute_name(name):
                 setattr(self, name, self.signature_functions[name])
         spec = adapter._image_spec(primary)
@@ -63,6 +68,18 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
                                  autograph=False)
         self.serve_training = tf.function(lambda images: adapter._run(primary, images, True),
                                           input_signature=[spec], autograph=False)
+
+
+def _with_keywords(fn, names):
+    """`fn(images, training=False, **kwargs)` presented as taking exactly `names` as optional keyword arguments
+    (default None: the module's own default), so tf.function traces and saves them as named arguments."""
+    import inspect
+
+    params = [inspect.Parameter("images", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+              inspect.Parameter("training", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False)]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in names]
+    fn.__signature__ = inspect.Signature(params)
+    return fn
 
 
 def _attribute_name(name: str) -> bool:
@@ -81,18 +98,25 @@ class ModuleAdapter:
         self._stored = module
         self._primary = DEFAULT_SIGNATURE if signature is None else signature
         inference = module.variant(INFERENCE_TAGS)
-        self._image_signatures = sorted(name for name, sig in inference.signatures.items()
-                                        if set(sig.inputs) == {IMAGE_INPUT_KEY})
+        self._extra, self.not_kept = {}, {}
+        for name, sig in sorted(inference.signatures.items()):
+            reason = _not_servable(module, sig)
+            if reason:
+                self.not_kept[name] = reason
+            else:
+                self._extra[name] = {key: tf.TensorSpec(_spec_shape(info.shape), tf.as_dtype(info.dtype), name=key)
+                                     for key, info in sig.inputs.items() if key != IMAGE_INPUT_KEY}
+        self._image_signatures = sorted(self._extra)
         if not self._image_signatures:
             raise NotAnImageModuleError(
-                f"{module.path} has no image signature (none takes a single {IMAGE_INPUT_KEY!r} input): the bridge "
-                "converts image models; pass an image module")
+                f"{module.path} has no image signature (none takes an {IMAGE_INPUT_KEY!r} input whose other inputs "
+                "have defaults): the bridge converts image models; pass an image module")
         inference.signature(self._primary)  # fails early, listing the signatures, when the name is unknown
         if self._primary not in self._image_signatures:
             raise NotAnImageModuleError(
-                f"signature {self._primary!r} does not take a single {IMAGE_INPUT_KEY!r} input (it takes "
-                f"{', '.join(sorted(inference.signature(self._primary).inputs))}); the adapter serves image "
-                f"signatures: pick one of {', '.join(self._image_signatures)} with --signature")
+                f"signature {self._primary!r} cannot be served: {self.not_kept[self._primary]}; pick one of "
+                f"{', '.join(self._image_signatures)} with --signature")
+        self._call_routes = _call_routes(inference, self._primary, self._extra)
         self._training_tags = TRAIN_TAGS if module.has_train_variant else INFERENCE_TAGS
 
         variables = load_variables(module)
@@ -127,15 +151,36 @@ class ModuleAdapter:
         images = self._check_images(self._primary, images)
         return self._saved.__call__(images, training=training)
 
-    def call_signature(self, name: str, images, training: bool = False) -> dict:
-        """All outputs of TF1 signature `name` (also reachable as `obj.<name>(images, training=...)`)."""
+    def call_signature(self, name: str, images, training: bool = False, **inputs) -> dict:
+        """All outputs of TF1 signature `name` (also reachable as `obj.<name>(images, training=...)`); its other
+        inputs (e.g. `batch_norm_momentum`) as keyword arguments, the module's defaults when omitted."""
         _check_training(training)
         if name not in self._image_signatures:
             self._stored.variant(INFERENCE_TAGS).signature(name)  # lists the signatures when unknown
-            raise NotAnImageModuleError(f"signature {name!r} does not take a single {IMAGE_INPUT_KEY!r} input; "
+            raise NotAnImageModuleError(f"signature {name!r} cannot be served: {self.not_kept[name]}; "
                                         f"pick one of {', '.join(self._image_signatures)}")
+        unknown = sorted(set(inputs) - set(self._extra[name]))
+        if unknown:
+            raise InvalidInputError(f"signature {name!r} has no input {unknown[0]!r}; its inputs besides images: "
+                                    f"{', '.join(sorted(self._extra[name])) or 'none'}")
         images = self._check_images(name, images)
-        return self._saved.signature_functions[name](images, training=training)
+        return self._saved.signature_functions[name](images, training=training, **inputs)
+
+    @property
+    def signature_inputs(self) -> dict:
+        """Signature -> {input key: TensorSpec} of its inputs besides `images`."""
+        return {name: dict(extra) for name, extra in self._extra.items()}
+
+    def _route(self, given: dict) -> str:
+        """The signature `__call__` runs for these hyperparameters (the primary one when none is given)."""
+        if not given:
+            return self._primary
+        for keys, name in self._call_routes:
+            if set(given) <= keys:
+                return name
+        known = sorted({k for keys, _ in self._call_routes for k in keys})
+        raise InvalidInputError(f"__call__ takes no argument {sorted(given)[0]!r}; it takes images, training"
+                                + "".join(f", {k}" for k in known))
 
     # -- everything else -----------------------------------------------------------------------------------------
 
@@ -162,14 +207,18 @@ class ModuleAdapter:
     def stored_module(self) -> StoredModule:
         return self._stored
 
-    def _run(self, name: str, images, training) -> dict:
-        """Inside a traced function: the signature's outputs, with shapes enforced at run time too."""
+    def _run(self, name: str, images, training, extra: dict | None = None) -> dict:
+        """Inside a traced function: the signature's outputs, with shapes enforced at run time too; `extra`: its
+        other inputs that are given (the rest keep the module's defaults)."""
         _check_training(training)
         images = self._check_images(name, images)
         images = tf.ensure_shape(images, self._image_spec(name).shape)
+        extra = {k: tf.cast(tf.ensure_shape(v, self._extra[name][k].shape), self._extra[name][k].dtype)
+                 for k, v in (extra or {}).items()}
+        fed = (IMAGE_INPUT_KEY,) + tuple(sorted(extra))
         if training:
-            return self._fns.signature(self._training_tags, name, with_updates=True)(images=images)
-        return self._fns.signature(INFERENCE_TAGS, name)(images=images)
+            return self._fns.signature(self._training_tags, name, with_updates=True, fed=fed)(images=images, **extra)
+        return self._fns.signature(INFERENCE_TAGS, name, fed=fed)(images=images, **extra)
 
     def _image_spec(self, name: str) -> tf.TensorSpec:
         info = self._stored.variant(INFERENCE_TAGS).signature(name).inputs[IMAGE_INPUT_KEY]
@@ -195,27 +244,34 @@ class ModuleAdapter:
 
     def trace(self) -> None:
         """Trace `__call__` and every signature function for both values of `training`, for any batch size (so
-        that calls never retrace)."""
+        that calls never retrace), without and with their extra inputs."""
         saved = self._saved
         spec = self._image_spec(self._primary)
-        saved.__call__.get_concrete_function(spec, training=False)
-        saved.__call__.get_concrete_function(spec, training=True)
+        for training in (False, True):
+            saved.__call__.get_concrete_function(spec, training=training)
+            for keys, name in self._call_routes:
+                saved.__call__.get_concrete_function(spec, training=training,
+                                                     **{k: self._extra[name][k] for k in sorted(keys)})
         for name in self._image_signatures:
             sig_spec = self._image_spec(name)
             fn = saved.signature_functions[name]
-            fn.get_concrete_function(sig_spec, training=False)
-            fn.get_concrete_function(sig_spec, training=True)
+            for training in (False, True):
+                fn.get_concrete_function(sig_spec, training=training)
+                if self._extra[name]:
+                    fn.get_concrete_function(sig_spec, training=training, **self._extra[name])
 
     def trace_for_export(self) -> dict:
-        """Trace every function for both values of `training` and return the serving signatures to save."""
+        """Trace every function for both values of `training` and return the serving signatures to save (each
+        with all the TF1 signature's inputs)."""
         saved = self._saved
         self.trace()
         signatures = {"serving_default": saved.serve.get_concrete_function()}
         for name in self._image_signatures:
-            sig_spec = self._image_spec(name)
+            keys = sorted(self._extra[name])
+            specs = [self._image_spec(name)] + [self._extra[name][k] for k in keys]
             signatures[name] = tf.function(
-                lambda images, name=name: self._run(name, images, False),
-                input_signature=[sig_spec], autograph=False).get_concrete_function()
+                lambda images, *args, name=name, keys=keys: self._run(name, images, False, dict(zip(keys, args))),
+                input_signature=specs, autograph=False).get_concrete_function()
         for loss in self.regularization_losses:
             loss.get_concrete_function()
         saved.serve_training.get_concrete_function()
@@ -224,6 +280,47 @@ class ModuleAdapter:
     def __repr__(self) -> str:
         return (f"<ModuleAdapter {self._stored.path} signature={self._primary!r} "
                 f"variants={', '.join(tag_label(t) for t in self._stored.tags)}>")
+
+
+def _spec_shape(shape):
+    return None if shape is None else list(shape)
+
+
+def _not_servable(module: StoredModule, sig) -> str | None:
+    """Why TF1 signature `sig` cannot become a function of the converted model, or None when it can."""
+    from legacy.functions import input_defaults
+
+    if IMAGE_INPUT_KEY not in sig.inputs:
+        return (f"it has no {IMAGE_INPUT_KEY!r} input (it takes {', '.join(sorted(sig.inputs)) or 'nothing'}); the "
+                "bridge serves image signatures")
+    defaults = input_defaults(module, sig.name)
+    for key in sorted(set(sig.inputs) - {IMAGE_INPUT_KEY}):
+        if key not in defaults:
+            return (f"its input {key!r} has no default value in the module (not a placeholder_with_default of a "
+                    "constant), so calls without it could not run")
+    return None
+
+
+def signatures_not_kept(module: StoredModule) -> dict:
+    """TF1 signature -> why a conversion cannot keep it (what `bridge inspect` and `bridge convert` print)."""
+    if frozenset() not in module.variants:
+        return {}
+    signatures = module.variant(INFERENCE_TAGS).signatures
+    reasons = {name: _not_servable(module, sig) for name, sig in sorted(signatures.items())}
+    return {name: reason for name, reason in reasons.items() if reason}
+
+
+def _call_routes(inference, primary: str, extra: dict) -> list:
+    """[(input keys, signature)]: signatures computing the primary signature's `default` output from images plus
+    hyperparameters (e.g. `image_feature_vector_with_bn_hparams` for `default`), which `__call__` runs when it
+    is given those hyperparameters as keyword arguments."""
+    target = inference.signature(primary).outputs.get(DEFAULT_SIGNATURE)
+    routes = []
+    for name, keys in sorted(extra.items()):
+        out = inference.signature(name).outputs.get(DEFAULT_SIGNATURE)
+        if keys and target is not None and out is not None and out.tensor_name == target.tensor_name:
+            routes.append((frozenset(keys), name))
+    return routes
 
 
 def _check_training(training) -> None:
@@ -252,7 +349,10 @@ def _kind(variant, primary: str) -> str | None:
 def build(module, signature: str | None = None, allow_unsafe_ops: bool = False, progress=None) -> ModuleAdapter:
     """The converted model in memory: `adapt` with the functions traced for saving (what `write` saves)."""
     adapter = adapt(module, signature=signature, allow_unsafe_ops=allow_unsafe_ops)
-    (progress or (lambda message: None))("tracing the inference and training functions")
+    progress = progress or (lambda message: None)
+    for name, reason in adapter.not_kept.items():  # never dropped without a word
+        progress(f"signature {name} is not kept: {reason}")
+    progress("tracing the inference and training functions")
     adapter.export_signatures = adapter.trace_for_export()
     return adapter
 

@@ -134,23 +134,26 @@ class ModuleFunctions:
             inputs[tensor_name] = self.asset_paths[filename]
         return inputs
 
-    def signature(self, tags, name: str | None = None, with_updates: bool = False):
+    def signature(self, tags, name: str | None = None, with_updates: bool = False, fed=None):
         """A concrete function taking the signature's inputs as keyword arguments, returning its outputs dict.
 
         with_updates: make every output depend on the variant's update ops (batch-norm moving statistics), so
         that calling the function applies them once, as running the TF1 UPDATE_OPS collection would.
+        fed: the input keys the function takes (default: all); the others keep the value their
+        placeholder_with_default gives in the graph (see `input_defaults`).
         """
-        key = ("signature", frozenset(tags or ()), name, with_updates)
+        fed = None if fed is None else tuple(sorted(fed))
+        key = ("signature", frozenset(tags or ()), name, with_updates, fed)
         if key not in self._cache:
-            self._cache[key] = self._build_signature(frozenset(tags or ()), name, with_updates)
+            self._cache[key] = self._build_signature(frozenset(tags or ()), name, with_updates, fed)
         return self._cache[key]
 
-    def _build_signature(self, tags, name, with_updates):
+    def _build_signature(self, tags, name, with_updates, fed=None):
         import tensorflow as tf
 
         variant = self.module.variant(tags)
         sig = variant.runnable_signature(name)
-        input_keys = sorted(sig.inputs)
+        input_keys = sorted(sig.inputs) if fed is None else list(fed)
         output_keys = sorted(sig.outputs)
         updates = list(variant.update_ops) if with_updates else []
         # Sparse and ragged tensors cross the function boundary as their component tensors.
@@ -201,6 +204,26 @@ class ModuleFunctions:
                 fns.append(tf.compat.v1.wrap_function(body, []))
             self._cache[key] = fns
         return self._cache[key]
+
+
+def input_defaults(module: StoredModule, name: str | None = None, tags=None) -> dict:
+    """Input key -> numpy value, for the inputs of signature `name` fed by a `PlaceholderWithDefault` whose default
+    is a constant (how published modules expose hyperparameters such as `batch_norm_momentum`)."""
+    import tensorflow as tf
+
+    variant = module.variant(tags)
+    nodes = {n.name: n for n in variant.meta_graph.graph_def.node}
+    result = {}
+    for key, info in variant.signature(name).inputs.items():
+        node = nodes.get(graph_import.op_name(info.tensor_name))
+        if node is None or node.op != "PlaceholderWithDefault" or not node.input:
+            continue
+        source = nodes.get(graph_import.op_name(node.input[0]))
+        while source is not None and source.op == "Identity" and source.input:
+            source = nodes.get(graph_import.op_name(source.input[0]))
+        if source is not None and source.op == "Const":
+            result[key] = tf.make_ndarray(source.attr["value"].tensor)
+    return result
 
 
 def _shape(shape):

@@ -11,7 +11,8 @@ CLI:
   real_modules.py run MODULE_DIR INPUTS_NPZ OUT_NPZ [--tags train]
       `outputs/<signature>/<key>` of every signature of one graph variant, each signature in a fresh graph and
       session (so a random op draws its first numbers, as in the first `session.run` after loading the module).
-      INPUTS_NPZ holds `images` and `input/<name>` for every other input of the signatures.
+      INPUTS_NPZ holds `images` and `input/<name>` for other inputs; a signature with an input not given is left
+      out.
 
 The modules (MODULES):
   dropout_net    conv+BN, global pool, slim.dropout before the logits and tf.compat.v1.nn.dropout on the first
@@ -20,7 +21,8 @@ The modules (MODULES):
   dropout_unseeded  the same without a graph seed: its random ops carry seed = seed2 = 0 (fresh entropy per run).
   hparams_net    any input size ([?, ?, ?, 3], image_module_info 20x20), batch norm whose momentum is the
                  placeholder_with_default `batch_norm_momentum` (0.99), and the published *_with_bn_hparams
-                 signatures (inputs `images` and `batch_norm_momentum`) beside the image-only ones.
+                 signatures (inputs `images` and `batch_norm_momentum`) beside the image-only ones, and
+                 `scaled_features`, whose second input `scale` is a plain placeholder (no default).
   fakequant_net  a quantization-aware graph, inference variant only: FakeQuantWithMinMaxVarsPerChannel on the conv
                  kernel, FakeQuantWithMinMaxVars on activations and the logits kernel, min/max held in variables.
 """
@@ -100,6 +102,9 @@ def hparams_net_fn(is_training):
     hub.add_signature("image_feature_vector" + suffix, inputs=inputs, outputs=dict(default=features))
     hub.add_signature("image_classification" + suffix, inputs=inputs, outputs=dict(default=logits))
   hub.add_signature("default", inputs=dict(images=images), outputs=dict(default=features))
+  # An input without a default: a conversion cannot serve calls without it, and must say so.
+  scale = tf.compat.v1.placeholder(tf.float32, [], name="scale")
+  hub.add_signature("scaled_features", inputs=dict(images=images, scale=scale), outputs=dict(default=features * scale))
   hub.attach_image_module_info(hub.ImageModuleInfo(
       default_image_size=hub.ImageModuleInfo.InputSize(height=20, width=20)))
 
@@ -182,7 +187,10 @@ def run(module_dir, inputs, tags=()):
         if key != "images" and "input/" + key in inputs:
           feed_dict[feeds[key]] = inputs["input/" + key]
         elif key != "images":
-          raise SystemExit("input %r of signature %r needs a value: pass input/%s" % (key, signature, key))
+          feed_dict = None  # not given: the signature is left out
+          break
+      if feed_dict is None:
+        continue
       with tf.compat.v1.Session(graph=graph) as sess:
         sess.run(tf.compat.v1.global_variables_initializer())
         values = sess.run(outputs, feed_dict)

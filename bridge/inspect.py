@@ -104,7 +104,7 @@ def _inspect_tf1(path: str) -> dict:
         "assets": module.asset_files(),
     }
     if frozenset() in module.variants:
-        from bridge.adapter import signatures_not_kept
+        from bridge.conversion.tf1_to_tf2 import signatures_not_kept
 
         report["signatures_not_kept"] = signatures_not_kept(module)
         report.update(_image_facts(module.expected_image_size, module.num_image_channels))

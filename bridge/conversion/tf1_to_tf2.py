@@ -288,7 +288,7 @@ def _spec_shape(shape):
 
 def _not_servable(module: StoredModule, sig) -> str | None:
     """Why TF1 signature `sig` cannot become a function of the converted model, or None when it can."""
-    from legacy.functions import input_defaults
+    from legacy.engine.functions import input_defaults
 
     if IMAGE_INPUT_KEY not in sig.inputs:
         return (f"it has no {IMAGE_INPUT_KEY!r} input (it takes {', '.join(sorted(sig.inputs)) or 'nothing'}); the "

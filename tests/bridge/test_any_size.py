@@ -9,8 +9,8 @@ from tests.bridge.real_modules import assert_close_to_genuine, genuine_outputs, 
 
 def test_any_size_module_converts_and_verifies_at_the_default_and_another_size(tmp_path, capsys):
     from bridge.cli import main
-    from bridge.converter import convert
-    from legacy.metadata import read_metadata
+    from bridge.conversion.converter import convert
+    from legacy.format.metadata import read_metadata
 
     path = real_module("hparams_net")
     result = convert(path, str(tmp_path / "tf2"), progress=lambda m: None)

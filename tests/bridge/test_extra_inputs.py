@@ -13,7 +13,7 @@ HPARAMS = ("image_feature_vector_with_bn_hparams", "image_classification_with_bn
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    from bridge.converter import convert
+    from bridge.conversion.converter import convert
 
     lines = []
     result = convert(real_module("hparams_net"), str(tmp_path_factory.mktemp("hparams") / "tf2"),

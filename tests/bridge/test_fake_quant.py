@@ -9,9 +9,9 @@ from tests.bridge.real_modules import assert_close_to_genuine, genuine_outputs, 
 
 
 def test_fake_quant_module_converts_verifies_and_matches_the_genuine_library(tmp_path):
-    from bridge.converter import convert
+    from bridge.conversion.converter import convert
     from legacy import hub
-    from legacy.reader import read_module
+    from legacy.format.reader import read_module
 
     path = real_module("fakequant_net")
     ops = {n.op for n in read_module(path).variant(set()).meta_graph.graph_def.node}

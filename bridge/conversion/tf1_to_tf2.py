@@ -114,7 +114,8 @@ class ModuleAdapter:
         inference.signature(self._primary)  # fails early, listing the signatures, when the name is unknown
         if self._primary not in self._image_signatures:
             raise NotAnImageModuleError(
-                f"signature {self._primary!r} cannot be served: {self.not_kept[self._primary]}; pick one of "
+                f"signature {self._primary!r} does not take a single {IMAGE_INPUT_KEY!r} input (with optional "
+                f"others): {self.not_kept[self._primary]}; pick one of "
                 f"{', '.join(self._image_signatures)} with --signature")
         self._call_routes = _call_routes(inference, self._primary, self._extra)
         self._training_tags = TRAIN_TAGS if module.has_train_variant else INFERENCE_TAGS

@@ -172,6 +172,8 @@ def format_table(report, full: bool = False, width: int | None = None) -> str:
         lines.append("")
     for note in report.notes:
         lines += _wrap(f"note: {note}", width, "      ")
+    for other in report.other_sizes:
+        lines += ["", f"at {'x'.join(map(str, other.inputs['image_size']))}:", format_table(other, full=full, width=width)]
     lines.append("")
     lines += _wrap(summary_line(report), width, "  ")
     lines += _wrap(minimum_line(report), width, "  ")
@@ -205,7 +207,11 @@ def summary_line(report) -> str:
     identical = sum(r.identical for r in results)
     if report.passed:
         tail = "all identical" if identical == len(results) else f"{identical} identical"
-        return f"PASS: all {len(results)} outputs within tolerance ({tail})"
+        return f"PASS: all {len(results)} outputs within tolerance ({tail})" + "".join(
+            f"; at {'x'.join(map(str, o.inputs['image_size']))}: {summary_line(o)}" for o in report.other_sizes)
+    if all(r.passed for r in results):
+        return "; ".join(f"FAIL at {'x'.join(map(str, o.inputs['image_size']))}: {summary_line(o)}"
+                         for o in report.other_sizes if not o.passed)
     failed = [r.name if r.mode == "inference" else f"{r.name} [{r.mode}]" for r in report.failures]
     shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
     return f"FAIL: {len(failed)} of {len(results)} outputs do not match ({passed} pass): {shown}"
@@ -261,6 +267,7 @@ def to_json(report) -> dict:
                                                  and r.reason.endswith(f"only in {side}"))) for side in ("A", "B")},
         },
         "notes": list(report.notes),
+        "other_sizes": [to_json(other) for other in report.other_sizes],
     }
 
 

@@ -72,10 +72,12 @@ class Report:
     results: list
     settings: dict
     notes: list = dataclasses.field(default_factory=list)
+    other_sizes: list = dataclasses.field(default_factory=list)  # Reports of the same models at other image sizes
 
     @property
     def passed(self) -> bool:
-        return bool(self.results) and all(r.passed for r in self.results)
+        return bool(self.results) and all(r.passed for r in self.results) and all(
+            other.passed for other in self.other_sizes)
 
     @property
     def status(self) -> str:

@@ -19,10 +19,10 @@ def test_any_size_module_converts_and_verifies_at_the_default_and_another_size(t
     assert report.inputs["image_size"] == [20, 20]  # image_module_info's default size
     other = report.settings["other_image_size"]
     assert other["status"] == "pass" and other["size"] != [20, 20]
-    h, w = other["size"]
-    at_other = [r for r in report.results if r.name.endswith(f"@{h}x{w}")]
-    assert {r.mode for r in at_other} >= {"inference", "training", "updates"}
-    assert all(r.passed for r in at_other)
+    [at_other] = report.other_sizes
+    assert at_other.inputs["image_size"] == other["size"]
+    assert {r.mode for r in at_other.results} >= {"inference", "training", "updates"}
+    assert at_other.passed and {r.name for r in at_other.results} == {r.name for r in report.results}
     assert read_metadata(str(tmp_path / "tf2")).image_size == (20, 20)
     assert main(["inspect", str(tmp_path / "tf2")]) == 0
     assert "expected image size: 20x20" in capsys.readouterr().out

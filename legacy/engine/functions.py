@@ -15,6 +15,7 @@ from typing import Mapping
 
 from legacy.engine import composites, graph_import
 from legacy.errors import ModuleFormatError
+from legacy.format.graph_defs import op_name
 from legacy.format.reader import StoredModule, VariableInfo, tag_label
 
 
@@ -215,12 +216,12 @@ def input_defaults(module: StoredModule, name: str | None = None, tags=None) -> 
     nodes = {n.name: n for n in variant.meta_graph.graph_def.node}
     result = {}
     for key, info in variant.signature(name).inputs.items():
-        node = nodes.get(graph_import.op_name(info.tensor_name))
+        node = nodes.get(op_name(info.tensor_name))
         if node is None or node.op != "PlaceholderWithDefault" or not node.input:
             continue
-        source = nodes.get(graph_import.op_name(node.input[0]))
+        source = nodes.get(op_name(node.input[0]))
         while source is not None and source.op == "Identity" and source.input:
-            source = nodes.get(graph_import.op_name(source.input[0]))
+            source = nodes.get(op_name(source.input[0]))
         if source is not None and source.op == "Const":
             result[key] = tf.make_ndarray(source.attr["value"].tensor)
     return result

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from legacy.engine.graph_import import called_functions, op_name
+from legacy.format.graph_defs import called_functions, op_name
 
 # stateful op -> (stateless op, index of the seed input among the stateless op's inputs, attr renames)
 STATELESS = {

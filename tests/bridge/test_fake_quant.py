@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from tests.bridge.real_modules import assert_close_to_genuine, genuine_outputs, images, real_module

@@ -60,7 +60,7 @@ def test_cli_parity_training_passes_and_names_random_outputs(converted, capsys, 
 
     out = tmp_path / "report.json"
     code = main(["parity", real_module("dropout_unseeded"), converted["dropout_unseeded"].destination,
-                 "--training", "--gradients", "--random", "4", "--json", str(out)])
+                 "--training", "--gradients", "--random", "4", "--json-file", str(out)])
     assert code == 0, capsys.readouterr().err
     data = json.loads(out.read_text())
     assert any(n.startswith("random ops:") for n in data["notes"])

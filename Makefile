@@ -5,7 +5,7 @@ LEGACY_VENV := .venv-legacy
 BIN := $(VENV)/bin
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: demo test legacy-env env testdata bench fuzz clean
+.PHONY: demo test legacy-env env testdata zoo bench fuzz clean
 
 env: $(VENV)/.installed
 legacy-env: $(LEGACY_VENV)/.installed
@@ -28,6 +28,9 @@ test: env legacy-env
 
 testdata: legacy-env
 	$(LEGACY_VENV)/bin/python testdata/generate.py
+
+zoo: legacy-env
+	$(LEGACY_VENV)/bin/python testdata/zoo/generate.py
 
 # A long mutation-fuzzing campaign: make fuzz N=100000 [SEED=1] [JOBS=2]; failing inputs go to fuzz-crashes/.
 N ?= 10000

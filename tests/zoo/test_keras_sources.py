@@ -1,0 +1,86 @@
+"""TF2 -> TF1 on real architectures (Keras applications, random weights, 32x32 inputs): `bridge convert` verifies,
+and the genuine hub.Module on the written module computes what the TF2 model computes.
+
+Gradients: the TF1 graph the converter writes is differentiated by tf.gradients (TF 2.15), the TF2 model by
+GradientTape (TF 2.21); both sum the same terms but not always in the same order, so gradients agree to rounding,
+measured below (GRADIENT_RTOL), not bit for bit. Outputs and batch-norm updates use the project's default tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bridge.parity.tolerance import DEFAULT_ATOL_SCALE
+from tests.zoo.conftest import run_bridge, seeded_copy
+from tests.zoo.keras_sources import SOURCES, KerasSource
+from tests.zoo.test_zoo import assert_close
+
+pytestmark = pytest.mark.oracle
+
+# Largest |genuine - TF2| / max|TF2| over every gradient, measured on this machine: see the README's model zoo
+# section. A bound, not a target: the two sides aggregate the same partial gradients in different orders.
+GRADIENT_RTOL = 1e-4
+
+
+def _name(var) -> str:
+    return var.name.split(":")[0]
+
+
+@pytest.fixture(scope="module")
+def converted(zoo, tmp_path_factory):
+    """{name: (source dir, TF1 dir, bridge run, inputs)}; every conversion's oracle job submitted at once."""
+    root = tmp_path_factory.mktemp("keras_sources")
+    result = {}
+    for source in SOURCES:
+        src = source.cached()
+        run = run_bridge("convert", src, str(root / source.name), "--kind", "feature_vector")
+        obj = tf.saved_model.load(src)
+        images = np.random.default_rng(0).uniform(0, 1, (4, source.size, source.size, 3)).astype(np.float32)
+        width = int(obj(images[:1]).shape[-1])
+        inputs = {"images": images,
+                  "loss_weights": np.random.default_rng(1).standard_normal((4, width)).astype(np.float32)}
+        if run.exit_code == 0:
+            zoo.oracle.submit(f"keras/{source.name}", run.destination, inputs)
+        seeded = seeded_copy(src, str(root / f"{source.name}-seeded"))
+        result[source.name] = (src, seeded, run, inputs)
+    return result
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
+def test_convert_verifies(converted, source: KerasSource):
+    _, _, run, _ = converted[source.name]
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert "verified: PASS" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
+def test_genuine_library_computes_what_the_tf2_model_computes(zoo, converted, source: KerasSource, capsys):
+    _, seeded, run, inputs = converted[source.name]
+    assert run.exit_code == 0, run.stderr[-3000:]
+    info, genuine = zoo.oracle.answers(f"keras/{source.name}")
+    images, weights = inputs["images"], inputs["loss_weights"]
+    obj = tf.saved_model.load(seeded)
+    assert info["expected_image_size"] == [source.size, source.size]
+    assert_close(obj(images, training=False).numpy(), genuine["outputs/infer/default/default"], "inference")
+    assert_close(obj(images, training=True).numpy(), genuine["outputs/train/default/default"], "training")
+
+    obj = tf.saved_model.load(seeded)  # fresh: the random ops draw their first numbers, as in the oracle's graph
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(obj(images, training=True) * weights)
+    grads = dict(zip((_name(v) for v in obj.trainable_variables), tape.gradient(loss, obj.trainable_variables)))
+    worst = {}
+    for key, value in genuine.items():
+        if key.startswith("gradients/"):
+            expected = grads[key[len("gradients/"):]].numpy()
+            worst[key] = float(np.abs(value - expected).max() / max(np.abs(expected).max(), 1e-30))
+    assert worst and len(worst) == sum(g is not None for g in grads.values())
+    first = min(worst, key=lambda k: list(grads).index(k[len("gradients/"):]))
+    with capsys.disabled():
+        print(f"\n{source.name}: gradients, max |genuine - TF2| / max|TF2|: {max(worst.values()):.2g} "
+              f"({max(worst, key=worst.get)}); first variable {first}: {worst[first]:.2g}")
+    assert max(worst.values()) <= GRADIENT_RTOL, sorted(worst.items(), key=lambda kv: -kv[1])[:5]
+    for var in obj.variables:  # the training call above ran the update ops once, as UPDATE_OPS did in the oracle
+        assert_close(var.numpy(), genuine["updated/" + _name(var)], f"after the update ops: {_name(var)}",
+                     atol_scale=DEFAULT_ATOL_SCALE)

@@ -70,11 +70,15 @@ def test_genuine_library_computes_what_the_tf2_model_computes(zoo, converted, so
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(obj(images, training=True) * weights)
     grads = dict(zip((_name(v) for v in obj.trainable_variables), tape.gradient(loss, obj.trainable_variables)))
+    # Relative to each gradient's own scale, except that gradients which are zero in exact arithmetic (a batch-norm
+    # beta followed by another batch norm in training mode) are rounding noise on both sides: those are measured
+    # against the largest gradient of the loss.
+    floor = 1e-6 * max(float(np.abs(g).max()) for g in grads.values() if g is not None)
     worst = {}
     for key, value in genuine.items():
         if key.startswith("gradients/"):
             expected = grads[key[len("gradients/"):]].numpy()
-            worst[key] = float(np.abs(value - expected).max() / max(np.abs(expected).max(), 1e-30))
+            worst[key] = float(np.abs(value - expected).max() / max(np.abs(expected).max(), floor))
     assert worst and len(worst) == sum(g is not None for g in grads.values())
     first = min(worst, key=lambda k: list(grads).index(k[len("gradients/"):]))
     with capsys.disabled():

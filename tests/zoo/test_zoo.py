@@ -22,10 +22,11 @@ from tests.zoo.members import ZOO, ZOO_DIR, Member, manifest
 
 pytestmark = pytest.mark.oracle
 
-# TFLite runs its own kernels (XNNPACK) and may fuse ops. Measured on the zoo: see test_tflite_* (the largest
-# difference is printed on failure). FakeQuant rounding steps turn a last-bit change into a whole quantization step,
-# so quantized outputs are allowed one step of their range.
+# TFLite runs its own kernels (XNNPACK) and may fuse ops: float members passed at 1e-4 of each output's scale.
+# Fake-quant graphs round every activation to a step of its range (6/255 for ReLU6), so a last-bit difference before
+# a rounding becomes a whole step: measured 0.0061 on logits of scale 0.239 (2.6%) on the quantops member.
 TFLITE_ATOL_SCALE = 1e-4
+TFLITE_FAKE_QUANT_ATOL_SCALE = 0.05
 
 
 def _ids(member: Member) -> str:
@@ -208,4 +209,5 @@ def test_tflite_converter_accepts_the_conversion(zoo, member):
     outputs = interpreter.get_signature_runner("serving_default")(**{name: images})
     assert sorted(outputs) == sorted(k.split("/")[-1] for k in genuine if k.startswith("outputs/infer/default/"))
     for key, value in outputs.items():
-        assert_close(value, genuine[f"outputs/infer/default/{key}"], f"TFLite {key}", atol_scale=TFLITE_ATOL_SCALE)
+        assert_close(value, genuine[f"outputs/infer/default/{key}"], f"TFLite {key}",
+                     atol_scale=TFLITE_FAKE_QUANT_ATOL_SCALE if member.facts["fake_quant"] else TFLITE_ATOL_SCALE)

@@ -226,6 +226,12 @@ def _import_function(concrete, args: list, handles: dict, scope: str) -> tuple:
         node.device = ""
         if "_class" in node.attr:
             del node.attr["_class"]
+        if "_gradient_op_type" in node.attr:
+            # A tf.custom_gradient (Keras' swish, say) marks an IdentityN with a gradient function that exists only
+            # in the process that registered it; a TF1 graph loaded elsewhere fails with "No gradient defined".
+            # Without the mark, gradients flow through the forward ops the function computes, which gives the
+            # mathematical gradient (custom gradients that change it on purpose are listed in the README).
+            del node.attr["_gradient_op_type"]
     inputs = concrete.graph.inputs
     input_map = {}
     arg_inputs, captured = inputs[:len(inputs) - len(concrete.captured_inputs)], inputs[

@@ -15,6 +15,8 @@ import tempfile
 BUILD_VERSION = 1
 CACHE = os.environ.get("BRIDGE_ZOO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tf-hub-bridge", "zoo"))
 
+from bridge.parity.tolerance import DEFAULT_ATOL_SCALE
+
 
 @dataclasses.dataclass(frozen=True)
 class KerasSource:
@@ -22,6 +24,9 @@ class KerasSource:
     application: str  # tf_keras.applications.<application>
     size: int
     options: tuple = ()
+    # Training-mode outputs, gradients and updates against the genuine library, relative to their scale: the
+    # project's default unless this architecture's training mode is itself that sensitive to kernel choice.
+    training_rtol: float = DEFAULT_ATOL_SCALE
 
     def build(self, path: str) -> str:
         import tf_keras
@@ -54,6 +59,9 @@ SOURCES = [
     # Squeeze-excite blocks and hard-swish; include_preprocessing off: inputs stay in [0, 1] as the image convention says.
     KerasSource("mobilenet_v3_small", "MobileNetV3Small", 32, (("include_preprocessing", False),)),
     # MBConv blocks with drop-connect: random ops in training mode.
-    KerasSource("efficientnet_b0", "EfficientNetB0", 32),
+    # Its training mode at 32x32 (batch norm over 1x1 maps of 4 images) moves by 9.5e-4 of the output's scale between
+    # oneDNN on and off, or SSE4.1 kernels on one thread, in TF 2.21 alone (measured on one machine); the genuine
+    # library (TF 2.15) differed by 4.4e-4. Twice the kernel spread is the bar.
+    KerasSource("efficientnet_b0", "EfficientNetB0", 32, training_rtol=2e-3),
     KerasSource("resnet50", "ResNet50", 32),
 ]

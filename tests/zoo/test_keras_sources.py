@@ -65,7 +65,8 @@ def test_genuine_library_computes_what_the_tf2_model_computes(zoo, converted, so
     obj = tf.saved_model.load(seeded)
     assert info["expected_image_size"] == [source.size, source.size]
     assert_close(obj(images, training=False).numpy(), genuine["outputs/infer/default/default"], "inference")
-    assert_close(obj(images, training=True).numpy(), genuine["outputs/train/default/default"], "training")
+    assert_close(obj(images, training=True).numpy(), genuine["outputs/train/default/default"], "training",
+                 atol_scale=source.training_rtol)
 
     obj = tf.saved_model.load(seeded)  # fresh: the random ops draw their first numbers, as in the oracle's graph
     with tf.GradientTape() as tape:
@@ -83,7 +84,10 @@ def test_genuine_library_computes_what_the_tf2_model_computes(zoo, converted, so
     with capsys.disabled():
         print(f"\n{source.name}: gradients, max |genuine - TF2| / (largest gradient): {max(worst.values()):.2g} "
               f"({max(worst, key=worst.get)}); first variable {first}: {worst[first]:.2g}")
-    assert max(worst.values()) <= GRADIENT_RTOL, sorted(worst.items(), key=lambda kv: -kv[1])[:5]
+    assert max(worst.values()) <= max(GRADIENT_RTOL, source.training_rtol), sorted(worst.items(), key=lambda kv: -kv[1])[:5]
     for var in obj.variables:  # the training call above ran the update ops once, as UPDATE_OPS did in the oracle
-        assert_close(var.numpy(), genuine["updated/" + _name(var)], f"after the update ops: {_name(var)}",
-                     atol_scale=DEFAULT_ATOL_SCALE)
+        # The oracle's arrays hold a scalar variable as shape (1,) (the genuine variable_map reports shape ()).
+        expected = genuine["updated/" + _name(var)]
+        expected = expected.reshape(var.shape) if expected.size == var.shape.num_elements() else expected
+        assert_close(var.numpy(), expected, f"after the update ops: {_name(var)}",
+                     atol_scale=source.training_rtol)

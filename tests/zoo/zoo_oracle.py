@@ -133,10 +133,12 @@ def gradients_and_updates(spec, images, loss_weights, momentum):
     }
     with _session(graph) as sess:
       sess.run(tf1.global_variables_initializer())
-      for name, value in sess.run(fetch, values).items():
+      # One step, as a TF1 training loop runs it (minimize under control_dependencies(UPDATE_OPS)): the gradients
+      # and the moving-statistics updates come from the same forward pass, so from the same random draws.
+      gradients, _ = sess.run([fetch, update_ops if tags else []], values)
+      for name, value in gradients.items():
         arrays["gradients/" + name] = value
       if tags:
-        sess.run(update_ops, values)
         for name, value in legacy_oracle._read_variables(sess, variables).items():  # pylint: disable=protected-access
           arrays["updated/" + name] = value
   hparams = sorted(s for s in spec.get_signature_names(tags) if s.endswith("_with_bn_hparams"))

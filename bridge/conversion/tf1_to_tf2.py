@@ -124,8 +124,11 @@ class ModuleAdapter:
         assets = [tf.saved_model.Asset(os.path.join(module.assets_dir, name)) for name in module.asset_files()]
         self._fns = ModuleFunctions(module, variables, {
             name: asset.asset_path for name, asset in zip(module.asset_files(), assets)})
+        # Each loss imported straight into its own tf.function: one saved function per loss, not two.
         regularization_losses = [
-            tf.function(fn, input_signature=[]) for fn in self._fns.regularization_losses(self._training_tags)]
+            tf.function(functools.partial(self._fns.import_regularization_loss, self._training_tags, loss_name),
+                        input_signature=[], autograph=False)
+            for loss_name in module.variant(self._training_tags).regularization_losses]
         self._saved = SavedAdapter(self, list(variables.values()), regularization_losses, assets)
         self.variables = self._saved.variables
         self.trainable_variables = self._saved.trainable_variables
@@ -216,10 +219,12 @@ class ModuleAdapter:
         images = tf.ensure_shape(images, self._image_spec(name).shape)
         extra = {k: tf.cast(tf.ensure_shape(v, self._extra[name][k].shape), self._extra[name][k].dtype)
                  for k, v in (extra or {}).items()}
-        fed = (IMAGE_INPUT_KEY,) + tuple(sorted(extra))
+        # Every function of the converted model calls one import per graph variant (computing the outputs of all
+        # its signatures) and picks what it returns: the SavedModel holds each variant's graph once.
         if training:
-            return self._fns.signature(self._training_tags, name, with_updates=True, fed=fed)(images=images, **extra)
-        return self._fns.signature(INFERENCE_TAGS, name, fed=fed)(images=images, **extra)
+            return self._fns.outputs(self._training_tags, self._image_signatures, with_updates=True)(
+                name, images=images, **extra)
+        return self._fns.outputs(INFERENCE_TAGS, self._image_signatures)(name, images=images, **extra)
 
     def _image_spec(self, name: str) -> tf.TensorSpec:
         info = self._stored.variant(INFERENCE_TAGS).signature(name).inputs[IMAGE_INPUT_KEY]
@@ -264,6 +269,14 @@ class ModuleAdapter:
     def trace_for_export(self) -> dict:
         """Trace every function for both values of `training` and return the serving signatures to save (each
         with all the TF1 signature's inputs)."""
+        # tf.saved_model.save traces every function again unless it was traced in a save context with the
+        # same options (the variable policy is part of tf.function's cache key): trace here as save will look.
+        from tensorflow.python.saved_model import save_context
+
+        with save_context.save_context(tf.saved_model.SaveOptions()):
+            return self._trace_for_export()
+
+    def _trace_for_export(self) -> dict:
         saved = self._saved
         self.trace()
         signatures = {"serving_default": saved.serve.get_concrete_function()}

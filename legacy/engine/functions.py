@@ -188,6 +188,28 @@ class ModuleFunctions:
                                 [sig.inputs[k] for k in input_keys], {k: sig.outputs[k] for k in output_keys},
                                 list(self.variables.values()))
 
+    def outputs(self, tags, names, with_updates: bool = False) -> "VariantOutputs":
+        """One function computing every output of signatures `names` of a variant, from one import of its graph.
+
+        A converted model calls it from all its functions (`__call__`, each signature, both serving signatures), so
+        the SavedModel holds each graph variant once instead of once per signature. Every input of the signatures
+        is an argument: one a signature does not take is fed its default (see `input_defaults`), the value its
+        placeholder_with_default would give. Signatures whose image inputs are different tensors, or that take
+        sparse or ragged inputs, fall back to one function each (`signature`).
+        """
+        key = ("outputs", frozenset(tags or ()), tuple(sorted(names)), with_updates)
+        if key not in self._cache:
+            self._cache[key] = VariantOutputs(self, frozenset(tags or ()), sorted(names), with_updates)
+        return self._cache[key]
+
+    def import_regularization_loss(self, tags, loss_name: str):
+        """The regularization loss tensor `loss_name` imported into the current graph (e.g. a tf.function's trace,
+        so that each loss is one function, not a function calling another)."""
+        tags = frozenset(tags or ())
+        variant = self.module.variant(tags)
+        return graph_import.import_fetches(variant.meta_graph.graph_def, [loss_name], self._asset_inputs(variant),
+                                           self.variables, states=self.tables(tags))[0]
+
     def regularization_losses(self, tags=None) -> list:
         """One zero-argument concrete function per entry of the variant's regularization_losses collection."""
         import tensorflow as tf
@@ -205,6 +227,119 @@ class ModuleFunctions:
                 fns.append(tf.compat.v1.wrap_function(body, []))
             self._cache[key] = fns
         return self._cache[key]
+
+
+class VariantOutputs:
+    """The outputs of several signatures of one variant, computed by one imported graph (`ModuleFunctions.outputs`).
+
+        outputs = fns.outputs(frozenset(), ["default", "image_feature_vector"])
+        outputs("image_feature_vector", images=batch)      # {"default": <tf.Tensor ...>}
+    """
+
+    def __init__(self, fns: ModuleFunctions, tags: frozenset, names: list, with_updates: bool):
+        self._fns, self._tags, self._with_updates = fns, tags, with_updates
+        variant = fns.module.variant(tags)
+        self._signatures = {name: variant.runnable_signature(name) for name in names}
+        groups: dict = {}  # the image input's tensor -> the signatures fed through it
+        for name, sig in self._signatures.items():
+            image = sig.inputs.get("images")
+            dense = all(info.is_dense for info in sig.inputs.values())
+            groups.setdefault(image.tensor_name if image is not None and dense else ("alone", name), []).append(name)
+        self._group_of = {}
+        self._groups = []
+        for key, members in groups.items():
+            index = len(self._groups)
+            self._groups.append(_OutputsGroup(fns, tags, members, with_updates) if key[0] != "alone" else None)
+            for name in members:
+                self._group_of[name] = index
+
+    def __call__(self, name: str, **inputs) -> dict:
+        """Signature `name`'s outputs for `inputs` (keys as the signature names them; any it does not take, or
+        that are omitted, keep their defaults)."""
+        group = self._groups[self._group_of[name]]
+        if group is None:
+            fed = tuple(sorted(inputs))
+            return self._fns.signature(self._tags, name, with_updates=self._with_updates, fed=fed)(**inputs)
+        return group(name, inputs)
+
+
+class _OutputsGroup:
+    """Signatures sharing their image input tensor: one wrapped function taking every input tensor of any of
+    them, returning every output tensor of any of them."""
+
+    def __init__(self, fns: ModuleFunctions, tags: frozenset, names: list, with_updates: bool):
+        import tensorflow as tf
+
+        variant = fns.module.variant(tags)
+        self._signatures = {name: variant.runnable_signature(name) for name in names}
+        inputs: dict = {}  # input tensor name -> TensorInfo
+        outputs: dict = {}  # output component tensor name -> position
+        self._defaults: dict = {}  # input tensor name -> the value fed when a call does not give it
+        for name, sig in self._signatures.items():
+            defaults = input_defaults(fns.module, name, tags)
+            for key, info in sorted(sig.inputs.items()):
+                inputs.setdefault(info.tensor_name, info)
+                if key in defaults:
+                    self._defaults.setdefault(info.tensor_name, defaults[key])
+            for key, info in sorted(sig.outputs.items()):
+                for component in info.component_names():
+                    outputs.setdefault(component, len(outputs))
+        self._input_names = sorted(inputs)
+        self._input_infos = [inputs[n] for n in self._input_names]
+        self._output_positions = outputs
+        output_names = list(outputs)
+        specs = [tf.TensorSpec(None if info.shape is None else list(info.shape), tf.as_dtype(info.dtype),
+                               name=f"input_{k}") for k, info in enumerate(self._input_infos)]
+        updates = list(variant.update_ops) if with_updates else []
+        tables = fns.tables(tags)
+        self._variables = list(fns.variables.values())
+
+        def body(*args):
+            feeds = dict(zip(self._input_names, args))
+            feeds.update(fns._asset_inputs(variant))  # pylint: disable=protected-access
+            fetches = [n for n in output_names if n not in feeds]
+            fetched = graph_import.import_fetches(variant.meta_graph.graph_def, fetches + updates, feeds,
+                                                  fns.variables, states=tables)
+            tensors = dict(feeds)
+            tensors.update(zip(fetches, fetched[:len(fetches)]))
+            results = [tf.identity(tensors[n]) for n in output_names]
+            update_ops = fetched[len(fetches):]
+            if update_ops:
+                deps = [u if isinstance(u, tf.Operation) else u.op for u in update_ops]
+                with tf.control_dependencies(deps):
+                    results = [tf.identity(r) for r in results]
+            return results
+
+        self._fn = tf.compat.v1.wrap_function(body, specs)
+
+    def __call__(self, name: str, given: dict) -> dict:
+        import tensorflow as tf
+        from tensorflow.python.ops import resource_variable_ops
+
+        sig = self._signatures[name]
+        unknown = sorted(set(given) - set(sig.inputs))
+        missing = sorted(set(sig.inputs) - set(given) - {k for k, info in sig.inputs.items()
+                                                         if info.tensor_name in self._defaults})
+        if unknown or missing:
+            from legacy.errors import InvalidInputError
+
+            raise InvalidInputError(f"signature {name!r} takes inputs {sorted(sig.inputs)}, got {sorted(given)}")
+        by_tensor = {sig.inputs[k].tensor_name: v for k, v in given.items()}
+        args = []
+        for tensor_name, info in zip(self._input_names, self._input_infos):
+            value = by_tensor.get(tensor_name)
+            if value is None:
+                value = self._defaults[tensor_name]
+            args.append(tf.cast(value, tf.as_dtype(info.dtype)) if isinstance(value, tf.Tensor)
+                        else tf.constant(value, tf.as_dtype(info.dtype)))
+        # As in _KeywordFunction: gradient tapes must know the variables are used.
+        for var in self._variables:
+            resource_variable_ops.variable_accessed(var)
+        flat = list(self._fn(*args))
+        result = {}
+        for key, info in sig.outputs.items():
+            result[key] = composites.pack(info, [flat[self._output_positions[c]] for c in info.component_names()])
+        return result
 
 
 def input_defaults(module: StoredModule, name: str | None = None, tags=None) -> dict:

@@ -124,11 +124,8 @@ class ModuleAdapter:
         assets = [tf.saved_model.Asset(os.path.join(module.assets_dir, name)) for name in module.asset_files()]
         self._fns = ModuleFunctions(module, variables, {
             name: asset.asset_path for name, asset in zip(module.asset_files(), assets)})
-        # Each loss imported straight into its own tf.function: one saved function per loss, not two.
         regularization_losses = [
-            tf.function(functools.partial(self._fns.import_regularization_loss, self._training_tags, loss_name),
-                        input_signature=[], autograph=False)
-            for loss_name in module.variant(self._training_tags).regularization_losses]
+            tf.function(fn, input_signature=[]) for fn in self._fns.regularization_losses(self._training_tags)]
         self._saved = SavedAdapter(self, list(variables.values()), regularization_losses, assets)
         self.variables = self._saved.variables
         self.trainable_variables = self._saved.trainable_variables
@@ -169,6 +166,19 @@ class ModuleAdapter:
                                     f"{', '.join(sorted(self._extra[name])) or 'none'}")
         images = self._check_images(name, images)
         return self._saved.signature_functions[name](images, training=training, **inputs)
+
+    def call_signatures(self, names, images, training: bool = False) -> dict:
+        """Signature -> all its outputs, for every signature of `names`, computed together by one call of the
+        variant's function (what a verification runs: each tensor once); `training=True` applies the updates once."""
+        _check_training(training)
+        for name in names:
+            if name not in self._image_signatures:
+                return {name: self.call_signature(name, images, training=training) for name in names}
+            images = self._check_images(name, images)
+        fns = (self._fns.outputs(self._training_tags, self._image_signatures, with_updates=True) if training
+               else self._fns.outputs(INFERENCE_TAGS, self._image_signatures))
+        outputs = fns.call_all(images=images)
+        return {name: outputs[name] for name in names}
 
     @property
     def signature_inputs(self) -> dict:

@@ -61,10 +61,11 @@ class _Entry:
         self.stats = ErrorStats(self.rtol, logits=logits)
         self.missing: str | None = None
         self.note: str | None = None
+        self.aliases: list = []
 
     def result(self) -> OutputResult:
         s = self.stats
-        base = dict(name=self.name, signature=self.signature, key=self.key, mode=self.mode,
+        base = dict(name=self.name, signature=self.signature, key=self.key, mode=self.mode, aliases=list(self.aliases),
                     rtol=self.rtol, atol_source=self.atol_source, rtol_source=self.rtol_source)
         if self.missing:
             return OutputResult(status=MISSING, reason=self.missing, min_atol=math.inf, min_rtol=math.inf, **base)
@@ -123,6 +124,11 @@ class _Session:
         self.initial: dict = {}
         self.train_state: dict = {}
         self.notes: list = []
+        # A signature computing the same tensors as an earlier one, in A by its graph and in B by running the very
+        # same function, is compared once: its outputs are rows of the earlier one, named as aliases.
+        self.aliases = {sig: earlier for sig, earlier in ra.output_aliases(signatures).items()
+                        if rb.same_function(sig, earlier)}
+        self.distinct = [sig for sig in signatures if sig not in self.aliases]
         if training or gradients:
             for side, runner in self.runners.items():
                 names = [n for n in runner.variables if n not in runner.trainable_variables]
@@ -138,7 +144,7 @@ class _Session:
         `updates/<variable>` names (known before the first batch)."""
         names = set(MODES)
         for entry in self.entries.values():
-            names.update((entry.name, entry.key))
+            names.update((entry.name, entry.key, *entry.aliases))
         if self.training:
             names.update(f"updates/{var}" for side in self.initial.values() for var in side)
         return names
@@ -171,18 +177,25 @@ class _Session:
         return "depends on random ops: both models drew the same numbers"
 
     def step(self, batch, index: int) -> None:
-        outputs = {side: {sig: _numpy(r.run(sig, batch.images, training=False)) for sig in self.signatures}
+        outputs = {side: {sig: _numpy(out) for sig, out in r.run_many(self.distinct, batch.images).items()}
                    for side, r in self.runners.items()}
         self._feed(INFERENCE, outputs, batch, index)
         if self.training:
             trained, states = {}, {}
             for side, runner in self.runners.items():
                 trained[side], states[side] = {}, {}
-                for sig in self.signatures:
+                if runner.computes_together:  # one call, its updates applied once: each signature's state
                     runner.restore(self.train_state[side])
-                    trained[side][sig] = _numpy(runner.run(sig, batch.images, training=True))
-                    states[side][sig] = runner.snapshot(list(self.initial[side]))
-                self.train_state[side] = states[side][self.signatures[0]]
+                    trained[side] = {sig: _numpy(out) for sig, out in
+                                     runner.run_many(self.distinct, batch.images, training=True).items()}
+                    state = runner.snapshot(list(self.initial[side]))
+                    states[side] = {sig: state for sig in self.distinct}
+                else:
+                    for sig in self.distinct:
+                        runner.restore(self.train_state[side])
+                        trained[side][sig] = _numpy(runner.run(sig, batch.images, training=True))
+                        states[side][sig] = runner.snapshot(list(self.initial[side]))
+                self.train_state[side] = states[side][self.distinct[0]]
                 runner.restore(self.initial[side])
             self._feed(TRAINING, trained, batch, index)
             self._feed_updates(states, index)
@@ -190,12 +203,14 @@ class _Session:
             self._gradients(batch, index, outputs)
 
     def _feed(self, mode: str, outputs: dict, batch, index: int) -> None:
-        for sig in self.signatures:
+        for sig in self.distinct:
             a, b = outputs["A"][sig], outputs["B"][sig]
             if sig not in self.shared_keys:
                 self.shared_keys[sig] = _ordered([k for k in a if k in b])
             for key in _ordered(set(a) | set(b)):
                 entry = self._entry(mode, sig, key)
+                if not entry.aliases:
+                    entry.aliases = [f"{alias}/{key}" for alias, earlier in self.aliases.items() if earlier == sig]
                 if key not in a or key not in b:
                     entry.missing = f"output only in {'A' if key in a else 'B'}"
                     continue
@@ -204,7 +219,7 @@ class _Session:
 
     def _feed_updates(self, states: dict, index: int) -> None:
         """The non-trainable variables after each training call, compared by name."""
-        for sig in self.signatures:
+        for sig in self.distinct:
             a, b = states["A"][sig], states["B"][sig]
             for var in _union(list(a), list(b)):
                 entry = self._entry(UPDATES, None, f"updates/{var}")

@@ -118,7 +118,8 @@ def _relative_error(r) -> float:
 def _row(r) -> list:
     top = "-" if r.top1 is None else _percent(r.top1) + ("" if r.top5 is None else f"/{_percent(r.top5)}")
     verdict = r.status.upper()
-    return [f"  {r.name}", _shape(r.shape), _num(r.max_abs), _num(r.mean_abs), _num(r.max_rel), _cosine(r.cosine),
+    name = r.name + "".join(f" = {alias}" for alias in getattr(r, "aliases", []))
+    return [f"  {name}", _shape(r.shape), _num(r.max_abs), _num(r.mean_abs), _num(r.max_rel), _cosine(r.cosine),
             top, _num(r.atol), _num(r.min_atol), verdict]
 
 

@@ -44,6 +44,9 @@ class OutputResult:
     min_rtol: float = 0.0  # the smallest rtol that would have passed (at this atol)
     exact_quantiles: bool = True
     worst: dict | None = None
+    # Other names of this output: the same tensor under another signature, compared once (e.g.
+    # "image_classification/default" for "default/default" of a classifier).
+    aliases: list = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -94,7 +97,7 @@ class Report:
 
     def result(self, name: str, mode: str = INFERENCE) -> OutputResult:
         for r in self.results:
-            if r.name == name and r.mode == mode:
+            if (r.name == name or name in r.aliases) and r.mode == mode:
                 return r
         raise KeyError(f"no {mode} result named {name!r}; have {', '.join(r.name for r in self.results)}")
 

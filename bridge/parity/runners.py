@@ -76,13 +76,7 @@ class Runner:
 
     def run(self, signature: str, images, training: bool = False) -> dict:
         """All outputs of `signature` on `images` (float32 NHWC) as a dict of tensors, so gradient tapes see them."""
-        if signature not in self.signature_names:
-            from legacy.errors import UnknownSignatureError
-            raise UnknownSignatureError(f"{self.label}: no signature {signature!r}; available: "
-                                        f"{', '.join(self.signature_names) or 'none'}")
-        if training and not self.supports_training:
-            raise InvalidInputError(f"{self.label} has no training mode (it exposes only serving signatures); "
-                                    "drop --training and --gradients")
+        self._check(signature, training)
         import tensorflow as tf
 
         try:
@@ -97,6 +91,34 @@ class Runner:
         if not isinstance(outputs, dict):
             outputs = {DEFAULT_SIGNATURE: outputs}
         return dict(outputs)
+
+    def _check(self, signature: str, training: bool) -> None:
+        if signature not in self.signature_names:
+            from legacy.errors import UnknownSignatureError
+            raise UnknownSignatureError(f"{self.label}: no signature {signature!r}; available: "
+                                        f"{', '.join(self.signature_names) or 'none'}")
+        if training and not self.supports_training:
+            raise InvalidInputError(f"{self.label} has no training mode (it exposes only serving signatures); "
+                                    "drop --training and --gradients")
+
+    def run_many(self, signatures: list, images, training: bool = False) -> dict:
+        """Signature -> `run(signature, images, training)`; a training call per signature, each from the current
+        state (subclasses that compute all signatures in one call apply the updates once)."""
+        return {sig: self.run(sig, images, training=training) for sig in signatures}
+
+    @property
+    def computes_together(self) -> bool:
+        """Whether `run_many` computes every signature in one call (then its training updates happen once)."""
+        return False
+
+    def output_aliases(self, signatures: list) -> dict:
+        """Signature -> the signature computing exactly the same tensors under the same keys (e.g. `default` and
+        `image_classification` of a TF1 classifier), for those that have an earlier one in `signatures`."""
+        return {}
+
+    def same_function(self, signature: str, other: str) -> bool:
+        """Whether `signature` runs the very function `other` runs (so running one shows what the other returns)."""
+        return False
 
     @property
     def variables(self) -> dict:
@@ -194,6 +216,35 @@ class ModuleRunner(Runner):
     def _call(self, signature, images, training):
         return self.adapter.call_signature(signature, images, training=training)
 
+    @property
+    def computes_together(self) -> bool:
+        return True
+
+    def run_many(self, signatures, images, training=False):
+        for signature in signatures:
+            self._check(signature, training)
+        try:
+            outputs = self.adapter.call_signatures(list(signatures), images, training=training)
+        except BridgeError as e:
+            raise type(e)(f"{self.label}: {e}") from None
+        return {sig: dict(out) for sig, out in outputs.items()}
+
+    def output_aliases(self, signatures):
+        """From the module's graphs: same output keys naming the same tensors, in both variants."""
+        module = self.adapter.stored_module
+        variants = [module.variant(frozenset()), module.variant(self.adapter._training_tags)]
+
+        def tensors(variant, sig):
+            return {k: info.component_names() for k, info in variant.signature(sig).outputs.items()}
+
+        aliases = {}
+        for k, sig in enumerate(signatures):
+            for earlier in signatures[:k]:
+                if earlier not in aliases and all(tensors(v, sig) == tensors(v, earlier) for v in variants):
+                    aliases[sig] = earlier
+                    break
+        return aliases
+
     def _variable_list(self):
         return self.adapter.variables, self.adapter.trainable_variables
 
@@ -273,6 +324,23 @@ class SavedModelRunner(Runner):
             return fn(images, training=training)
         return fn(images)
 
+    def same_function(self, signature, other):
+        """Compared on the restored functions: both call the same functions with the same captured variables
+        and differ in nothing but their names, for every traced input signature (e.g. training False/True)."""
+        a, b = self._functions.get(signature), self._functions.get(other)
+        if a is None or b is None or a[1:] != b[1:]:
+            return False
+        fa, fb = _concrete_functions(a[0]), _concrete_functions(b[0])
+        if not fa or len(fa) != len(fb):
+            return False
+        fb_by_inputs = {repr(cf.structured_input_signature): cf for cf in fb}
+        for cf in fa:
+            twin = fb_by_inputs.get(repr(cf.structured_input_signature))
+            if twin is None or _anonymous(cf) != _anonymous(twin) or \
+                    [id(t) for t in cf.captured_inputs] != [id(t) for t in twin.captured_inputs]:
+                return False
+        return True
+
     def _variable_list(self):
         obj = self.obj
         if hasattr(obj, "variables"):
@@ -299,6 +367,16 @@ def _concrete_functions(fn) -> list:
         return [fn]
     call = getattr(fn, "__call__", fn)
     return list(getattr(call, "concrete_functions", None) or getattr(fn, "concrete_functions", None) or [])
+
+
+def _anonymous(cf) -> bytes:
+    """A concrete function's FunctionDef without its own name: what it computes, from which functions."""
+    from tensorflow.core.framework import function_pb2
+
+    fdef = function_pb2.FunctionDef()
+    fdef.CopyFrom(cf.function_def)
+    fdef.signature.name = ""
+    return fdef.SerializeToString(deterministic=True) + repr(cf.structured_outputs).encode()
 
 
 def _takes_training(obj) -> bool:

@@ -16,7 +16,7 @@ from typing import Mapping
 from legacy.engine import composites, graph_import
 from legacy.errors import ModuleFormatError
 from legacy.format.graph_defs import op_name
-from legacy.format.reader import StoredModule, VariableInfo, tag_label
+from legacy.format.reader import VARIABLE_OPS, StoredModule, VariableInfo, tag_label
 
 
 _instances = 0  # module instances with tables so far: their tables' shared names stay apart
@@ -202,14 +202,6 @@ class ModuleFunctions:
             self._cache[key] = VariantOutputs(self, frozenset(tags or ()), sorted(names), with_updates)
         return self._cache[key]
 
-    def import_regularization_loss(self, tags, loss_name: str):
-        """The regularization loss tensor `loss_name` imported into the current graph (e.g. a tf.function's trace,
-        so that each loss is one function, not a function calling another)."""
-        tags = frozenset(tags or ())
-        variant = self.module.variant(tags)
-        return graph_import.import_fetches(variant.meta_graph.graph_def, [loss_name], self._asset_inputs(variant),
-                                           self.variables, states=self.tables(tags))[0]
-
     def regularization_losses(self, tags=None) -> list:
         """One zero-argument concrete function per entry of the variant's regularization_losses collection."""
         import tensorflow as tf
@@ -240,13 +232,23 @@ class VariantOutputs:
         self._fns, self._tags, self._with_updates = fns, tags, with_updates
         variant = fns.module.variant(tags)
         self._signatures = {name: variant.runnable_signature(name) for name in names}
-        groups: dict = {}  # the image input's tensor -> the signatures fed through it
+        # Signatures share an import when the same image tensor feeds them and their outputs reach the same
+        # variables: a gradient tape then finds no gradient (None, as in TF1) for a variable the signature does not
+        # use, where a shared import reaching more variables would give zeros.
+        graph_def = variant.meta_graph.graph_def
+        groups: dict = {}
         for name, sig in self._signatures.items():
             image = sig.inputs.get("images")
             dense = all(info.is_dense for info in sig.inputs.values())
-            groups.setdefault(image.tensor_name if image is not None and dense else ("alone", name), []).append(name)
+            if image is None or not dense:
+                key = ("alone", name)
+            else:
+                outputs = [c for info in sig.outputs.values() for c in info.component_names()]
+                key = ("shared", image.tensor_name, _reachable_variables(graph_def, outputs))
+            groups.setdefault(key, []).append(name)
         self._group_of = {}
         self._groups = []
+        self._together: dict = {}  # image tensor -> the import computing all its signatures (`call_all`)
         for key, members in groups.items():
             index = len(self._groups)
             self._groups.append(_OutputsGroup(fns, tags, members, with_updates) if key[0] != "alone" else None)
@@ -261,6 +263,34 @@ class VariantOutputs:
             fed = tuple(sorted(inputs))
             return self._fns.signature(self._tags, name, with_updates=self._with_updates, fed=fed)(**inputs)
         return group(name, inputs)
+
+    def call_all(self, **inputs) -> dict:
+        """Every signature's outputs for `inputs` (keys as the signatures name them): signature -> outputs dict.
+
+        For running, not saving: the signatures fed by one image tensor are computed by one more import of the
+        variant holding all their outputs, so that each tensor is computed once (with updates: applied once).
+        """
+        by_image: dict = {}
+        for name, sig in self._signatures.items():
+            group = self._groups[self._group_of[name]]
+            key = None if group is None else sig.inputs["images"].tensor_name
+            by_image.setdefault(key, []).append(name)
+        results = {}
+        for image, members in by_image.items():
+            if image is None:
+                for name in members:
+                    given = {k: v for k, v in inputs.items() if k in self._signatures[name].inputs}
+                    results[name] = self(name, **given)
+                continue
+            if len(members) == 1:
+                group = self._groups[self._group_of[members[0]]]
+            else:
+                group = self._together.get(image)
+                if group is None:
+                    group = self._together[image] = _OutputsGroup(self._fns, self._tags, members,
+                                                                  self._with_updates)
+            results.update(group.call_all(members, inputs))
+        return results
 
 
 class _OutputsGroup:
@@ -313,9 +343,6 @@ class _OutputsGroup:
         self._fn = tf.compat.v1.wrap_function(body, specs)
 
     def __call__(self, name: str, given: dict) -> dict:
-        import tensorflow as tf
-        from tensorflow.python.ops import resource_variable_ops
-
         sig = self._signatures[name]
         unknown = sorted(set(given) - set(sig.inputs))
         missing = sorted(set(sig.inputs) - set(given) - {k for k, info in sig.inputs.items()
@@ -324,7 +351,20 @@ class _OutputsGroup:
             from legacy.errors import InvalidInputError
 
             raise InvalidInputError(f"signature {name!r} takes inputs {sorted(sig.inputs)}, got {sorted(given)}")
-        by_tensor = {sig.inputs[k].tensor_name: v for k, v in given.items()}
+        return self._outputs([name], {sig.inputs[k].tensor_name: v for k, v in given.items()})[name]
+
+    def call_all(self, names: list, given: dict) -> dict:
+        """Signatures `names`' outputs from one call; `given`: input key -> value, for the signatures taking it."""
+        by_tensor = {}
+        for name in names:
+            sig = self._signatures[name]
+            by_tensor.update({sig.inputs[k].tensor_name: v for k, v in given.items() if k in sig.inputs})
+        return self._outputs(names, by_tensor)
+
+    def _outputs(self, names: list, by_tensor: dict) -> dict:
+        import tensorflow as tf
+        from tensorflow.python.ops import resource_variable_ops
+
         args = []
         for tensor_name, info in zip(self._input_names, self._input_infos):
             value = by_tensor.get(tensor_name)
@@ -336,10 +376,14 @@ class _OutputsGroup:
         for var in self._variables:
             resource_variable_ops.variable_accessed(var)
         flat = list(self._fn(*args))
-        result = {}
-        for key, info in sig.outputs.items():
-            result[key] = composites.pack(info, [flat[self._output_positions[c]] for c in info.component_names()])
-        return result
+        return {name: {key: composites.pack(info, [flat[self._output_positions[c]] for c in info.component_names()])
+                       for key, info in self._signatures[name].outputs.items()} for name in names}
+
+
+def _reachable_variables(graph_def, fetches) -> frozenset:
+    """The variables the tensors `fetches` depend on."""
+    pruned = graph_import.prune(graph_def, fetches)
+    return frozenset(n.name for n in pruned.node if n.op in VARIABLE_OPS)
 
 
 def input_defaults(module: StoredModule, name: str | None = None, tags=None) -> dict:

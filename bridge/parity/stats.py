@@ -6,6 +6,13 @@ these are exact (quantiles with numpy's linear interpolation). Beyond it they co
 absolute and relative errors with `BINS_PER_DECADE` bins per decade: a quantile is the upper edge of its bin (at
 most 10**(1/100) - 1 = 2.3% above the exact value, never below it); the smallest passing rtol and the failing count
 are upper bounds too. Pass/fail, the smallest passing atol, max/mean errors and cosine similarity are always exact.
+
+Mergeable: statistics fed different batches (on different workers) combine with `merge` into exactly what one
+`ErrorStats` fed all of them would hold, whatever the split and the order. Maxima and counts merge exactly;
+histograms add bin by bin (so a merged histogram quantile is the one the local run computes, within the same
+2.3% bound of the exact value); the kept per-element errors concatenate while the total stays within
+`exact_limit` (the same test the local run applies, so merged quantiles are exact exactly when local ones are);
+sums (means, cosine) are kept exactly until read (`_ExactSum`), so they never depend on the order of addition.
 """
 
 from __future__ import annotations
@@ -33,6 +40,58 @@ def _bin_upper(index: int) -> float:
 
 def _bin_lower(index: int) -> float:
     return 10.0 ** ((index + _LOW_DECADE * BINS_PER_DECADE) / BINS_PER_DECADE)
+
+
+class _ExactSum:
+    """A sum of floats kept without rounding until read (Shewchuk's partials, the algorithm of math.fsum).
+
+    The value is the exact sum rounded once, so adding the same numbers in any order or grouping, or merging two
+    partial sums, gives the same float: what makes statistics merged across workers equal the local ones.
+    Non-finite terms are summed apart (inf + -inf is nan, as in plain addition).
+    """
+
+    __slots__ = ("partials", "special")
+
+    def __init__(self):
+        self.partials: list = []
+        self.special = 0.0  # the sum of the non-finite terms: 0.0, +-inf or nan
+
+    def add(self, x: float) -> None:
+        x = float(x)
+        if not math.isfinite(x):
+            self.special += x
+            return
+        i = 0
+        for y in self.partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo:
+                self.partials[i] = lo
+                i += 1
+            x = hi
+        self.partials[i:] = [x]
+
+    def merge(self, other: "_ExactSum") -> None:
+        for x in other.partials:
+            self.add(x)
+        self.special += other.special
+
+    @property
+    def value(self) -> float:
+        if self.special != 0.0:  # also nan
+            return self.special
+        try:
+            return math.fsum(self.partials)
+        except (OverflowError, ValueError):  # beyond the float range
+            return math.fsum(p / 2.0 for p in self.partials) * 2.0
+
+    def __getstate__(self):
+        return self.partials, self.special
+
+    def __setstate__(self, state):
+        self.partials, self.special = state
 
 
 class _Histogram:
@@ -66,6 +125,36 @@ class _Histogram:
             if inf.any():
                 self.inf_exceed += int(exceed[inf].sum())
                 self.inf_max_other = max(self.inf_max_other, float(other[inf].max()))
+
+    def merge(self, other: "_Histogram") -> None:
+        """Add `other`'s counts bin by bin: exactly the histogram of both sets of values."""
+        self.zero += other.zero
+        self.inf += other.inf
+        self.counts += other.counts
+        if self.exceed is not None:
+            self.exceed += other.exceed
+            np.maximum(self.max_other, other.max_other, out=self.max_other)
+            self.inf_exceed += other.inf_exceed
+            self.inf_max_other = max(self.inf_max_other, other.inf_max_other)
+
+    def __getstate__(self):
+        """Sparse: a few hundred bins are used of 9,000, so workers ship the non-zero ones only."""
+        state = dict(self.__dict__)
+        for name in ("counts", "exceed", "max_other"):
+            array = state[name]
+            if array is not None:
+                nonzero = np.flatnonzero(array)
+                state[name] = (nonzero, array[nonzero])
+        return state
+
+    def __setstate__(self, state):
+        for name, dtype in (("counts", np.int64), ("exceed", np.int64), ("max_other", np.float64)):
+            if state[name] is not None:
+                index, values = state[name]
+                array = np.zeros(_NBINS, dtype)
+                array[index] = values
+                state[name] = array
+        self.__dict__.update(state)
 
     def quantile(self, q: float) -> float:
         """Upper bound of the q-quantile (nearest rank)."""
@@ -132,16 +221,17 @@ class ErrorStats:
         self.batched = False
         self.identical = True
         self.scale = 0.0  # max |a| over finite elements
-        self.sum_abs = 0.0
-        self.sum_rel = 0.0
+        self._sum_abs = _ExactSum()
+        self._sum_rel = _ExactSum()
         self.max_abs = 0.0
         self.max_rel = 0.0
         self.worst: Worst | None = None
+        self._worst_order = 0  # where the worst element's batch starts: the earliest wins a tie, as when streaming
         self.min_atol = 0.0  # max |a-b| over elements with |a-b| > rtol*|a|: the smallest atol that passes
         self.nonfinite_mismatch = 0
-        self.dot = 0.0
-        self.norm_a = 0.0
-        self.norm_b = 0.0
+        self._dot = _ExactSum()
+        self._norm_a = _ExactSum()
+        self._norm_b = _ExactSum()
         self.top1 = 0
         self.top5 = 0
         self.rows = 0
@@ -185,18 +275,19 @@ class ErrorStats:
         finite_a = absa[np.isfinite(absa)]
         if finite_a.size:
             self.scale = max(self.scale, float(finite_a.max()))
-        self.sum_abs += float(d.sum())
-        self.sum_rel += float(rel.sum())
+        self._sum_abs.add(d.sum())
+        self._sum_rel.add(rel.sum())
         self.max_rel = max(self.max_rel, float(rel.max()))
         worst = int(np.argmax(d))
         if self.worst is None or d[worst] > self.max_abs:
             self.max_abs = float(d[worst])
             self.worst = self._locate(worst, a.shape, batched, start, names, af[worst], bf[worst])
+            self._worst_order = start if start is not None else self.batches - 1
         if exceed.any():
             self.min_atol = max(self.min_atol, float(d[exceed].max()))
-        self.dot += float(np.dot(af[finite], bf[finite]))
-        self.norm_a += float(np.dot(af[finite], af[finite]))
-        self.norm_b += float(np.dot(bf[finite], bf[finite]))
+        self._dot.add(np.dot(af[finite], bf[finite]))
+        self._norm_a.add(np.dot(af[finite], af[finite]))
+        self._norm_b.add(np.dot(bf[finite], bf[finite]))
 
         self._abs_hist.add(d, exceed, rel)
         self._rel_hist.add(rel)
@@ -207,6 +298,59 @@ class ErrorStats:
                 self._exact = None
         if self.logits and batched and a.ndim == 2 and a.shape[1] >= 2:
             self._update_topk(a, b)
+
+    def merge(self, other: "ErrorStats") -> "ErrorStats":
+        """Add the statistics of `other` (fed other batches of the same output) to these; returns self.
+
+        The result equals one `ErrorStats` fed all the batches (see the module docstring), provided the batches
+        are the same and each was fed with its `start` in the whole run, so the worst element is found where
+        streaming finds it (the earliest batch wins a tie).
+        """
+        if other.rtol != self.rtol:
+            raise ValueError(f"cannot merge statistics made with rtol {self.rtol} and {other.rtol}")
+        self.logits = self.logits or other.logits
+        for note in other.notes:
+            if note not in self.notes:
+                self.notes.append(note)
+        if self.error is None and other.error is not None:
+            self.error = other.error
+        if other.sample_shape is None:
+            return self
+        if self.sample_shape is None:
+            self.sample_shape, self.batched = other.sample_shape, other.batched
+        elif other.sample_shape != self.sample_shape or other.batched != self.batched:
+            if self.error is None:
+                self.error = (f"shape changes between batches: {list(self.sample_shape)} and "
+                              f"{list(other.sample_shape)}")
+            return self
+        self.batches += other.batches
+        self.samples += other.samples
+        if not other.count:
+            return self
+        self.count += other.count
+        self.identical = self.identical and other.identical
+        self.nonfinite_mismatch += other.nonfinite_mismatch
+        self.scale = max(self.scale, other.scale)
+        self.max_rel = max(self.max_rel, other.max_rel)
+        self.min_atol = max(self.min_atol, other.min_atol)
+        if other.worst is not None and (
+                self.worst is None or other.max_abs > self.max_abs
+                or (other.max_abs == self.max_abs and other._worst_order < self._worst_order)):
+            self.max_abs, self.worst, self._worst_order = other.max_abs, other.worst, other._worst_order
+        for mine, theirs in ((self._sum_abs, other._sum_abs), (self._sum_rel, other._sum_rel),
+                             (self._dot, other._dot), (self._norm_a, other._norm_a), (self._norm_b, other._norm_b)):
+            mine.merge(theirs)
+        self._abs_hist.merge(other._abs_hist)
+        self._rel_hist.merge(other._rel_hist)
+        if self._exact is not None and other._exact is not None and self.count <= self.exact_limit:
+            self._exact = self._exact + other._exact
+        else:
+            self._exact = None
+        self.top1 += other.top1
+        self.top5 += other.top5
+        self.rows += other.rows
+        self.classes = self.classes or other.classes
+        return self
 
     def _locate(self, flat: int, shape: tuple, batched: bool, start, names, a_value, b_value) -> Worst:
         index = [int(i) for i in np.unravel_index(flat, shape)]
@@ -264,6 +408,26 @@ class ErrorStats:
         return (self._rel_hist if relative else self._abs_hist).quantile(q)
 
     @property
+    def sum_abs(self) -> float:
+        return self._sum_abs.value
+
+    @property
+    def sum_rel(self) -> float:
+        return self._sum_rel.value
+
+    @property
+    def dot(self) -> float:
+        return self._dot.value
+
+    @property
+    def norm_a(self) -> float:
+        return self._norm_a.value
+
+    @property
+    def norm_b(self) -> float:
+        return self._norm_b.value
+
+    @property
     def mean_abs(self) -> float:
         return self.sum_abs / self.count if self.count else 0.0
 
@@ -276,11 +440,12 @@ class ErrorStats:
         """Cosine similarity of A and B flattened over the whole run (finite elements); 1 when both are zero."""
         if not self.count:
             return None
-        if self.norm_a == 0 and self.norm_b == 0:
+        norm_a, norm_b = self.norm_a, self.norm_b
+        if norm_a == 0 and norm_b == 0:
             return 1.0
-        if self.norm_a == 0 or self.norm_b == 0:
+        if norm_a == 0 or norm_b == 0:
             return 0.0
-        return self.dot / math.sqrt(self.norm_a * self.norm_b)
+        return self.dot / math.sqrt(norm_a * norm_b)
 
     @property
     def top1_agreement(self) -> float | None:

@@ -7,6 +7,7 @@ The oracle here is the definition itself, written out in numpy: an element fails
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -187,3 +188,53 @@ def test_tolerance_forms_agree():
 def test_bad_tolerance_is_refused_with_the_fix(value):
     with pytest.raises(InvalidInputError, match="--atol"):
         Tolerances.parse(atol=[value])
+
+
+def _summary(stats: ErrorStats, atol: float) -> dict:
+    """Everything a report reads from the statistics."""
+    return dict(count=stats.count, batches=stats.batches, samples=stats.samples, shape=stats.sample_shape,
+                identical=stats.identical, scale=stats.scale, max_abs=stats.max_abs, mean_abs=stats.mean_abs,
+                max_rel=stats.max_rel, mean_rel=stats.mean_rel, cosine=stats.cosine, min_atol=stats.min_atol,
+                passes=stats.passes(atol), failing=stats.failing(atol), min_rtol=stats.min_rtol(atol),
+                quantiles=[stats.quantile(q, relative=r) for q in (0.5, 0.99) for r in (False, True)],
+                exact=stats.exact, worst=stats.worst.to_json(), top1=stats.top1_agreement,
+                top5=stats.top5_agreement, nonfinite=stats.nonfinite_mismatch)
+
+
+@pytest.mark.parametrize("exact_limit", [EXACT_LIMIT, 200, 10], ids=["exact", "exact-then-histogram", "histogram"])
+def test_statistics_merged_in_any_split_and_order_equal_one_stream(exact_limit):
+    """What workers compute on different batches, merged in any order, equals one stream of all the batches,
+    bit for bit: also the means and cosine (exact sums) and the worst element (the earliest batch wins a tie)."""
+    a, b = _pair(5, shape=(40, 12), noise=1e-3)
+    b[7, 3], b[31, 3] = a[7, 3] + 1.0, a[31, 3] + 1.0  # the same largest error twice: the first one is reported
+    a[20, 0], b[20, 0] = 0.0, 1e-3  # x/0: an infinite relative error
+    rtol, atol = 1e-4, 2e-4
+    one = _fed(a, b, rtol, batch=4, exact_limit=exact_limit, logits=True)
+    parts = []
+    for start in range(0, len(a), 4):
+        part = ErrorStats(rtol, logits=True, exact_limit=exact_limit)
+        part.update(a[start:start + 4], b[start:start + 4], start=start)
+        parts.append(pickle.loads(pickle.dumps(part)))  # as a worker ships it
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        order = rng.permutation(len(parts))
+        groups = np.array_split(order, 3)  # three workers, each merging its share, then one merge of the three
+        merged = ErrorStats(rtol, logits=True, exact_limit=exact_limit)
+        for group in reversed(groups):
+            worker = ErrorStats(rtol, logits=True, exact_limit=exact_limit)
+            for i in group:
+                worker.merge(parts[i])
+            merged.merge(worker)
+        assert _summary(merged, atol) == _summary(one, atol)
+    assert one.worst.image == 7 and one.exact == (exact_limit >= a.size)
+    assert not one.passes(atol) and one.top1_agreement is not None
+
+
+def test_exact_sums_do_not_depend_on_the_order_of_addition():
+    values = [1e16, 1.0, -1e16, 3.0, 1e-3] * 7
+    forward, backward = ErrorStats(0.0)._sum_abs, ErrorStats(0.0)._sum_abs
+    for v in values:
+        forward.add(v)
+    for v in reversed(values):
+        backward.add(v)
+    assert forward.value == backward.value == math.fsum(values)

@@ -100,3 +100,7 @@ class VerificationError(ConversionError):
     def __init__(self, message: str, report=None):
         super().__init__(message)
         self.report = report
+
+
+class MissingExtraError(BridgeError, ImportError):
+    """An optional dependency (an extra, e.g. Apache Beam) that is not installed; the message says how to add it."""

@@ -28,6 +28,7 @@ Examples:
   bridge parity old_module/ new_savedmodel/ --random 64 --seed 1 --batch-size 16 --training --gradients
   bridge parity a/ b/ --images photos/ --atol 1e-4 --atol image_classification/default:1e-3 --json-file report.json
   bridge parity a/ b/ --signature image_feature_vector --json | jq .status
+  bridge parity a/ b/ --images 'val/*.JPEG' --runner beam --beam-options="--direct_num_workers=2"
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def register(sub) -> None:
                        help="save the input batches, keys batch_00000, ... (reusable as --images)")
     saved.add_argument("--save-outputs", metavar="FILE.npz",
                        help="save both models' outputs, one array per batch: keys A|B/<mode>/<output>/<batch>")
+    scale = p.add_argument_group("scaling out (inference outputs; needs pip install 'tf-hub-bridge[beam]')")
+    scale.add_argument("--runner", choices=("local", "beam"), default="local",
+                       help="local: this process (default); beam: an Apache Beam pipeline, the same report "
+                            "(--images may then be glob patterns)")
+    scale.add_argument("--beam-options", metavar="\"FLAGS\"",
+                       help="Beam pipeline options, e.g. --beam-options=\"--runner=DataflowRunner --project=P "
+                            "--region=R --temp_location=gs://B/tmp\" (default: DirectRunner, 2 workers)")
     p.set_defaults(run=run)
 
 
@@ -80,12 +88,21 @@ def run(args) -> int:
                    training=args.training, gradients=args.gradients, atol=args.atol, rtol=args.rtol,
                    logits=args.logits, save_inputs=args.save_inputs, save_outputs=args.save_outputs,
                    allow_unsafe_ops=args.allow_unsafe_ops)
+    if args.runner == "beam":  # Beam takes glob patterns: expanded first, so the paths below are files
+        from bridge.parity.beam import expand_globs
+        options["images"] = expand_globs(args.images)
     # Every cheap check (paths, output files, option combinations) before anything loads or is printed.
     check_compare_arguments(args.a, args.b, json_file=args.json_file, **options)
     progress = reporter("bridge parity", quiet=args.quiet, json_output=args.json)
     if progress:
         progress(f"loading {args.a} and {args.b}")
-    report = compare(args.a, args.b, progress=progress, **options)
+    if args.runner == "beam":
+        report = _run_on_beam(args, options, progress)
+    elif args.beam_options:
+        from legacy.errors import InvalidInputError
+        raise InvalidInputError("--beam-options needs --runner beam")
+    else:
+        report = compare(args.a, args.b, progress=progress, **options)
     if args.json_file:
         write_json(report, args.json_file)
     if args.json:
@@ -95,3 +112,17 @@ def run(args) -> int:
     if args.json and not args.quiet:
         print(summary_line(report), file=sys.stderr)
     return 0 if report.passed else 1
+
+
+def _run_on_beam(args, options: dict, progress):
+    from legacy.errors import InvalidInputError
+
+    local_only = [flag for flag, key in (("--training", "training"), ("--gradients", "gradients"),
+                                         ("--save-inputs", "save_inputs"), ("--save-outputs", "save_outputs"))
+                  if options.pop(key)]
+    if local_only:
+        raise InvalidInputError(f"{local_only[0]} runs only locally (it follows the sequence of batches); drop it "
+                                "or drop --runner beam")
+    from bridge.parity.beam import compare_on_beam
+
+    return compare_on_beam(args.a, args.b, beam_options=args.beam_options, progress=progress, **options)

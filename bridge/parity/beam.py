@@ -297,7 +297,8 @@ def pipeline_options(beam_options=None):
     flags = shlex.split(beam_options) if isinstance(beam_options, str) else list(beam_options or [])
     given = {flag.split("=", 1)[0].lstrip("-") for flag in flags if flag.startswith("--")}
     defaults = [d for d in DEFAULT_OPTIONS if d.split("=", 1)[0].lstrip("-") not in given]
-    if "runner" in given:  # another runner: its own defaults, not DirectRunner's
+    runner = PipelineOptions(flags).get_all_options().get("runner") or "DirectRunner"
+    if runner != "DirectRunner":  # another runner: its own defaults, not DirectRunner's
         defaults = [d for d in defaults if not d.startswith("--direct_")]
     options = PipelineOptions(defaults + flags)
     known = options.get_all_options()

@@ -147,3 +147,16 @@ def test_without_beam_the_runner_says_how_to_install_it(converted):
 def test_options_the_beam_runner_cannot_honour_are_refused(converted, capsys, argv, message):
     assert main(["parity", SOURCE, converted, "--runner", "beam", "--quiet"] + argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (None, ("DirectRunner", 2, "multi_threading")),
+    ("--direct_num_workers=1", ("DirectRunner", 1, "multi_threading")),
+    ("--runner=DirectRunner", ("DirectRunner", 2, "multi_threading")),
+    ("--runner FlinkRunner --flink_master=host:8081", ("FlinkRunner", 1, "in_memory")),  # Beam's own defaults
+])
+def test_beam_options_default_to_two_direct_workers_only_on_directrunner(flags, expected):
+    from bridge.parity.beam import pipeline_options
+
+    options = pipeline_options(flags).get_all_options()
+    assert (options["runner"], options["direct_num_workers"], options["direct_running_mode"]) == expected

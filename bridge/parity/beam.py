@@ -370,6 +370,8 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
         only_in = {"A": [s for s in ra.signature_names if s not in rb.signature_names],
                    "B": [s for s in rb.signature_names if s not in ra.signature_names]}
         labels = (ra.label, rb.label)
+        random_ops = {side: None if getattr(r, "random", None) is None else r.random.to_json()
+                      for side, r in (("A", ra), ("B", rb))}
         paths = (os.fspath(a), os.fspath(b))
 
     temp = options.get_all_options().get("temp_location")
@@ -402,13 +404,13 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
     finally:
         _remove(results_path, local_dir)
 
-    report = _report(combined, chosen, tolerances, inputs, images, a_desc, b_desc, seed, only_in, labels)
+    report = _report(combined, chosen, tolerances, inputs, images, a_desc, b_desc, seed, only_in, labels, random_ops)
     progress(f"{len(inputs)} images compared")
     return report
 
 
 def _report(combined: dict, chosen: list, tolerances: Tolerances, inputs: InputSet, images, a_desc: dict,
-            b_desc: dict, seed: int, only_in: dict, labels: tuple) -> Report:
+            b_desc: dict, seed: int, only_in: dict, labels: tuple, random_ops: dict) -> Report:
     """The local harness's Report from the combined statistics (same entries, order, settings and inputs)."""
     from bridge.parity.comparison import _describe_sources, _Entry, _missing_outputs_notes, _ordered
 
@@ -430,6 +432,7 @@ def _report(combined: dict, chosen: list, tolerances: Tolerances, inputs: InputS
         "gradient_loss": None,
         "seed": seed,
         "signatures_only_in": only_in,
+        "random_ops": random_ops,
         "tolerance": {"semantics": SEMANTICS, "default_atol_scale": DEFAULT_ATOL_SCALE,
                       "default_rtol": DEFAULT_RTOL, "overrides": tolerances.to_json()},
     }

@@ -30,6 +30,15 @@ def golden_arrays(name: str) -> dict:
         return {k: data[k] for k in data.files}
 
 
+@functools.lru_cache(maxsize=None)
+def checkpoint(name: str) -> dict:
+    """{checkpoint name: array}: the module's weights as stored in its variables/ (values read, not computed)."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(module_path(name), "variables", "variables"))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
+
+
 def variant_label(tags) -> str:
     return "train" if "train" in tags else "infer"
 
@@ -37,3 +46,14 @@ def variant_label(tags) -> str:
 def golden_prefix(name: str, prefix: str) -> dict:
     """Arrays under `prefix/`, keyed by the rest of their name (e.g. checkpoint variable names)."""
     return {k[len(prefix) + 1:]: v for k, v in golden_arrays(name).items() if k.startswith(prefix + "/")}
+
+
+class Answers:
+    """The genuine library's answers on one module: the description (`info`) and the arrays, keyed as in golden/."""
+
+    def __init__(self, info: dict, arrays: dict):
+        self.info, self.arrays = info, arrays
+
+    def group(self, prefix: str) -> dict:
+        """Arrays under `prefix/`, keyed by the rest of their name (e.g. checkpoint variable names)."""
+        return {k[len(prefix) + 1:]: v for k, v in self.arrays.items() if k.startswith(prefix + "/")}

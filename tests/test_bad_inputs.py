@@ -32,17 +32,15 @@ BRIDGE = os.path.join(os.path.dirname(sys.executable), "bridge")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, converted):
     """Models the corpus lacks: a converted TF2 SavedModel, TF2 models that are not image models, a text module."""
     import tensorflow as tf
 
-    from bridge.conversion.converter import convert
     from tests.legacy.test_safety import add_signature, image_module, reads_file
     from legacy.format.writer import write_module
 
     root = tmp_path_factory.mktemp("built")
-    models = {"tf2": str(root / "tf2")}
-    convert(module_path("classifier_assets"), models["tf2"], verify=False, progress=lambda message: None)
+    models = {"tf2": converted["classifier_assets"]}  # the session's conversion: only ever copied here
 
     class ServingOnly(tf.Module):  # a SavedModel with a serving signature but no __call__
         def __init__(self):

@@ -179,6 +179,43 @@ def test_cli_convert_no_verify_and_bad_verify_images(tmp_path, capsys):
     assert "verified" not in out and "parity" not in err and os.path.isdir(tmp_path / "b")
 
 
+@pytest.fixture
+def broken_gamma(monkeypatch):
+    """TF1 -> TF2 that writes conv2/BatchNorm/gamma[0] 0.05 higher: outputs and the gradients of conv1 move."""
+    real = tf.saved_model.save
+
+    def save(obj, path, *args, **kwargs):
+        var = next(v for v in obj.variables if v.name.startswith("conv2/BatchNorm/gamma"))
+        var.assign_add(tf.one_hot(0, var.shape[0]) * 0.05)
+        return real(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(tf.saved_model, "save", save)
+
+
+def test_cli_verify_gradients_compares_every_trainable_variable(tmp_path, capsys):
+    trainable = {f"gradients/{v}" for v, d in golden_json(NAME)["variables"].items() if d["trainable"]}
+    assert main(["convert", module_path(NAME), str(tmp_path / "plain"), "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)["verification"]
+    assert "gradients" not in plain["settings"]["modes"]
+    assert not [o for o in plain["outputs"] if o["mode"] == "gradients"]
+
+    assert main(["convert", module_path(NAME), str(tmp_path / "with"), "--verify-gradients", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["verification"]
+    assert report["status"] == "pass" and "gradients" in report["settings"]["modes"]
+    gradients = {o["name"]: o for o in report["outputs"] if o["mode"] == "gradients"}
+    assert set(gradients) == trainable
+    assert all(o["status"] == "pass" for o in gradients.values())
+
+
+def test_verify_gradients_catches_a_gradient_that_differs(tmp_path, broken_gamma):
+    with pytest.raises(VerificationError) as e:
+        convert(module_path(NAME), str(tmp_path / "tf2"), verify_gradients=True, **QUIET)
+    failed = _failed(e.value.report)
+    assert ("gradients", "gradients/conv1/weights") in failed  # behind the moved gamma: its gradient moves too
+    assert ("inference", "default/default") in failed
+    assert os.listdir(tmp_path) == []
+
+
 def test_unsafe_sources_are_refused_before_anything_runs(tmp_path):
     from tests.bridge.test_cli_parity import _reads_a_file
     from legacy.errors import UnsafeModelError

@@ -34,6 +34,7 @@ def test_inspect_json_matches_golden(name, capsys):
     assert report["variables"]["trainable"] == sum(v["trainable"] for v in golden["variables"].values())
     assert report["variables"]["kinds"] == sorted(
         {"VarHandleOp": "resource", "VariableV2": "reference"}[t] for t in golden["variable_op_types"])
+    assert sorted(v["tags"] for v in report["variants"]) == golden["tags"]
     for variant in report["variants"]:
         label = "train" if variant["tags"] else "infer"
         assert sorted(variant["signatures"]) == golden["signatures"][label]
@@ -54,10 +55,8 @@ def test_inspect_table_and_clean_json_stdout():
     assert json.loads(proc.stdout)["expected_image_size"] == [24, 40]
 
 
-def test_inspect_converted_model_reports_its_bridge_metadata(tmp_path, capsys):
-    from bridge.conversion.converter import convert
-
-    dst = convert(module_path("classifier_assets"), str(tmp_path / "tf2"), progress=lambda m: None).destination
+def test_inspect_converted_model_reports_its_bridge_metadata(converted, capsys):
+    dst = converted["classifier_assets"]
     assert main(["inspect", "--json", dst]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["format"] == "tf2_saved_model"

@@ -2,7 +2,8 @@
 
 Test images are made in code from known pixels (PNG and JPEG with TensorFlow's encoders, BMP and GIF written byte
 by byte below), so the expected float values follow from the image input convention: RGB, value / max in [0, 1].
-The real photographs must come out bit for bit as the genuine library's golden inputs were made.
+The real photographs must come out as the genuine library's golden inputs were made (on another machine: within
+RECORDED_OUTPUTS of tests/tolerances.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bridge.parity import images as images_module
 from bridge.parity.images import collect_inputs, list_image_files, load_image, parse_image_size, parse_val_range
 from legacy.errors import InvalidInputError
 from tests.corpus import IMAGES_DIR, MODULES, golden_arrays
+from tests.tolerances import RECORDED_OUTPUTS, assert_close
 
 # The order of the photographs in the golden inputs (testdata/README.md, "Inputs").
 GOLDEN_PHOTOS = ("astronaut.png", "chelsea.png", "camera.png", "horse.png")
@@ -130,13 +132,15 @@ def test_images_are_resized_to_the_requested_size(tmp_path):
     assert load_image(path, (7, 9)).shape == (7, 9, 3)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", MODULES)
-def test_photographs_and_random_images_are_the_golden_inputs_bit_for_bit(name):
+def test_photographs_and_random_images_are_the_golden_inputs(name):
     golden = golden_arrays(name)["inputs/images"]  # 4 photos resized to the module's size, then 2 random images
     inputs = collect_inputs([os.path.join(IMAGES_DIR, f) for f in GOLDEN_PHOTOS], random=2, seed=0,
                             image_size=golden.shape[1:3], batch_size=4)
     fed = np.concatenate([batch.images for batch in inputs.batches()])
-    np.testing.assert_array_equal(fed, golden)
+    np.testing.assert_array_equal(fed[4:], golden[4:])  # the random images: numpy's generator, exact anywhere
+    assert_close(fed[:4], golden[:4], RECORDED_OUTPUTS, "photographs decoded and resized")
 
 
 def test_folders_are_searched_recursively_and_non_images_are_skipped(tmp_path):

@@ -120,35 +120,32 @@ def test_corpus_modules_scan_clean(name):
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    from bridge.conversion.converter import convert
-
-    dst = str(tmp_path_factory.mktemp("converted") / "tf2")
-    convert(module_path("classifier_assets"), dst, progress=lambda message: None)
-    return dst
+def converted_model(converted) -> str:
+    """classifier_assets converted by the session's corpus fixture (read, never written)."""
+    return converted["classifier_assets"]
 
 
-def test_converted_savedmodel_scans_clean_with_its_checkpoint_functions(converted):
-    result = check_graph_safe(converted)
+def test_converted_savedmodel_scans_clean_with_its_checkpoint_functions(converted_model):
+    result = check_graph_safe(converted_model)
     assert result.safe and result.functions > 5
 
 
-def test_checkpoint_ops_count_once_the_saver_no_longer_owns_them(converted):
+def test_checkpoint_ops_count_once_the_saver_no_longer_owns_them(converted_model):
     """The save/restore functions are allowed because the saver_def reaches them, not because of their names."""
     from tensorflow.core.protobuf import saved_model_pb2
 
-    with open(os.path.join(converted, "saved_model.pb"), "rb") as f:
+    with open(os.path.join(converted_model, "saved_model.pb"), "rb") as f:
         saved_model = saved_model_pb2.SavedModel.FromString(f.read())
     saved_model.meta_graphs[0].ClearField("saver_def")
     ops = {f.op for f in scan_model(saved_model).findings}
     assert {"SaveV2", "RestoreV2", "MergeV2Checkpoints"} <= ops
 
 
-def test_saver_reached_from_a_signature_is_not_excused(converted):
+def test_saver_reached_from_a_signature_is_not_excused(converted_model):
     """A signature that exposes the restore function (it takes a checkpoint path) makes RestoreV2 a finding."""
     from tensorflow.core.protobuf import saved_model_pb2
 
-    with open(os.path.join(converted, "saved_model.pb"), "rb") as f:
+    with open(os.path.join(converted_model, "saved_model.pb"), "rb") as f:
         saved_model = saved_model_pb2.SavedModel.FromString(f.read())
     meta_graph = saved_model.meta_graphs[0]
     restore = meta_graph.saver_def.restore_op_name

@@ -13,8 +13,9 @@ import tensorflow as tf
 from legacy import hub
 from legacy.errors import (DestinationExistsError, NotAModuleError, NotAnImageModuleError, UnknownSignatureError,
                            UnknownVariantError)
-from tests.corpus import MODULES, golden_arrays, golden_json, golden_prefix, module_path
+from tests.corpus import MODULES, checkpoint, golden_arrays, golden_json, module_path
 from tests.legacy.shim_scripts.support import run_script
+from tests.tolerances import GENUINE_OUTPUTS, GENUINE_TRAINING, assert_close
 
 NAME = "convnet_bn"
 
@@ -173,13 +174,14 @@ def test_one_line_install_form():
 # -- eval_function_for_module, export -----------------------------------------------------------------------------
 
 
-def test_eval_function_for_module_gives_the_golden_outputs():
-    golden = golden_arrays(NAME)
+def test_eval_function_for_module_gives_the_genuine_outputs(genuine):
+    expected = genuine[NAME].arrays
     with hub.eval_function_for_module(module_path(NAME)) as f:
-        np.testing.assert_array_equal(f(_images()), golden["outputs/infer/default/default"])
+        assert_close(f(_images()), expected["outputs/infer/default/default"], GENUINE_OUTPUTS, "default")
         outputs = f(_images(), signature="image_feature_vector", as_dict=True)
+        assert sorted(outputs) == sorted(golden_json(NAME)["outputs"]["infer"]["image_feature_vector"])
         for key, value in outputs.items():
-            np.testing.assert_array_equal(value, golden[f"outputs/infer/image_feature_vector/{key}"], err_msg=key)
+            assert_close(value, expected[f"outputs/infer/image_feature_vector/{key}"], GENUINE_OUTPUTS, key)
 
 
 def test_spec_export_from_a_tf1_training_checkpoint(tmp_path):
@@ -193,35 +195,72 @@ def test_spec_export_from_a_tf1_training_checkpoint(tmp_path):
             prefix = tf.compat.v1.train.Saver().save(session, str(tmp_path / "ckpt" / "model"))
     spec.export(str(tmp_path / "exported"), checkpoint_path=prefix, name_transform_fn=lambda n: "encoder/" + n)
     exported = hub.Module(str(tmp_path / "exported"))
-    initial = golden_prefix(NAME, "initial")
+    initial = checkpoint(NAME)
+    assert sorted(initial) == sorted(exported.variable_map)
     for key, value in initial.items():
         expected = value + 1 if key == "logits/biases" else value
         np.testing.assert_array_equal(exported.variable_map[key].numpy(), expected, err_msg=key)
 
 
-def test_eager_export_writes_the_current_weights(tmp_path):
+def test_eager_export_writes_the_current_weights(tmp_path, genuine):
     module = hub.Module(module_path(NAME), trainable=True, tags={"train"})
     module(_images())  # a trainable call in the train variant applies the batch-norm updates
+    current = {key: var.numpy() for key, var in module.variable_map.items()}
     path = str(tmp_path / "exported")
     module.export(path)
     with pytest.raises(DestinationExistsError, match="already holds a module"):
         module.export(path)
     reloaded = hub.Module(path)
-    for key, value in golden_prefix(NAME, "updated").items():  # one application = one run of UPDATE_OPS
+    assert sorted(reloaded.variable_map) == sorted(current)
+    for key, value in current.items():  # written and read back: the same bits
         np.testing.assert_array_equal(reloaded.variable_map[key].numpy(), value, err_msg=key)
+    expected = genuine[NAME].group("updated")  # one application = one run of UPDATE_OPS
+    assert sorted(expected) == sorted(current)
+    for key, value in expected.items():
+        assert_close(current[key], value, GENUINE_TRAINING, f"updated/{key}")
     with_assets = str(tmp_path / "with_assets")
     hub.Module(module_path("classifier_assets")).export(with_assets)
     assert os.listdir(os.path.join(with_assets, "assets")) == golden_json("classifier_assets")["assets"]
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_export_replaces_an_empty_directory_and_nothing_else(tmp_path, mode):
+    """`Module.export` into an existing empty directory (e.g. made by a job runner) writes the module there."""
+    target = tmp_path / "empty"
+    target.mkdir()
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    if mode == "eager":
+        module = hub.Module(module_path(NAME))
+        expected = {key: var.numpy() for key, var in module.variable_map.items()}
+        module.export(str(target))
+        with pytest.raises(DestinationExistsError):
+            module.export(str(occupied))
+    else:
+        with tf.Graph().as_default():
+            module = hub.Module(module_path(NAME))
+            with tf.compat.v1.Session() as session:
+                session.run(tf.compat.v1.global_variables_initializer())
+                expected = session.run(module.variable_map)
+                module.export(str(target), session)
+                with pytest.raises(DestinationExistsError):
+                    module.export(str(occupied), session)
+    assert sorted(os.listdir(target)) == ["assets", "saved_model.pb", "tfhub_module.pb", "variables"]
+    assert os.listdir(occupied) == ["notes.txt"] and (occupied / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == ["empty", "occupied"]  # no temporary leftovers
+    reloaded = hub.Module(str(target))
+    assert sorted(reloaded.variable_map) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(reloaded.variable_map[key].numpy(), value, err_msg=key)
 
 
 # -- TF2 SavedModels without bridge metadata ----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def keras3_model(tmp_path_factory) -> str:
-    from tests.bridge.tf2_models import keras3_classifier
-
-    return keras3_classifier(str(tmp_path_factory.mktemp("keras3") / "model"))
+def keras3_model(tf2_model) -> str:
+    return tf2_model("keras3_classifier")
 
 
 def test_tf2_saved_model_is_a_module_with_a_default_signature(keras3_model):
@@ -271,10 +310,8 @@ def test_tf2_module_export_keeps_a_saved_model_with_the_new_weights(keras3_model
         np.testing.assert_array_equal(var.numpy(), module.variable_map[key].numpy(), err_msg=key)
 
 
-def test_tf2_saved_model_of_any_image_size_has_no_expected_size(tmp_path):
-    from tests.bridge.tf2_models import dynamic_size_classifier
-
-    spec = hub.load_module_spec(dynamic_size_classifier(str(tmp_path / "model")))
+def test_tf2_saved_model_of_any_image_size_has_no_expected_size(tf2_model):
+    spec = hub.load_module_spec(tf2_model("dynamic_size_classifier"))
     with pytest.raises(NotAnImageModuleError, match="known height and width"):
         hub.get_expected_image_size(spec)
     assert hub.get_num_image_channels(spec) == 3

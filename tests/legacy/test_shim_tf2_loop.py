@@ -15,14 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.bridge import tf2_models
 from tests.legacy.shim_scripts.support import run_script
-from tests.oracle import runner
+from tests.tolerances import GENUINE_TRAINING, TF2_GRAPH_TRAINING, assert_close
 
-RTOL = 1e-5
-# A conv bias followed by batch norm has a mathematically zero gradient: its value after the loop is float32 noise
-# of ~1e-8, so an absolute floor far below any real weight is added to the relative bar (as in the bridge tests).
-FLOOR = 1e-6
+pytestmark = pytest.mark.numerics  # compares computed numbers: .ci/run repeats it under other kernels
+
 SIZE = 24  # keras3_classifier's input size
 UPDATE_OPS = tf.compat.v1.GraphKeys.UPDATE_OPS
 REGULARIZATION_LOSSES = tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES
@@ -31,13 +28,6 @@ TRAINABLE_VARIABLES = tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES
 
 def _name(var) -> str:
     return var.name.split(":")[0]
-
-
-def _close(actual, expected, what: str) -> None:
-    expected = np.asarray(expected)
-    scale = float(np.abs(expected).max()) if expected.size else 0.0
-    err = float(np.abs(np.asarray(actual) - expected).max()) if expected.size else 0.0
-    assert err <= RTOL * scale + FLOOR, f"{what}: max abs diff {err:.3g} > {RTOL} * {scale:.3g} + {FLOOR}"
 
 
 def tape_loop(path: str, images: np.ndarray, loss_weights: np.ndarray, steps: int, lr: float) -> dict:
@@ -56,10 +46,9 @@ def tape_loop(path: str, images: np.ndarray, loss_weights: np.ndarray, steps: in
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> tuple:
+def model(tf2_model) -> tuple:
     """(SavedModel path, images, loss weights, steps, lr, initial values) of a TF2 model with batch norm and L2."""
-    root = tmp_path_factory.mktemp("tf2_loop")
-    path = tf2_models.keras3_classifier(str(root / "tf2"))
+    path = tf2_model("keras3_classifier")
     obj = tf.saved_model.load(path)
     assert obj.regularization_losses, "the model must carry regularization losses"
     assert any("moving_mean" in _name(v) for v in obj.variables), "the model must have batch norm"
@@ -103,7 +92,7 @@ def test_graph_mode_loop_ends_with_the_tf2_tape_weights(model, graph_loop):
     expected = tape_loop(path, images, loss_weights, steps, lr)
     assert sorted(k[len("finetune/"):] for k in arrays) == sorted(expected)
     for name, value in expected.items():
-        _close(arrays["finetune/" + name], value, f"graph loop vs tape: {name}")
+        assert_close(arrays["finetune/" + name], value, TF2_GRAPH_TRAINING, f"graph loop vs tape: {name}")
     moved = [n for n in expected if "moving" in n and not np.allclose(expected[n], initial[n])]
     assert moved, "the loop must move the batch-norm statistics, or the comparison proves nothing about them"
 
@@ -123,22 +112,22 @@ def test_eager_loop_ends_with_the_tf2_tape_weights(model):
     expected = tape_loop(path, images, loss_weights, steps, lr)
     assert sorted(module.variable_map) == sorted(expected)
     for name, value in expected.items():
-        _close(module.variable_map[name].numpy(), value, f"eager loop vs tape: {name}")
+        assert_close(module.variable_map[name].numpy(), value, TF2_GRAPH_TRAINING, f"eager loop vs tape: {name}")
 
 
-@pytest.mark.oracle
-def test_genuine_library_on_the_converted_module_ends_with_the_same_weights(model, graph_loop, tmp_path):
+def test_genuine_library_on_the_converted_module_ends_with_the_same_weights(model, graph_loop, tmp_path, oracle):
+    """The shim serves the TF2 model as the TF1 graphs `bridge convert` writes: the genuine library runs those."""
     from bridge.conversion.converter import convert
 
     path, images, loss_weights, steps, lr, _ = model
     _, arrays = graph_loop
     dst = convert(path, str(tmp_path / "tf1"), kind="classification", progress=lambda m: None).destination
-    info, genuine = runner.answers(dst, images, loss_weights, tmp_path)
+    info, genuine = oracle.answers(dst, images, loss_weights)
     assert (info["finetune"]["steps"], info["finetune"]["lr"]) == (steps, lr)
     names = sorted(k for k in genuine if k.startswith("finetune/"))
-    assert names == sorted(arrays)
+    assert names and names == sorted(arrays)
     for name in names:
-        _close(arrays[name], genuine[name], f"shim graph loop vs genuine library: {name}")
+        assert_close(arrays[name], genuine[name], GENUINE_TRAINING, f"shim graph loop vs genuine library: {name}")
 
 
 def test_model_without_tf1_graph_variants_is_served_by_its_own_functions(tmp_path):

@@ -13,6 +13,11 @@ CLI:
       Writes OUT_PREFIX.json (description + scalars) and OUT_PREFIX.npz (arrays, keys below).
   legacy_oracle.py run MODULE_DIR INPUTS_NPZ OUT_NPZ [--tags train]
       Writes only `outputs/<variant>/<signature>/<output_key>` for one graph variant.
+  legacy_oracle.py batch PLAN_JSON OUT_JSON
+      Answers many questions in one process (TensorFlow starts once). PLAN_JSON: {"questions": [{"ask": "describe"
+      | "run" | "answers", "module": MODULE_DIR, "inputs": INPUTS_NPZ, "out": OUT_PREFIX, "tags": [...],
+      "steps": 3, "lr": 0.01}, ...]}; each answer goes to OUT_PREFIX.json and/or OUT_PREFIX.npz as above.
+      OUT_JSON records the library versions that answered: {"tensorflow": ..., "tensorflow_hub": ..., "answered": N}.
 
 NPZ keys (variant label: `infer` for tags set(), `train` for {"train"}, otherwise the sorted tags joined by "+"):
   outputs/<variant>/<signature>/<output_key>   every output of every signature of every variant
@@ -523,6 +528,27 @@ def _load_inputs(path):
   return images, weights
 
 
+def batch(plan):
+  """Answers every question of `plan` (see the module docstring) and returns the versions that answered."""
+  setup()
+  for question in plan["questions"]:
+    ask, module_dir, out = question["ask"], question["module"], question["out"]
+    if ask == "describe":
+      with open(out + ".json", "w") as f:
+        f.write(dump_json(describe(module_dir)))
+    elif ask == "run":
+      images, _ = _load_inputs(question["inputs"])
+      arrays, _ = run_outputs(module_dir, images, set(question.get("tags") or ()))
+      save_npz(out + ".npz", arrays)
+    elif ask == "answers":
+      images, weights = _load_inputs(question["inputs"])
+      info, arrays = answers(module_dir, images, weights, steps=question.get("steps", 3), lr=question.get("lr", 0.01))
+      write_answers(out, info, arrays)
+    else:
+      raise ValueError("unknown question %r" % ask)
+  return {"tensorflow": tf.__version__, "tensorflow_hub": hub.__version__, "answered": len(plan["questions"])}
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
@@ -534,6 +560,9 @@ def main(argv=None):
   p.add_argument("out_prefix")
   p.add_argument("--steps", type=int, default=3)
   p.add_argument("--lr", type=float, default=0.01)
+  p = sub.add_parser("batch")
+  p.add_argument("plan_json")
+  p.add_argument("out_json")
   p = sub.add_parser("run")
   p.add_argument("module_dir")
   p.add_argument("inputs_npz")
@@ -556,6 +585,12 @@ def main(argv=None):
         raise ValueError("%s has no 'loss_weights' array" % args.inputs_npz)
       info, arrays = answers(args.module_dir, images, weights, steps=args.steps, lr=args.lr)
       write_answers(args.out_prefix, info, arrays)
+      text = ""
+    elif args.command == "batch":
+      with open(args.plan_json) as f:
+        versions = batch(json.load(f))
+      with open(args.out_json, "w") as f:
+        f.write(dump_json(versions))
       text = ""
     else:
       images, _ = _load_inputs(args.inputs_npz)

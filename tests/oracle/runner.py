@@ -2,14 +2,22 @@
 
 The environment is `.venv-legacy`, created by `make legacy-env` from constraints/legacy.txt. When it is missing,
 the first test that needs it builds it (it never skips): the oracle is part of the test suite.
+
+One process answers a whole batch of questions (`ask`), so TensorFlow 2.15 starts once per batch, and every batch
+checks that its answers really came from tensorflow 2.15.1 + tensorflow-hub 0.15.0. Tests reach the oracle through
+the `oracle` fixture (tests/conftest.py), which marks them `oracle`; while any other test runs `permitted` is
+False and asking fails, so the marker is on exactly the tests that run the genuine library.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy as np
@@ -18,7 +26,32 @@ from tests.corpus import ROOT
 
 LEGACY_PYTHON = os.environ.get("BRIDGE_LEGACY_PYTHON", os.path.join(ROOT, ".venv-legacy", "bin", "python"))
 ORACLE = os.path.join(ROOT, "tests", "oracle", "legacy_oracle.py")
+EXPECTED_VERSIONS = {"tensorflow": "2.15.1", "tensorflow_hub": "0.15.0"}  # constraints/legacy.txt
 _lock = threading.Lock()
+permitted = True  # set per test by tests/conftest.py: True only for tests marked `oracle`
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """One question for the genuine library: `describe`, `run` (one variant's outputs) or `answers` (everything)."""
+
+    ask: str
+    module: str
+    images: np.ndarray | None = None
+    loss_weights: np.ndarray | None = None
+    tags: tuple = ()
+
+
+def describe_question(module_dir: str) -> Question:
+    return Question("describe", module_dir)
+
+
+def run_question(module_dir: str, images: np.ndarray, tags=()) -> Question:
+    return Question("run", module_dir, images=images, tags=tuple(sorted(tags)))
+
+
+def answers_question(module_dir: str, images: np.ndarray, loss_weights: np.ndarray) -> Question:
+    return Question("answers", module_dir, images=images, loss_weights=loss_weights)
 
 
 def ensure_legacy_env() -> str:
@@ -30,8 +63,11 @@ def ensure_legacy_env() -> str:
     return LEGACY_PYTHON
 
 
-def run_oracle(*args: str, timeout: float = 600) -> str:
+def run_oracle(*args: str, timeout: float = 900) -> str:
     """Run `legacy_oracle.py ARGS...` in the legacy environment and return its stdout."""
+    if not permitted:
+        raise AssertionError("this test runs the genuine legacy library but does not use the `oracle` fixture "
+                             "(tests/conftest.py), so it is not marked `oracle`: request the fixture")
     python = ensure_legacy_env()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
     proc = subprocess.run([python, ORACLE, *args], capture_output=True, text=True, timeout=timeout, env=env)
@@ -40,25 +76,63 @@ def run_oracle(*args: str, timeout: float = 600) -> str:
     return proc.stdout
 
 
+def check_versions(versions: dict) -> None:
+    """The answers must come from the genuine stack of constraints/legacy.txt, not whatever is installed."""
+    found = {k: versions.get(k) for k in EXPECTED_VERSIONS}
+    if found != EXPECTED_VERSIONS:
+        raise AssertionError(f"the oracle environment {LEGACY_PYTHON} runs {found}, not {EXPECTED_VERSIONS}; "
+                             "rebuild it: rm -rf .venv-legacy && make legacy-env")
+
+
+def ask(questions: list) -> list:
+    """Answer `questions` in one oracle process, in order.
+
+    describe -> the description dict; run -> {npz key: array}; answers -> (json dict, {npz key: array}).
+    """
+    work = tempfile.mkdtemp(prefix="oracle-")
+    try:
+        plan = []
+        for i, q in enumerate(questions):
+            entry = {"ask": q.ask, "module": q.module, "out": os.path.join(work, f"q{i}"), "tags": list(q.tags)}
+            if q.images is not None:
+                entry["inputs"] = os.path.join(work, f"q{i}_inputs.npz")
+                arrays = {"images": q.images}
+                if q.loss_weights is not None:
+                    arrays["loss_weights"] = q.loss_weights
+                np.savez(entry["inputs"], **arrays)
+            plan.append(entry)
+        with open(os.path.join(work, "plan.json"), "w") as f:
+            json.dump({"questions": plan}, f)
+        run_oracle("batch", os.path.join(work, "plan.json"), os.path.join(work, "versions.json"))
+        with open(os.path.join(work, "versions.json")) as f:
+            versions = json.load(f)
+        check_versions(versions)
+        assert versions["answered"] == len(questions), versions
+        return [_read(q.ask, entry["out"]) for q, entry in zip(questions, plan)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _read(kind: str, prefix: str):
+    info = arrays = None
+    if kind in ("describe", "answers"):
+        with open(prefix + ".json") as f:
+            info = json.load(f)
+    if kind in ("run", "answers"):
+        with np.load(prefix + ".npz") as data:
+            arrays = {k: data[k] for k in data.files}
+    return {"describe": info, "run": arrays, "answers": (info, arrays)}[kind]
+
+
 def describe(module_dir: str) -> dict:
-    return json.loads(run_oracle("describe", module_dir))
+    return ask([describe_question(module_dir)])[0]
 
 
-def run_outputs(module_dir: str, images: np.ndarray, tmp_path, tags: str | None = None) -> dict:
+def run_outputs(module_dir: str, images: np.ndarray, tags=()) -> dict:
     """Outputs of every signature and key of one variant, computed by genuine `hub.Module`."""
-    inputs, out = str(tmp_path / "oracle_inputs.npz"), str(tmp_path / "oracle_outputs.npz")
-    np.savez(inputs, images=images)
-    run_oracle("run", module_dir, inputs, out, *(["--tags", tags] if tags else []))
-    with np.load(out) as data:
-        return {k: data[k] for k in data.files}
+    return ask([run_question(module_dir, images, tags)])[0]
 
 
-def answers(module_dir: str, images: np.ndarray, loss_weights: np.ndarray, tmp_path) -> tuple:
+def answers(module_dir: str, images: np.ndarray, loss_weights: np.ndarray) -> tuple:
     """The full set of golden answers (json, arrays) for any module, as the generator records them."""
-    inputs, prefix = str(tmp_path / "oracle_inputs.npz"), str(tmp_path / "oracle_answers")
-    np.savez(inputs, images=images, loss_weights=loss_weights)
-    run_oracle("answers", module_dir, inputs, prefix)
-    with open(prefix + ".json") as f:
-        info = json.load(f)
-    with np.load(prefix + ".npz") as data:
-        return info, {k: data[k] for k in data.files}
+    return ask([answers_question(module_dir, images, loss_weights)])[0]

@@ -24,7 +24,7 @@ demo: env
 	./scripts/demo.sh
 
 test: env legacy-env
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 testdata: legacy-env
 	$(LEGACY_VENV)/bin/python testdata/generate.py

@@ -37,7 +37,7 @@ class Tolerance:
 
 # This project on TF 2.21 against the genuine library on TF 2.15, computed live on the same machine under the same
 # kernel setting (the oracle's answers are cached per machine, see tests/oracle/cache.py), on the corpus modules.
-# Outputs: bit-identical in every check under all five settings, except 1.3e-7 (classifier_assets logits, AVX2).
+# Outputs: bit-identical under four of the five settings; 2.8e-7 at most under ONEDNN_MAX_CPU_ISA=AVX2.
 GENUINE_OUTPUTS = Tolerance("genuine_outputs", rel=5e-6)
 # Gradients, moving statistics, fine-tuned weights, losses: bit-identical except in the graph-mode shim (a TF1
 # Session on TF 2.21), whose gradient of classifier_assets' conv/biases (a sum over 6x28x28 positions that cancels
@@ -45,10 +45,13 @@ GENUINE_OUTPUTS = Tolerance("genuine_outputs", rel=5e-6)
 GENUINE_TRAINING = Tolerance("genuine_training", rel=5e-4)
 
 # TF2 models (tests/bridge/tf2_models.py) on TF 2.21 against the genuine library running their TF1 conversion, and
-# the shim's TF1 graphs of a TF2 model against the model itself. Measured: bit-identical outputs; training results
-# bit-identical except where the floor applies: a conv bias followed by batch norm has a mathematically zero
-# gradient, so after fine-tuning both sides hold float32 noise of ~1e-8 there, and an absolute floor far below any
-# real weight is added. The bar is the one the TF2 -> TF1 conversion has always been held to.
+# the shim's TF1 graphs of a TF2 model against the model itself. Measured: bit-identical under four of the five
+# settings; under ONEDNN_MAX_CPU_ISA=AVX2 outputs at most 3.7e-6 of their scale. A conv bias followed by batch
+# norm has a mathematically zero gradient, so after fine-tuning both sides hold float32 noise of ~1e-8 there
+# (4.5e-9 apart under AVX2): an absolute floor far below any real weight is added. Gradients are scaled by the
+# model's largest gradient: the random-weight MobileNetV2 has gradients from 7e-6 to 6.4e4, and under AVX2
+# block_10_project_BN/beta (largest 1.45e-4) differs by 2.4e-4 between TF 2.15 and 2.21, 4e-9 of the largest
+# gradient (its fine-tuning is compared after one small step, see test_tf2_to_tf1.py).
 TF2_GRAPH_OUTPUTS = Tolerance("tf2_graph_outputs", rel=1e-5)
 TF2_GRAPH_TRAINING = Tolerance("tf2_graph_training", rel=1e-5, floor=1e-6)
 
@@ -72,12 +75,16 @@ def relative_error(actual, expected) -> tuple:
     return float(np.abs(actual - expected).max()), float(np.abs(expected).max())
 
 
-def assert_close(actual, expected, tolerance: Tolerance, what: str) -> None:
-    """max|actual - expected| <= tolerance.rel * max|expected| + tolerance.floor; shapes must be equal."""
+def assert_close(actual, expected, tolerance: Tolerance, what: str, scale: float | None = None) -> None:
+    """max|actual - expected| <= tolerance.rel * scale + tolerance.floor; shapes must be equal.
+
+    `scale` is max|expected| unless given (e.g. the largest gradient of the whole model, see TF2_GRAPH_TRAINING).
+    """
     __tracebackhide__ = True
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    error, scale = relative_error(actual, expected)
+    error, own_scale = relative_error(actual, expected)
+    scale = own_scale if scale is None else max(scale, own_scale)
     seen = observed.setdefault(tolerance.name, {"rel": 0.0, "where": None, "checks": 0})
     seen["checks"] += 1
     excess = max(0.0, error - tolerance.floor)  # what the floor does not cover, as a fraction of the scale

@@ -31,12 +31,17 @@ class Case:
     image_size: tuple | None  # given on the command line (the model's input is dynamic)
     expected_size: tuple
     regularized: bool  # whether the model carries regularization losses
+    lr: float  # of the SGD fine-tuning steps
+    steps: int
 
 
 CASES = [
-    Case("mobilenet_feature_vector", "feature_vector", None, (32, 32), True),
-    Case("keras3_classifier", "classification", None, (24, 24), True),
-    Case("dynamic_size_classifier", "classification", (20, 28), (20, 28), False),
+    # Random-weight MobileNetV2 on 32x32 images: gradients up to 6.4e4 (Conv1/kernel: 4.2e4 on weights up to 0.19),
+    # so its fine-tuning is chaotic: with ONEDNN_MAX_CPU_ISA=AVX2 the genuine library and TF 2.21 end 3 steps of
+    # lr 1e-8 5.2e-5 apart on Conv1/kernel (4% of what the steps moved it). One small step is what is compared.
+    Case("mobilenet_feature_vector", "feature_vector", None, (32, 32), True, 1e-8, 1),
+    Case("keras3_classifier", "classification", None, (24, 24), True, 0.01, 3),
+    Case("dynamic_size_classifier", "classification", (20, 28), (20, 28), False, 0.01, 3),
 ]
 
 
@@ -72,9 +77,9 @@ def answers(oracle, written, round_trips) -> dict:
     """The genuine library's answers for this file, from one process: {("case", name): (info, arrays)} for the
     written modules, {("back" | "original", corpus module): (info, arrays)} for the round trips."""
     keys, questions = [], []
-    for name, (_, _, dst, images, weights) in written.items():
+    for name, (case, _, dst, images, weights) in written.items():
         keys.append(("case", name))
-        questions.append(oracle.answers_question(dst, images, weights))
+        questions.append(oracle.answers_question(dst, images, weights, lr=case.lr, steps=case.steps))
     for name, back in round_trips.items():
         arrays = corpus.golden_arrays(name)
         for which, path in (("back", back), ("original", corpus.module_path(name))):
@@ -130,8 +135,9 @@ def test_gradients_match(exported):
     grads = dict(zip((_name(v) for v in obj.trainable_variables), tape.gradient(loss, obj.trainable_variables)))
     genuine = {k[len("gradients/"):]: v for k, v in arrays.items() if k.startswith("gradients/")}
     assert genuine and sorted(genuine) == sorted(k for k, g in grads.items() if g is not None)
+    scale = max(float(np.abs(g.numpy()).max()) for g in grads.values() if g is not None)
     for name, value in genuine.items():
-        assert_close(value, grads[name].numpy(), TF2_GRAPH_TRAINING, f"gradient of {name}")
+        assert_close(value, grads[name].numpy(), TF2_GRAPH_TRAINING, f"gradient of {name}", scale=scale)
 
 
 def test_update_ops_change_moving_statistics_as_the_tf2_training_call(exported):
@@ -285,6 +291,7 @@ def test_adapter_over_the_written_module_gives_the_tf2_gradients(exported):
     assert sorted(actual) == sorted(expected)
     assert all(g is not None for g in actual.values())
     assert any(g is not None for g in expected.values())
+    scale = max(float(np.abs(g.numpy()).max()) for g in expected.values() if g is not None)
     for name, grad in expected.items():
         if grad is not None:
-            assert_close(actual[name].numpy(), grad.numpy(), TF2_GRAPH_TRAINING, f"gradient of {name}")
+            assert_close(actual[name].numpy(), grad.numpy(), TF2_GRAPH_TRAINING, f"gradient of {name}", scale=scale)

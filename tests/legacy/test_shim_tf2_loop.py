@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tests.legacy.shim_scripts.support import run_script
-from tests.tolerances import GENUINE_TRAINING, TF2_GRAPH_TRAINING, assert_close
+from tests.tolerances import TF2_GRAPH_TRAINING, assert_close
 
 pytestmark = pytest.mark.numerics  # compares computed numbers: .ci/run repeats it under other kernels
 
@@ -127,7 +127,8 @@ def test_genuine_library_on_the_converted_module_ends_with_the_same_weights(mode
     names = sorted(k for k in genuine if k.startswith("finetune/"))
     assert names and names == sorted(arrays)
     for name in names:
-        assert_close(arrays[name], genuine[name], GENUINE_TRAINING, f"shim graph loop vs genuine library: {name}")
+        # The TF2 model's graphs on both sides (the shim's and those bridge convert wrote): TF2_GRAPH_TRAINING.
+        assert_close(arrays[name], genuine[name], TF2_GRAPH_TRAINING, f"shim graph loop vs genuine library: {name}")
 
 
 def test_model_without_tf1_graph_variants_is_served_by_its_own_functions(tmp_path):

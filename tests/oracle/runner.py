@@ -40,6 +40,8 @@ class Question:
     images: np.ndarray | None = None
     loss_weights: np.ndarray | None = None
     tags: tuple = ()
+    lr: float = 0.01  # of the fine-tuning steps (answers)
+    steps: int = 3
 
 
 def describe_question(module_dir: str) -> Question:
@@ -50,8 +52,9 @@ def run_question(module_dir: str, images: np.ndarray, tags=()) -> Question:
     return Question("run", module_dir, images=images, tags=tuple(sorted(tags)))
 
 
-def answers_question(module_dir: str, images: np.ndarray, loss_weights: np.ndarray) -> Question:
-    return Question("answers", module_dir, images=images, loss_weights=loss_weights)
+def answers_question(module_dir: str, images: np.ndarray, loss_weights: np.ndarray, lr: float = 0.01,
+                     steps: int = 3) -> Question:
+    return Question("answers", module_dir, images=images, loss_weights=loss_weights, lr=lr, steps=steps)
 
 
 def ensure_legacy_env() -> str:
@@ -93,7 +96,8 @@ def ask(questions: list) -> list:
     try:
         plan = []
         for i, q in enumerate(questions):
-            entry = {"ask": q.ask, "module": q.module, "out": os.path.join(work, f"q{i}"), "tags": list(q.tags)}
+            entry = {"ask": q.ask, "module": q.module, "out": os.path.join(work, f"q{i}"), "tags": list(q.tags),
+                     "lr": q.lr, "steps": q.steps}
             if q.images is not None:
                 entry["inputs"] = os.path.join(work, f"q{i}_inputs.npz")
                 arrays = {"images": q.images}

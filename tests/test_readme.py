@@ -12,9 +12,10 @@ block gets its own working directory holding the README's placeholder paths:
 minus the destinations the block converts to. `images` is predefined: a batch of 4 images of 32x32 (the size of
 convnet_bn). Functions named test_* that a block defines are called (with `tmp_path`). What a block prints must be
 what the README shows: it starts with the `# value` comments of its print lines, and ends with the ```text block
-right after it (which may leave out lines before; numbers within 1%, as the README rounds them). One detail is
-not compared: which element a failing output reports as "largest at image N (file) index [i]: A=.. B=..", since
-when several differ by the same amount (a moved bias) float rounding on the machine picks the one reported.
+right after it, the output of the last print (whose comment is then a remark), which may leave out lines before;
+numbers agree within 1%, as the README rounds them. One detail is not compared: which element a failing output
+reports as "largest at image N (file) index [i]: A=.. B=..", since when several differ by the same amount (a moved
+bias) float rounding on the machine picks the one reported.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def examples(text: str) -> list:
         last = []
         if follows and follows[0] == "text" and not text[end:text.index("```text", end)].strip():
             last = follows[1].rstrip("\n").split("\n")
+            if re.search(r"^\s*print\(.*\)\s*#.*\Z", code.rstrip(), re.M):
+                first = first[:-1]  # the last print's output is the text block; its comment says something else
         found.append({"line": line, "code": code, "first": first, "last": last})
     return found
 

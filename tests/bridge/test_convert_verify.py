@@ -201,7 +201,7 @@ def test_cli_verify_gradients_compares_every_trainable_variable(tmp_path, capsys
 
     assert main(["convert", module_path(NAME), str(tmp_path / "with"), "--verify-gradients", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)["verification"]
-    assert report["status"] == "pass" and "gradients" in report["settings"]["modes"]
+    assert report["status"] == "ok" and "gradients" in report["settings"]["modes"]
     gradients = {o["name"]: o for o in report["outputs"] if o["mode"] == "gradients"}
     assert set(gradients) == trainable
     assert all(o["status"] == "pass" for o in gradients.values())

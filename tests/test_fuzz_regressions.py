@@ -190,3 +190,34 @@ def test_npz_with_a_bad_checksum_gives_the_projects_error(seeds, tmp_path):
     with pytest.raises(InvalidInputError, match="the array data is damaged"):
         for _ in collect_inputs([path], image_size=(32, 32), batch_size=2).batches():
             pass
+
+
+@pytest.mark.parametrize("command", ["shim", "convert"])
+def test_tf2_function_node_without_an_op_gives_the_projects_error(command, seeds, tmp_path, capsys):
+    # Found by the campaign with seed 20241 (a function node's op cleared made tf.saved_model.load raise
+    # "RuntimeError: Op type not registered ''"); written out by hand so it does not depend on how the seed's
+    # functions happen to be laid out.
+    model = shutil.copytree(seeds[fuzzing.TF2_SEED], tmp_path / "src")
+
+    def clear_an_op(saved_model):
+        functions = saved_model.meta_graphs[0].graph_def.library.function
+        assert functions, "the TF2 seed holds library functions"
+        functions[0].node_def[0].op = ""
+
+    filename = _edit_saved_model(str(model), clear_an_op)
+    if command == "shim":
+        from legacy import hub
+        from legacy.errors import BridgeError
+
+        with pytest.raises(BridgeError) as raised:
+            spec = hub.load_module_spec(str(model))
+            hub.Module(spec)(np.zeros((1, 32, 32, 3), np.float32))
+        line = str(raised.value)
+    else:
+        # --allow-unsafe-ops: past the safety scan (which refuses the unknown op too), to the load that used to crash
+        assert main(["convert", str(model), str(tmp_path / "out"), "--no-verify", "--allow-unsafe-ops"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()  # a progress line, then the error as the last line
+        assert err[-1].startswith("bridge convert: error: ") and "Traceback" not in "\n".join(err), err
+        line = err[-1]
+        assert not os.path.exists(tmp_path / "out")
+    assert (filename in line or str(model) in line) and "re-download or re-export" in line, line

@@ -5,7 +5,7 @@ LEGACY_VENV := .venv-legacy
 BIN := $(VENV)/bin
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: demo test legacy-env env testdata zoo bench fuzz clean
+.PHONY: demo test test-slow legacy-env env testdata zoo bench fuzz clean
 
 env: $(VENV)/.installed
 legacy-env: $(LEGACY_VENV)/.installed
@@ -24,7 +24,10 @@ demo: env
 	./scripts/demo.sh
 
 test: env legacy-env
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -m "not slow" --durations=15
+
+test-slow: env legacy-env
+	$(BIN)/python -m pytest -q -m slow --durations=5
 
 testdata: legacy-env
 	$(LEGACY_VENV)/bin/python testdata/generate.py

@@ -17,7 +17,9 @@ from tests.zoo.conftest import run_bridge, seeded_copy
 from tests.zoo.keras_sources import SOURCES, KerasSource
 from tests.zoo.test_zoo import assert_close
 
-pytestmark = pytest.mark.oracle
+# slow: building the Keras applications takes minutes on a machine that has not cached them (~/.cache), so this file
+# runs in the slow tier (make test-slow), which .ci/run runs after make test.
+pytestmark = [pytest.mark.oracle, pytest.mark.slow]
 
 # Largest |genuine - TF2| over every gradient, relative to the loss's largest gradient. Measured on this machine:
 # MobileNetV3Small 7.9e-7 on the first conv kernel (relative to its own scale), ResNet50 0 (bit for bit). The

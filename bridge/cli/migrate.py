@@ -17,6 +17,7 @@ Examples:
   bridge migrate testdata/modules --out converted/
   bridge migrate ~/hub_cache old_module.tar.gz --out converted/ --jobs 2 --json-file migrate.json
   bridge migrate tf2_models/ --out tf1_modules/ --to tf1 --kind feature_vector
+  bridge migrate testdata/modules --out converted/ --runner beam --beam-options="--direct_num_workers=2"
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -51,6 +53,13 @@ def register(sub) -> None:
     arguments.add_conversion(p)
     arguments.add_verification(p)
     arguments.add_output(p, json_file=True)
+    scale = p.add_argument_group("scaling out (needs pip install 'tf-hub-bridge[beam]')")
+    scale.add_argument("--runner", choices=("local", "beam"), default="local",
+                       help="local: processes started here (default); beam: one Apache Beam work item per model, "
+                            "the same records and report")
+    scale.add_argument("--beam-options", metavar="\"FLAGS\"",
+                       help="Beam pipeline options, e.g. --beam-options=\"--direct_num_workers=4\" (default: "
+                            "DirectRunner, 2 workers)")
     p.set_defaults(run=run)
 
 
@@ -252,17 +261,25 @@ def run(args) -> int:
     for path in args.verify_images or []:
         if not os.path.exists(path):
             raise InvalidInputError(f"{path}: no such file or directory; check the --verify-images path")
+    if args.runner != "beam" and args.beam_options:
+        raise InvalidInputError("--beam-options needs --runner beam")
+    if args.runner == "beam" and args.jobs > 1:
+        raise InvalidInputError("--jobs is for the local runner; with --runner beam set the workers in "
+                                "--beam-options (e.g. --direct_num_workers=N)")
     models = find_models(args.sources)
+    if args.runner == "beam":  # before anything is written: without Beam, the one-line install hint
+        from bridge.cli.migrate_beam import migrate_on_beam
     os.makedirs(os.path.join(out, STATE_DIR), exist_ok=True)
     say = (lambda text: None) if args.quiet else (lambda text: message("bridge migrate", text))
     say(f"{len(models)} model{'s' if len(models) != 1 else ''} to convert into {out}"
         + (f", {args.jobs} at a time" if args.jobs > 1 else ""))
     records = {}
-    with Bar(len(models), "migrating", enabled=not (args.quiet or args.json)) as bar, \
-            concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(migrate_one, model, out, args): model for model in models}
-        for future in concurrent.futures.as_completed(futures):
-            record = future.result()
+    with Bar(len(models), "migrating", enabled=not (args.quiet or args.json)) as bar:
+        if args.runner == "beam":  # the same work item per model, on Beam's workers; the records come back at the end
+            done = migrate_on_beam(models, functools.partial(migrate_one, out=out, args=args), args.beam_options, say)
+        else:
+            done = _migrate_locally(models, out, args)
+        for record in done:
             records[record["name"]] = record
             bar.advance()
             bar.print(f"bridge migrate: {record['name']}: {record['status'].upper()}"
@@ -278,6 +295,14 @@ def run(args) -> int:
     else:
         print(format_summary(ordered))
     return 0 if document["status"] == OK else 1
+
+
+def _migrate_locally(models: list, out: str, args):
+    """The records of `migrate_one` for every model, --jobs at a time, as each finishes."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(migrate_one, model, out, args) for model in models]
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
 
 
 def summary_document(records: list, out: str) -> dict:

@@ -7,6 +7,8 @@ but for the timings and the --out paths; a Beam rerun skips the models done and 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -32,10 +34,12 @@ def zoo(tmp_path_factory) -> str:
 
 
 def _migrate(zoo: str, out, report, *extra: str) -> tuple:
-    """Exit status and JSON report of one `bridge migrate` run in this process."""
-    status = main(["migrate", zoo, "--out", str(out), "--json-file", str(report), "--quiet", *extra])
+    """Exit status, JSON report, stdout and stderr of one `bridge migrate` run in this process."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = main(["migrate", zoo, "--out", str(out), "--json-file", str(report), *extra])
     with open(report) as f:
-        return status, json.load(f)
+        return status, json.load(f), stdout.getvalue(), stderr.getvalue()
 
 
 # Each save gives a converted SavedModel a random uuid in fingerprint.pb, written in decimal (up to 39 digits): two
@@ -60,8 +64,8 @@ def runs(zoo, tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("migrate")
     done = {}
     for runner, extra in (("local", ("--jobs", "2")), ("beam", ("--runner", "beam"))):
-        status, document = _migrate(zoo, base / runner, base / f"{runner}.json", *extra)
-        done[runner] = dict(out=base / runner, status=status, document=document)
+        status, document, stdout, stderr = _migrate(zoo, base / runner, base / f"{runner}.json", *extra)
+        done[runner] = dict(out=base / runner, status=status, document=document, stdout=stdout, stderr=stderr)
     return done
 
 
@@ -130,3 +134,22 @@ def test_without_beam_migrate_says_how_to_install_it(tmp_path):
         "bridge migrate: error: --runner beam needs Apache Beam, which is not installed; install it with: "
         "pip install 'tf-hub-bridge[beam]'"]
     assert not os.path.exists(out)
+
+
+def _skeleton(line: str) -> str:
+    return re.sub(r"\d+(\.\d+)?", "#", " ".join(line.split()))
+
+
+def test_the_readme_example_shows_what_a_beam_run_prints(runs):
+    """The README's `migrate --runner beam` run over testdata/modules, line by line among the zoo run's lines
+    (numbers as placeholders: sizes and seconds differ; the zoo run adds the corrupt module)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    start = text.index("$ bridge migrate testdata/modules --out converted/ --runner beam\n")
+    shown = text[start:text.index("```", start)].splitlines()[1:]
+    output = (runs["beam"]["stdout"] + runs["beam"]["stderr"]).replace(str(runs["beam"]["out"]), "converted/")
+    printed = {_skeleton(line) for line in output.splitlines()}
+    for line in shown:
+        if line.startswith("3 of 3 models converted"):  # the last line counts the models: 4 in the zoo, 1 failed
+            continue
+        assert _skeleton(line) in printed, line

@@ -104,9 +104,10 @@ def _inspect_tf1(path: str) -> dict:
         "assets": module.asset_files(),
     }
     if frozenset() in module.variants:
-        from bridge.conversion.tf1_to_tf2 import signatures_not_kept
+        from bridge.conversion.tf1_to_tf2 import required_inputs, signatures_not_kept
 
         report["signatures_not_kept"] = signatures_not_kept(module)
+        report["required_inputs"] = required_inputs(module)
         report.update(_image_facts(module.expected_image_size, module.num_image_channels))
         info = module.image_module_info()
         report["image_module_info"] = None if info is None else {
@@ -272,6 +273,10 @@ def format_report(report: dict) -> str:
                              f"{table['vocabulary'] or '(not an asset)'} ({table['initializer']})")
         for name, reason in report.get("signatures_not_kept", {}).items():
             lines.append(f"  signature {name} cannot be converted: {reason}")
+        for name, keys in report.get("required_inputs", {}).items():
+            lines.append(f"  signature {name} converts with required input{'s' if len(keys) > 1 else ''} "
+                         f"{', '.join(keys)} (no default in the module; parity needs --input "
+                         f"{keys[0]}=VALUE to compare it)")
     else:
         reusable = [k for k, v in report["reusable"].items() if v]
         lines.append(f"  reusable API: {', '.join(reusable) or 'none (signatures only)'}")

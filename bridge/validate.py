@@ -82,3 +82,52 @@ def not_with(name: str, value, reason: str, fix: str) -> None:
     """Refuse an option that does not apply (`value` set) rather than ignore it: `reason`, then `fix`."""
     if value not in (None, False, [], ()):
         raise InvalidInputError(f"{name} {reason}; {fix}")
+
+
+def inputs(value, *, name: str = "inputs") -> dict:
+    """Values for signature inputs besides images (`inputs={"batch_norm_momentum": 0.99}`): names -> numbers,
+    bools or (nested) lists/arrays of them; None stays {}. Whether a model has such an input is checked once it
+    loads."""
+    import numpy as np
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{name}={value!r} is not a dict; pass e.g. {name}={{'batch_norm_momentum': 0.99}}")
+    result = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise InvalidInputError(f"{spell(f'{name}={{{key!r}: ...}}', f'--input {key}=...')}: {key!r} is not an "
+                                    "input name; pass the signature's input key (e.g. batch_norm_momentum)")
+        try:
+            array = np.asarray(getattr(item, "numpy", lambda: item)())
+        except (TypeError, ValueError):
+            array = np.asarray(None)
+        if array.dtype.kind not in "biuf" or array.size == 0:
+            given = spell(f"{name}={{{key!r}: {item!r}}}", f"--input {key}={item}")
+            raise InvalidInputError(f"{given}: the value is not a number; pass a number, true/false or a list of "
+                                    f"numbers (e.g. {spell(f'{name}={{{key!r}: 0.99}}', f'--input {key}=0.99')})")
+        result[key] = array
+    return result
+
+
+def parse_input_options(values) -> dict:
+    """`--input NAME=VALUE` (repeatable) as a dict: VALUE a number, true/false or a JSON list of numbers."""
+    import json
+
+    result = {}
+    for text in values or ():
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key or not raw.strip():
+            raise InvalidInputError(f"--input {text!r} is not NAME=VALUE; pass e.g. --input batch_norm_momentum=0.99")
+        if key in result:
+            raise InvalidInputError(f"--input {key} is given twice; pass each input once")
+        raw = raw.strip()
+        try:
+            parsed = {"true": True, "false": False}.get(raw.lower()) if raw.lower() in ("true", "false") \
+                else json.loads(raw)
+        except ValueError:
+            parsed = raw
+        result[key] = parsed
+    return inputs(result)

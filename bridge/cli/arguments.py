@@ -1,9 +1,9 @@
 """The options the `bridge` commands share, defined once so that each means one thing everywhere.
 
 Groups: model source and safety (`--allow-unsafe-ops`), conversion (`--to`, `--signature`, `--kind`,
-`--image-size`, `--force`), verification (`--no-verify`, `--verify-images`, `--verify-gradients`, `--seed`), image
-inputs (`--images`, `--random`, `--seed`, `--val-range`, `--batch-size`, `--image-size`), tolerances (`--atol`,
-`--rtol`) and output (`--json`, `--json-file`, `--full`, `--quiet`, `--verbose`).
+`--image-size`, `--force`), verification (`--no-verify`, `--verify-images`, `--verify-gradients`, `--seed`,
+`--input`), image inputs (`--images`, `--random`, `--seed`, `--val-range`, `--batch-size`, `--image-size`,
+`--input`), tolerances (`--atol`, `--rtol`) and output (`--json`, `--json-file`, `--full`, `--quiet`, `--verbose`).
 
 Option values are checked right after parsing (`check`, on `bridge.validate`: the grammar the Python API uses), so
 a typo fails in milliseconds, before TensorFlow is imported or anything is printed. Options that take several values take one per use (`action="append"`): `--images a --images b`, so they
@@ -18,7 +18,7 @@ import re
 from bridge import validate
 from legacy.errors import InvalidInputError
 
-MULTI_VALUE = ("--images", "--verify-images", "--atol", "--rtol", "--signature", "--logits")
+MULTI_VALUE = ("--images", "--verify-images", "--atol", "--rtol", "--signature", "--logits", "--input")
 
 
 def check(args) -> None:
@@ -33,6 +33,8 @@ def check(args) -> None:
         value = getattr(args, name, None)
         if isinstance(value, str):
             setattr(args, name, _whole_number(value, name, minimum))
+    if hasattr(args, "input") and not isinstance(args.input, dict):
+        args.input = validate.parse_input_options(args.input)
     if isinstance(getattr(args, "val_range", None), str):
         args.val_range = parse_val_range(args.val_range)
     if getattr(args, "atol", None) or getattr(args, "rtol", None):
@@ -102,6 +104,14 @@ def add_verification(parser) -> None:
     group.add_argument("--verify-gradients", action="store_true",
                        help="also compare the gradients of a seeded loss w.r.t. the trainable variables")
     add_seed(group, "seed of the random images (default: 0)")
+    add_input(group)
+
+
+def add_input(group) -> None:
+    group.add_argument("--input", action="append", metavar="NAME=VALUE",
+                       help="value of a signature input besides images (e.g. batch_norm_momentum=0.99), fed to both "
+                            "models; default: the model's own default, and a signature whose input has none is "
+                            "not compared (the report says so); one per use, repeat for more")
 
 
 def add_image_inputs(parser) -> None:
@@ -118,6 +128,7 @@ def add_image_inputs(parser) -> None:
                        help="images per batch (default: 8)")
     add_image_size(group, "size to resize image files to and of random images (default: the models' expected "
                           "size)")
+    add_input(group)
 
 
 def add_tolerances(parser) -> None:

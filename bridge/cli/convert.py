@@ -1,7 +1,8 @@
 """`bridge convert SRC DST`: TF1 Hub module <-> TF2 SavedModel; the direction comes from the source.
 
 The converted model is compared with its source before it appears at DST (parity on 8 seeded random images, plus
---verify-images; inference and training mode); on a mismatch nothing is written, the parity table goes to stderr
+--verify-images; inference and training mode; signature inputs besides images get --input values, else the
+model's defaults); on a mismatch nothing is written, the parity table goes to stderr
 and the exit status is 1. --no-verify skips the check. Options for the other direction are refused (--signature
 is TF1 -> TF2 only; --kind and --image-size are TF2 -> TF1 only).
 
@@ -14,6 +15,7 @@ Examples:
   bridge convert old_module/ new_savedmodel/ --signature image_classification --force
   bridge convert old_module/ new_savedmodel/ --verify-images photos/ --verify-images more.npz --verify-gradients
   bridge convert new_savedmodel/ old_module/ --kind feature_vector --image-size 224x224
+  bridge convert old_module/ new_savedmodel/ --input batch_norm_momentum=0.9
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def conversion_options(args) -> dict:
     """The `bridge.convert` keyword arguments of parsed convert/migrate options."""
     return dict(to=args.to, signature=args.signature, force=args.force, kind=args.kind, image_size=args.image_size,
                 verify=args.verify, verify_images=args.verify_images, verify_gradients=args.verify_gradients,
-                seed=args.seed, allow_unsafe_ops=args.allow_unsafe_ops)
+                seed=args.seed, inputs=args.input or None, allow_unsafe_ops=args.allow_unsafe_ops)
 
 
 def run(args) -> int:

@@ -152,6 +152,8 @@ def _convert_argv(model: Model, dst: str, args, force: bool) -> list:
     for path in args.verify_images or []:
         argv += ["--verify-images", path]
     argv += ["--seed", str(args.seed)]
+    for key, value in (args.input or {}).items():
+        argv += ["--input", f"{key}={json.dumps(value.tolist())}"]
     for flag, on in (("--force", force), ("--no-verify", not args.verify), ("--verify-gradients",
                      args.verify_gradients), ("--allow-unsafe-ops", args.allow_unsafe_ops), ("--verbose",
                      args.verbose)):
@@ -163,7 +165,8 @@ def _convert_argv(model: Model, dst: str, args, force: bool) -> list:
 def _options_key(args) -> dict:
     return {"to": args.to, "signature": args.signature, "kind": args.kind,
             "image_size": list(args.image_size) if args.image_size else None, "verify": args.verify,
-            "verify_images": args.verify_images, "verify_gradients": args.verify_gradients, "seed": args.seed}
+            "verify_images": args.verify_images, "verify_gradients": args.verify_gradients, "seed": args.seed,
+            **({"inputs": {k: v.tolist() for k, v in args.input.items()}} if args.input else {})}
 
 
 def _write_record(path: str, record: dict) -> None:

@@ -17,6 +17,10 @@ non-trainable variables (batch-norm moving statistics) after each training call;
 w.r.t. the trainable variables. Per output: max/mean/median/p99 absolute and relative error, cosine similarity,
 top-1/top-5 agreement of classification logits, the verdict, and the smallest atol and rtol that would have passed.
 
+Signature inputs besides images (batch_norm_momentum of *_with_bn_hparams, say): --input NAME=VALUE feeds
+VALUE to both models, else each uses its default; a signature with an input that has no default and no --input
+value is not compared, and the report names it with the reason.
+
 Options that take several values take one per use: --images a/ --images b.npz, --atol 1e-4 --atol NAME:1e-3.
 
 Exit status: 0 every output matches, 1 a mismatch, 2 bad usage or bad input, 130 interrupted. Progress goes to
@@ -28,6 +32,7 @@ Examples:
   bridge parity old_module/ new_savedmodel/ --random 64 --seed 1 --batch-size 16 --training --gradients
   bridge parity a/ b/ --images photos/ --atol 1e-4 --atol image_classification/default:1e-3 --json-file report.json
   bridge parity a/ b/ --signature image_feature_vector --json | jq .status
+  bridge parity old_module/ new_savedmodel/ --training --input batch_norm_momentum=0.5
   bridge parity a/ b/ --images 'val/*.JPEG' --runner beam --beam-options="--direct_num_workers=2"
 """
 
@@ -87,7 +92,7 @@ def run(args) -> int:
                    batch_size=args.batch_size, image_size=args.image_size, signatures=args.signature,
                    training=args.training, gradients=args.gradients, atol=args.atol, rtol=args.rtol,
                    logits=args.logits, save_inputs=args.save_inputs, save_outputs=args.save_outputs,
-                   allow_unsafe_ops=args.allow_unsafe_ops)
+                   inputs=args.input or None, allow_unsafe_ops=args.allow_unsafe_ops)
     if args.runner == "beam":  # Beam takes glob patterns: expanded first, so the paths below are files
         from bridge.parity.beam import expand_globs
         options["images"] = expand_globs(args.images)
@@ -118,7 +123,8 @@ def _run_on_beam(args, options: dict, progress):
     from legacy.errors import InvalidInputError
 
     local_only = [flag for flag, key in (("--training", "training"), ("--gradients", "gradients"),
-                                         ("--save-inputs", "save_inputs"), ("--save-outputs", "save_outputs"))
+                                         ("--save-inputs", "save_inputs"), ("--save-outputs", "save_outputs"),
+                                         ("--input", "inputs"))
                   if options.pop(key)]
     if local_only:
         raise InvalidInputError(f"{local_only[0]} runs only locally (it follows the sequence of batches); drop it "

@@ -64,8 +64,8 @@ def check_paths(src: str, dst: str, force: bool) -> None:
 
 def convert(src: str, dst: str, *, to: str | None = None, signature: str | None = None, force: bool = False,
             kind: str | None = None, image_size: tuple | str | None = None, verify: bool = True,
-            verify_images=None, verify_gradients: bool = False, seed: int = 0, allow_unsafe_ops: bool = False,
-            progress=_progress) -> ConversionResult:
+            verify_images=None, verify_gradients: bool = False, seed: int = 0, inputs: dict | None = None,
+            allow_unsafe_ops: bool = False, progress=_progress) -> ConversionResult:
     """Convert the model at `src` into the other format at `dst`; `to` ("tf1"/"tf2") overrides the detection.
 
     `src`: a model directory, a `.tar.gz` archive of one or a cached TF Hub handle (`bridge.formats.open_model`);
@@ -77,13 +77,16 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
     model's input size is dynamic and nothing records it.
     Verification (on unless `verify=False`): `VERIFY_RANDOM` random images seeded with `seed`, after the images
     of `verify_images` (a folder, files or arrays, as `bridge.parity.compare` takes); `verify_gradients` also
-    compares gradients. Raises `VerificationError` (with the report) on a mismatch, leaving `dst` untouched.
+    compares gradients. `inputs` ({"batch_norm_momentum": 0.99}): values fed to signature inputs besides images
+    (else the model's defaults; a signature whose input has no default is then not compared, and the report says
+    so; the converted model keeps it, with that input required). Raises `VerificationError` (with the report) on a mismatch, leaving `dst` untouched.
     """
     from bridge.formats import check_source, open_model
 
     options = check_convert_arguments(src, dst, to=to, signature=signature, force=force, kind=kind,
                                       image_size=image_size, verify=verify, verify_images=verify_images,
-                                      verify_gradients=verify_gradients, seed=seed, allow_unsafe_ops=allow_unsafe_ops)
+                                      verify_gradients=verify_gradients, seed=seed, inputs=inputs,
+                                      allow_unsafe_ops=allow_unsafe_ops)
     src, dst, image_size = os.fspath(src), os.fspath(dst), options["image_size"]
     progress = progress or (lambda message: None)
     fmt = check_source(src)  # cheap checks first: the safety scan below imports TensorFlow
@@ -105,13 +108,13 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
             write(tmp)
             if verify:
                 report = _verify(src, reference(), tmp, dst, verify_images, verify_gradients, seed,
-                                 allow_unsafe_ops, progress)
+                                 allow_unsafe_ops, progress, options["inputs"])
         source_bytes = directory_bytes(local)
     return ConversionResult(src, dst, direction, source_bytes, directory_bytes(dst), report)
 
 
 def check_convert_arguments(src, dst, *, to=None, signature=None, force=False, kind=None, image_size=None,
-                            verify=True, verify_images=None, verify_gradients=False, seed=0,
+                            verify=True, verify_images=None, verify_gradients=False, seed=0, inputs=None,
                             allow_unsafe_ops=False) -> dict:
     """Every check of `convert`'s arguments that needs no model, before any work; errors name the parameter as
     the caller spelled it. Returns the normalized values (`image_size` as a (height, width) tuple)."""
@@ -128,13 +131,15 @@ def check_convert_arguments(src, dst, *, to=None, signature=None, force=False, k
     validate.integer(seed, name="seed", minimum=0)
     if not verify:
         no_verify = spell("verify=False", "--no-verify")
-        for name, value in (("verify_images", verify_images), ("verify_gradients", verify_gradients)):
-            validate.not_with(spell(f"{name}=...", "--" + name.replace("_", "-")), value,
+        for name, flag, value in (("verify_images", "--verify-images", verify_images),
+                                  ("verify_gradients", "--verify-gradients", verify_gradients),
+                                  ("inputs", "--input", inputs or None)):
+            validate.not_with(spell(f"{name}=...", flag), value,
                               f"has no effect with {no_verify} (nothing is verified)",
                               f"drop one of the two")
     if verify_images is not None:
         validate.paths(verify_images, name="verify_images")
-    return {"image_size": size}
+    return {"image_size": size, "inputs": validate.inputs(inputs)}
 
 
 def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size) -> str:
@@ -188,7 +193,7 @@ def _tf2_to_tf1(src: str, dst: str, kind: str | None, image_size, progress):
 
 
 def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, seed: int, allow_unsafe_ops: bool,
-            progress):
+            progress, inputs: dict | None = None):
     """Compare the written model (still in `tmp`) with its source (`reference`: the source's path or its
     in-memory adapter); raise VerificationError on a mismatch."""
     from bridge.parity.comparison import verify_conversion
@@ -196,10 +201,12 @@ def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, se
 
     progress(f"verifying the converted model against {src}")
     report = verify_conversion(reference, tmp, images=images, random=VERIFY_RANDOM, seed=seed, gradients=gradients,
-                               labels=(src, dst), allow_unsafe_ops=allow_unsafe_ops,
+                               labels=(src, dst), inputs=inputs, allow_unsafe_ops=allow_unsafe_ops,
                                progress=lambda message: progress(f"verifying: {message}"))
     summary = summary_line(report)
     progress(f"parity on {describe_inputs(report.inputs)}")
+    for name, reason in report.settings.get("signatures_not_compared", {}).items():
+        progress(f"parity: signature {name} not compared: {reason}")
     progress(f"parity: {summary}; {minimum_line(report)}")
     if not report.passed:
         raise VerificationError(

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from legacy.format.metadata import BridgeMetadata, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
-from legacy.engine.functions import ModuleFunctions, load_variables
+from legacy.engine.functions import ModuleFunctions, input_defaults, load_variables
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS,
                                        kind_of_signature, tag_label)
 from legacy.format.reader import StoredModule, read_module
@@ -58,8 +58,11 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
                 return adapter._run(name, images, training, {k: v for k, v in extra.items() if v is not None})
 
             call_signature.__name__ = name
+            # The module's scalar defaults become the Python defaults (readable from the saved function, which
+            # is how a TF2 -> TF1 conversion writes them back); an input without a default is required.
+            defaults = {k: _python_default(v) for k, v in adapter._defaults[name].items()}
             self.signature_functions[name] = tf.function(
-                _with_keywords(call_signature, sorted(adapter._extra[name])), reduce_retracing=True,
+                _with_keywords(call_signature, sorted(adapter._extra[name]), defaults), reduce_retracing=True,
                 autograph=False)
             if _attribute_name(name):
                 setattr(self, name, self.signature_functions[name])
@@ -70,16 +73,31 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
                                           input_signature=[spec], autograph=False)
 
 
-def _with_keywords(fn, names):
-    """`fn(images, training=False, **kwargs)` presented as taking exactly `names` as optional keyword arguments
-    (default None: the module's own default), so tf.function traces and saves them as named arguments."""
+def _with_keywords(fn, names, defaults=None):
+    """`fn(images, training=False, **kwargs)` presented as taking exactly `names` as keyword arguments, so
+    tf.function traces and saves them as named arguments. `defaults` (None: every name is optional with default
+    None, the module's own default): name -> default; a name missing from it is a required argument."""
     import inspect
 
     params = [inspect.Parameter("images", inspect.Parameter.POSITIONAL_OR_KEYWORD),
               inspect.Parameter("training", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False)]
-    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in names]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY,
+                                 default=None if defaults is None else defaults.get(n, inspect.Parameter.empty))
+               for n in names]
     fn.__signature__ = inspect.Signature(params)
     return fn
+
+
+def _python_default(value):
+    """A module default as the Python default of a keyword argument: a scalar as a Python number or bool (a
+    function saves it with its signature), anything else None (the module's own default, fed by its graph)."""
+    import numpy as np
+
+    value = np.asarray(value)
+    if value.ndim != 0 or value.dtype.kind not in "biuf":
+        return None
+    # float32 0.99 as 0.99, not 0.9900000095367432: the shortest text that gives the same float32 back
+    return float(str(value[()])) if value.dtype.kind == "f" else value.item()
 
 
 def _attribute_name(name: str) -> bool:
@@ -98,7 +116,7 @@ class ModuleAdapter:
         self._stored = module
         self._primary = DEFAULT_SIGNATURE if signature is None else signature
         inference = module.variant(INFERENCE_TAGS)
-        self._extra, self.not_kept = {}, {}
+        self._extra, self._defaults, self.not_kept = {}, {}, {}
         for name, sig in sorted(inference.signatures.items()):
             reason = _not_servable(module, sig)
             if reason:
@@ -106,6 +124,8 @@ class ModuleAdapter:
             else:
                 self._extra[name] = {key: tf.TensorSpec(_spec_shape(info.shape), tf.as_dtype(info.dtype), name=key)
                                      for key, info in sig.inputs.items() if key != IMAGE_INPUT_KEY}
+                self._defaults[name] = {k: v for k, v in input_defaults(module, name).items()
+                                        if k in self._extra[name]}
         self._image_signatures = sorted(self._extra)
         if not self._image_signatures:
             raise NotAnImageModuleError(
@@ -117,7 +137,7 @@ class ModuleAdapter:
                 f"signature {self._primary!r} does not take a single {IMAGE_INPUT_KEY!r} input (with optional "
                 f"others): {self.not_kept[self._primary]}; pick one of "
                 f"{', '.join(self._image_signatures)} with --signature")
-        self._call_routes = _call_routes(inference, self._primary, self._extra)
+        self._call_routes = _call_routes(inference, self._primary, self._extra, self._defaults)
         self._training_tags = TRAIN_TAGS if module.has_train_variant else INFERENCE_TAGS
 
         variables = load_variables(module)
@@ -164,26 +184,42 @@ class ModuleAdapter:
         if unknown:
             raise InvalidInputError(f"signature {name!r} has no input {unknown[0]!r}; its inputs besides images: "
                                     f"{', '.join(sorted(self._extra[name])) or 'none'}")
+        missing = [k for k in self.required_inputs[name] if inputs.get(k) is None]
+        if missing:
+            raise InvalidInputError(f"signature {name!r} needs input {missing[0]!r} (the module gives it no "
+                                    f"default); pass {missing[0]}=...")
         images = self._check_images(name, images)
         return self._saved.signature_functions[name](images, training=training, **inputs)
 
-    def call_signatures(self, names, images, training: bool = False) -> dict:
+    def call_signatures(self, names, images, training: bool = False, **inputs) -> dict:
         """Signature -> all its outputs, for every signature of `names`, computed together by one call of the
-        variant's function (what a verification runs: each tensor once); `training=True` applies the updates once."""
+        variant's function (what a verification runs: each tensor once); `training=True` applies the updates once.
+        `inputs`: values of other inputs, for the signatures that take them (the rest keep their defaults)."""
         _check_training(training)
         for name in names:
             if name not in self._image_signatures:
-                return {name: self.call_signature(name, images, training=training) for name in names}
+                return {name: self.call_signature(name, images, training=training,
+                                                  **{k: v for k, v in inputs.items() if k in self._extra.get(name, {})})
+                        for name in names}
+            missing = [k for k in self.required_inputs[name] if inputs.get(k) is None]
+            if missing:
+                raise InvalidInputError(f"signature {name!r} needs input {missing[0]!r} (the module gives it no "
+                                        f"default); pass {missing[0]}=...")
             images = self._check_images(name, images)
         fns = (self._fns.outputs(self._training_tags, self._image_signatures, with_updates=True) if training
                else self._fns.outputs(INFERENCE_TAGS, self._image_signatures))
-        outputs = fns.call_all(images=images)
+        outputs = fns.call_all(images=images, **inputs)
         return {name: outputs[name] for name in names}
 
     @property
     def signature_inputs(self) -> dict:
         """Signature -> {input key: TensorSpec} of its inputs besides `images`."""
         return {name: dict(extra) for name, extra in self._extra.items()}
+
+    @property
+    def required_inputs(self) -> dict:
+        """Signature -> sorted keys of its inputs that have no default in the module (callers must give them)."""
+        return {name: sorted(set(extra) - set(self._defaults[name])) for name, extra in self._extra.items()}
 
     def _route(self, given: dict) -> str:
         """The signature `__call__` runs for these hyperparameters (the primary one when none is given)."""
@@ -271,9 +307,10 @@ class ModuleAdapter:
         for name in self._image_signatures:
             sig_spec = self._image_spec(name)
             fn = saved.signature_functions[name]
+            required = {k: self._extra[name][k] for k in self.required_inputs[name]}
             for training in (False, True):
-                fn.get_concrete_function(sig_spec, training=training)
-                if self._extra[name]:
+                fn.get_concrete_function(sig_spec, training=training, **required)
+                if len(self._extra[name]) > len(required):
                     fn.get_concrete_function(sig_spec, training=training, **self._extra[name])
 
     def trace_for_export(self) -> dict:
@@ -311,18 +348,29 @@ def _spec_shape(shape):
 
 
 def _not_servable(module: StoredModule, sig) -> str | None:
-    """Why TF1 signature `sig` cannot become a function of the converted model, or None when it can."""
-    from legacy.engine.functions import input_defaults
-
+    """Why TF1 signature `sig` cannot become a function of the converted model, or None when it can. Inputs
+    besides images become keyword arguments (required ones when the module gives them no default)."""
     if IMAGE_INPUT_KEY not in sig.inputs:
         return (f"it has no {IMAGE_INPUT_KEY!r} input (it takes {', '.join(sorted(sig.inputs)) or 'nothing'}); the "
                 "bridge serves image signatures")
-    defaults = input_defaults(module, sig.name)
-    for key in sorted(set(sig.inputs) - {IMAGE_INPUT_KEY}):
-        if key not in defaults:
-            return (f"its input {key!r} has no default value in the module (not a placeholder_with_default of a "
-                    "constant), so calls without it could not run")
+    for key, info in sorted(sig.inputs.items()):
+        if not info.is_dense:
+            return f"its input {key!r} is a sparse or ragged tensor; the bridge serves dense image signatures"
     return None
+
+
+def required_inputs(module: StoredModule) -> dict:
+    """TF1 signature -> its inputs besides images that have no default in the module (a converted model takes
+    them as required arguments; verification compares such a signature only when values are given)."""
+    if frozenset() not in module.variants:
+        return {}
+    result = {}
+    for name, sig in sorted(module.variant(INFERENCE_TAGS).signatures.items()):
+        if _not_servable(module, sig) is None:
+            missing = sorted(set(sig.inputs) - {IMAGE_INPUT_KEY} - set(input_defaults(module, name)))
+            if missing:
+                result[name] = missing
+    return result
 
 
 def signatures_not_kept(module: StoredModule) -> dict:
@@ -334,15 +382,15 @@ def signatures_not_kept(module: StoredModule) -> dict:
     return {name: reason for name, reason in reasons.items() if reason}
 
 
-def _call_routes(inference, primary: str, extra: dict) -> list:
+def _call_routes(inference, primary: str, extra: dict, defaults: dict) -> list:
     """[(input keys, signature)]: signatures computing the primary signature's `default` output from images plus
     hyperparameters (e.g. `image_feature_vector_with_bn_hparams` for `default`), which `__call__` runs when it
-    is given those hyperparameters as keyword arguments."""
+    is given those hyperparameters as keyword arguments (only signatures whose extra inputs all have defaults)."""
     target = inference.signature(primary).outputs.get(DEFAULT_SIGNATURE)
     routes = []
     for name, keys in sorted(extra.items()):
         out = inference.signature(name).outputs.get(DEFAULT_SIGNATURE)
-        if keys and target is not None and out is not None and out.tensor_name == target.tensor_name:
+        if keys and set(keys) <= set(defaults.get(name, ())) and target is not None and out is not None and out.tensor_name == target.tensor_name:
             routes.append((frozenset(keys), name))
     return routes
 
@@ -376,6 +424,10 @@ def build(module, signature: str | None = None, allow_unsafe_ops: bool = False, 
     progress = progress or (lambda message: None)
     for name, reason in adapter.not_kept.items():  # never dropped without a word
         progress(f"signature {name} is not kept: {reason}")
+    for name, keys in adapter.required_inputs.items():
+        if keys:
+            progress(f"signature {name} is kept with required input{'s' if len(keys) > 1 else ''} "
+                     f"{', '.join(keys)} (no default in the module)")
     progress("tracing the inference and training functions")
     adapter.export_signatures = adapter.trace_for_export()
     return adapter

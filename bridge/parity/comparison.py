@@ -109,8 +109,9 @@ class _Session:
     """Runs both models on each batch, phase by phase, and feeds the entries."""
 
     def __init__(self, ra: Runner, rb: Runner, signatures: list, tolerances: Tolerances, *, training: bool,
-                 gradients: bool, logits: Sequence[str], seed: int, outputs_writer=None):
+                 gradients: bool, logits: Sequence[str], seed: int, outputs_writer=None, inputs: dict | None = None):
         self.runners = {"A": ra, "B": rb}
+        self.inputs = inputs or {}  # signature -> {input key: value} fed besides the images
         self.signatures = signatures
         self.tolerances = tolerances
         self.training = training
@@ -177,7 +178,8 @@ class _Session:
         return "depends on random ops: both models drew the same numbers"
 
     def step(self, batch, index: int) -> None:
-        outputs = {side: {sig: _numpy(out) for sig, out in r.run_many(self.distinct, batch.images).items()}
+        outputs = {side: {sig: _numpy(out) for sig, out in
+                          r.run_many(self.distinct, batch.images, inputs=self.inputs).items()}
                    for side, r in self.runners.items()}
         self._feed(INFERENCE, outputs, batch, index)
         if self.training:
@@ -187,13 +189,15 @@ class _Session:
                 if runner.computes_together:  # one call, its updates applied once: each signature's state
                     runner.restore(self.train_state[side])
                     trained[side] = {sig: _numpy(out) for sig, out in
-                                     runner.run_many(self.distinct, batch.images, training=True).items()}
+                                     runner.run_many(self.distinct, batch.images, training=True,
+                                                     inputs=self.inputs).items()}
                     state = runner.snapshot(list(self.initial[side]))
                     states[side] = {sig: state for sig in self.distinct}
                 else:
                     for sig in self.distinct:
                         runner.restore(self.train_state[side])
-                        trained[side][sig] = _numpy(runner.run(sig, batch.images, training=True))
+                        trained[side][sig] = _numpy(runner.run(sig, batch.images, training=True,
+                                                               inputs=self.inputs.get(sig)))
                         states[side][sig] = runner.snapshot(list(self.initial[side]))
                 self.train_state[side] = states[side][self.distinct[0]]
                 runner.restore(self.initial[side])
@@ -266,7 +270,7 @@ class _Session:
         terms = []
         with tf.GradientTape() as tape:
             for sig in dict.fromkeys(sig for sig, _ in weights):
-                outs = runner.run(sig, images, training=self.gradient_training)
+                outs = runner.run(sig, images, training=self.gradient_training, inputs=self.inputs.get(sig))
                 if self.initial.get(side):
                     runner.restore(self.initial[side])  # a training-mode call ran the batch-norm updates
                 terms += [tf.reduce_sum(tf.cast(outs[key], tf.float32) * w)
@@ -329,6 +333,38 @@ def select_signatures(ra: Runner, rb: Runner, signatures: Sequence[str] | None =
     return shared
 
 
+def signature_feeds(ra: Runner, rb: Runner, signatures: Sequence[str], inputs: dict, explicit: bool = False) -> tuple:
+    """({signature: {input key: value}} to feed besides images, {signature: why it is not compared}).
+
+    A given value goes to every compared signature that takes that input (in either model); an input not given
+    keeps each model's default; a signature with an input that has no default and no value is not compared (an
+    error when it was asked for by name). A value for an input no compared signature takes is refused."""
+    feeds, not_compared, known = {}, {}, set()
+    for sig in signatures:
+        specs = {}
+        for runner in (ra, rb):
+            for key, (spec, required) in runner.signature_inputs(sig).items():
+                specs[key] = specs.get(key, False) or required
+        known.update(specs)
+        missing = sorted(k for k, required in specs.items() if required and k not in inputs)
+        if missing:
+            reason = (f"its input {missing[0]!r} has no default in the model, and no value was given; pass "
+                      f"{spell(f'inputs={{{missing[0]!r}: VALUE}}', f'--input {missing[0]}=VALUE')} to compare it")
+            if explicit:
+                raise InvalidInputError(f"signature {sig!r} cannot be compared: {reason}")
+            not_compared[sig] = reason
+        else:
+            feeds[sig] = {k: v for k, v in inputs.items() if k in specs}
+    unknown = sorted(set(inputs) - known)
+    if unknown:
+        given = spell(f"inputs={{{unknown[0]!r}: ...}}", f"--input {unknown[0]}=...")
+        raise InvalidInputError(f"{given} names no input of the compared signatures; their inputs besides images: "
+                                f"{', '.join(sorted(known)) or 'none'}")
+    if not [s for s in signatures if s not in not_compared]:
+        raise InvalidInputError(f"no signature can be compared: {'; '.join(f'{s}: {r}' for s, r in not_compared.items())}")
+    return feeds, not_compared
+
+
 def resolve_image_size(ra: Runner, rb: Runner, image_size=None) -> tuple | None:
     """The size images are resized to: the one given, else the models' expected size (they must agree)."""
     if image_size is not None:
@@ -346,8 +382,8 @@ def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
             val_range: Sequence[float] = DEFAULT_VAL_RANGE, batch_size: int = DEFAULT_BATCH_SIZE,
             image_size: Sequence[int] | None = None, signatures: Sequence[str] | None = None,
             training: bool = False, gradients: bool = False, atol=None, rtol=None, logits: Sequence[str] = (),
-            save_inputs: str | None = None, save_outputs: str | None = None, allow_unsafe_ops: bool = False,
-            progress: Callable[[str], None] | None = None) -> Report:
+            save_inputs: str | None = None, save_outputs: str | None = None, inputs: dict | None = None,
+            allow_unsafe_ops: bool = False, progress: Callable[[str], None] | None = None) -> Report:
     """Run models `a` (the reference) and `b` on the same batches and compare every output.
 
     `a`, `b`: model directories (TF1 Hub module or TF2 SavedModel), `.tar.gz` archives or cached TF Hub handles
@@ -358,12 +394,19 @@ def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
     `atol`/`rtol`: a number, "NAME:VALUE" strings or a dict (see `bridge.parity.tolerance` for the semantics).
     `logits`: extra output names whose top-1/top-5 agreement to report (`image_classification/default` and a
     classification model's primary output always are). `save_inputs`/`save_outputs`: .npz files written as the
-    run streams (one array per batch). `progress`: called with one line per batch.
+    run streams (one array per batch). `inputs` ({"batch_norm_momentum": 0.99}): values for signature inputs
+    besides images, fed to both models wherever a compared signature takes them; an input not given keeps each
+    model's default, and a signature with an input that has no default and no value is not compared (named in
+    `report.settings["signatures_not_compared"]` and the notes, with the reason). `progress`: called with one line
+    per batch.
     """
     tolerances = check_compare_arguments(  # bad options fail before any model loads
         a, b, images=images, random=random, seed=seed, val_range=val_range, batch_size=batch_size,
         image_size=image_size, signatures=signatures, training=training, gradients=gradients, atol=atol, rtol=rtol,
-        logits=logits, save_inputs=save_inputs, save_outputs=save_outputs)
+        logits=logits, save_inputs=save_inputs, save_outputs=save_outputs, inputs=inputs)
+    from bridge import validate
+
+    inputs = validate.inputs(inputs)
     image_size = parse_image_size(image_size)
     signatures = [signatures] if isinstance(signatures, str) else signatures
     with contextlib.ExitStack() as stack:
@@ -371,13 +414,13 @@ def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
         return _compare(ra, rb, tolerances, images=images, random=random, seed=seed, val_range=val_range,
                         batch_size=batch_size, image_size=image_size, signatures=signatures, training=training,
                         gradients=gradients, logits=logits, save_inputs=save_inputs, save_outputs=save_outputs,
-                        progress=progress)
+                        inputs=inputs, progress=progress)
 
 
 def check_compare_arguments(a, b, images=None, *, random=None, seed=0, val_range=DEFAULT_VAL_RANGE,
                             batch_size=DEFAULT_BATCH_SIZE, image_size=None, signatures=None, training=False,
                             gradients=False, atol=None, rtol=None, logits=(), save_inputs=None, save_outputs=None,
-                            allow_unsafe_ops=False, json_file=None) -> Tolerances:
+                            inputs=None, allow_unsafe_ops=False, json_file=None) -> Tolerances:
     """Every check of `compare`'s arguments that needs no model: paths exist, numbers are in range, output files
     can be written, and tolerance overrides name only modes that are compared. Returns the parsed tolerances."""
     from bridge import validate
@@ -406,6 +449,7 @@ def check_compare_arguments(a, b, images=None, *, random=None, seed=0, val_range
     validate.flag(training, name="training")
     validate.flag(gradients, name="gradients")
     validate.flag(allow_unsafe_ops, name="allow_unsafe_ops")
+    validate.inputs(inputs)
     tolerances = Tolerances.parse(atol, rtol)
     off = {GRADIENTS: not gradients, TRAINING: not training, UPDATES: not training}
     for flag_name, table in (("atol", tolerances.atol), ("rtol", tolerances.rtol)):
@@ -446,8 +490,11 @@ def _open(model, stack: contextlib.ExitStack, allow_unsafe_ops: bool) -> Runner:
 
 
 def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, seed, val_range, batch_size,
-             image_size, signatures, training, gradients, logits, save_inputs, save_outputs, progress) -> Report:
+             image_size, signatures, training, gradients, logits, save_inputs, save_outputs, progress,
+             inputs=None) -> Report:
     chosen = select_signatures(ra, rb, signatures)
+    feeds, not_compared = signature_feeds(ra, rb, chosen, inputs or {}, explicit=bool(signatures))
+    chosen = [s for s in chosen if s not in not_compared]
     only_in = {"A": [s for s in ra.signature_names if s not in rb.signature_names],
                "B": [s for s in rb.signature_names if s not in ra.signature_names]}
     if training or gradients:
@@ -465,7 +512,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     inputs_writer = NpzWriter(save_inputs) if save_inputs else None
     outputs_writer = NpzWriter(save_outputs) if save_outputs else None
     session = _Session(ra, rb, chosen, tolerances, training=training, gradients=gradients, logits=logits,
-                       seed=seed, outputs_writer=outputs_writer)
+                       seed=seed, outputs_writer=outputs_writer, inputs=feeds)
     total = len(inputs)
     writers = [w for w in (inputs_writer, outputs_writer) if w is not None]
     try:
@@ -490,6 +537,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     results = session.results()
     notes = [f"signature{'s' if len(names) > 1 else ''} only in {side} ({runner.label}), not compared: "
              f"{', '.join(names)}" for (side, names), runner in zip(only_in.items(), (ra, rb)) if names]
+    notes += [f"signature {name} not compared: {reason}" for name, reason in not_compared.items()]
     notes += _missing_outputs_notes(results) + list(session.notes)
     random = {side: None if r.random is None else r.random.to_json() for side, r in (("A", ra), ("B", rb))}
     if any(r.random is None or r.random.ops for r in (ra, rb)):
@@ -509,6 +557,8 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
         "gradient_loss": GRADIENT_LOSS if gradients else None,
         "seed": seed,
         "signatures_only_in": only_in,
+        "signatures_not_compared": not_compared,
+        "inputs": {sig: {k: np.asarray(v).tolist() for k, v in fed.items()} for sig, fed in feeds.items() if fed},
         "random_ops": random,
         "tolerance": {"semantics": SEMANTICS, "default_atol_scale": DEFAULT_ATOL_SCALE,
                       "default_rtol": DEFAULT_RTOL, "overrides": tolerances.to_json()},
@@ -547,7 +597,7 @@ def _describe_sources(images) -> list:
 
 def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, seed: int = 0,
                       batch_size: int = DEFAULT_BATCH_SIZE, gradients: bool = False, atol=None, rtol=None,
-                      labels: tuple = (None, None), allow_unsafe_ops: bool = False,
+                      labels: tuple = (None, None), inputs: dict | None = None, allow_unsafe_ops: bool = False,
                       progress: Callable[[str], None] | None = None) -> Report:
     """Prove a conversion: compare the freshly written `dst` with its source `src` (the reference).
 
@@ -555,6 +605,7 @@ def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, se
     outputs of every shared signature, plus the training-mode outputs and batch-norm updates when both models have
     a training mode, and the gradients when asked; default tolerances (1e-5 of each output's scale, rtol 1e-5).
     `labels`: the names to show for src and dst (e.g. the final path while dst is still a temporary directory).
+    `inputs`: values for signature inputs besides images, as for `compare`.
     """
     with contextlib.ExitStack() as stack:
         ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (src, dst))
@@ -562,7 +613,8 @@ def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, se
             runner.label = label or runner.label
         training = ra.supports_training and rb.supports_training
         report = compare(ra, rb, images=images, random=random, seed=seed, batch_size=batch_size,
-                         training=training, gradients=gradients, atol=atol, rtol=rtol, progress=progress)
+                         training=training, gradients=gradients, atol=atol, rtol=rtol, inputs=inputs,
+                         progress=progress)
         size = resolve_image_size(ra, rb)
         if size and ra.takes_any_size and rb.takes_any_size:
             other = other_image_size(size)
@@ -570,7 +622,7 @@ def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, se
                 progress(f"the models take any image size: comparing again at {other[0]}x{other[1]}")
             extra = compare(ra, rb, random=OTHER_SIZE_RANDOM, seed=seed + 1, batch_size=batch_size,
                             image_size=other, training=training, gradients=gradients, atol=atol, rtol=rtol,
-                            progress=progress)
+                            inputs=inputs, progress=progress)
             merge_other_size(report, extra, other)
         return report
 

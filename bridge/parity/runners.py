@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 
-from bridge import formats
+from bridge import formats, validate
 from legacy.errors import BridgeError, InvalidInputError, ModuleFormatError, NotAnImageModuleError
 from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY
 
@@ -67,20 +67,27 @@ class Runner:
             return set()
         return None
 
-    def _call(self, signature: str, images, training: bool) -> dict:
+    def signature_inputs(self, signature: str) -> dict:
+        """Inputs of `signature` besides images: key -> (TensorSpec, required), required when the model has no
+        default for it (the harness then needs a value, `inputs=`/`--input`)."""
+        return {}
+
+    def _call(self, signature: str, images, training: bool, inputs: dict) -> dict:
         raise NotImplementedError
 
     def _variable_list(self) -> tuple:
         """(all variables, trainable variables) as lists of tf.Variable."""
         return [], []
 
-    def run(self, signature: str, images, training: bool = False) -> dict:
-        """All outputs of `signature` on `images` (float32 NHWC) as a dict of tensors, so gradient tapes see them."""
+    def run(self, signature: str, images, training: bool = False, inputs: dict | None = None) -> dict:
+        """All outputs of `signature` on `images` (float32 NHWC) as a dict of tensors, so gradient tapes see them;
+        `inputs`: values of its other inputs (those it takes; the rest keep the model's defaults)."""
         self._check(signature, training)
         import tensorflow as tf
 
+        fed = self._feeds(signature, inputs)
         try:
-            outputs = self._call(signature, images, training)
+            outputs = self._call(signature, images, training, fed)
         except BridgeError as e:
             raise type(e)(f"{self.label}: {e}") from None
         except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
@@ -101,10 +108,21 @@ class Runner:
             raise InvalidInputError(f"{self.label} has no training mode (it exposes only serving signatures); "
                                     "drop --training and --gradients")
 
-    def run_many(self, signatures: list, images, training: bool = False) -> dict:
-        """Signature -> `run(signature, images, training)`; a training call per signature, each from the current
-        state (subclasses that compute all signatures in one call apply the updates once)."""
-        return {sig: self.run(sig, images, training=training) for sig in signatures}
+    def run_many(self, signatures: list, images, training: bool = False, inputs: dict | None = None) -> dict:
+        """Signature -> `run(signature, images, training, inputs[signature])`; a training call per signature, each
+        from the current state (subclasses that compute all signatures in one call apply the updates once)."""
+        inputs = inputs or {}
+        return {sig: self.run(sig, images, training=training, inputs=inputs.get(sig)) for sig in signatures}
+
+    def _feeds(self, signature: str, inputs: dict | None) -> dict:
+        """The values of `inputs` that `signature` takes, as tensors; refused when a required one is missing."""
+        specs = self.signature_inputs(signature)
+        fed = {k: _input_tensor(signature, k, v, specs[k][0]) for k, v in (inputs or {}).items() if k in specs}
+        missing = [k for k, (_, required) in specs.items() if required and k not in fed]
+        if missing:
+            raise InvalidInputError(f"{self.label}: signature {signature!r} needs input {missing[0]!r}, which has no "
+                                    f"default; pass {validate.option('input', missing[0] + '=VALUE')}")
+        return fed
 
     @property
     def computes_together(self) -> bool:
@@ -213,18 +231,24 @@ class ModuleRunner(Runner):
         return super().is_logits(signature, key) or (
             signature == meta.primary_signature and key == DEFAULT_SIGNATURE and meta.kind == "classification")
 
-    def _call(self, signature, images, training):
-        return self.adapter.call_signature(signature, images, training=training)
+    def signature_inputs(self, signature):
+        required = set(self.adapter.required_inputs.get(signature, ()))
+        return {k: (spec, k in required) for k, spec in self.adapter.signature_inputs.get(signature, {}).items()}
+
+    def _call(self, signature, images, training, inputs):
+        return self.adapter.call_signature(signature, images, training=training, **inputs)
 
     @property
     def computes_together(self) -> bool:
         return True
 
-    def run_many(self, signatures, images, training=False):
+    def run_many(self, signatures, images, training=False, inputs=None):
+        fed = {}  # the harness gives every signature the same value for a key (see signature_feeds)
         for signature in signatures:
             self._check(signature, training)
+            fed.update(self._feeds(signature, (inputs or {}).get(signature)))
         try:
-            outputs = self.adapter.call_signatures(list(signatures), images, training=training)
+            outputs = self.adapter.call_signatures(list(signatures), images, training=training, **fed)
         except BridgeError as e:
             raise type(e)(f"{self.label}: {e}") from None
         return {sig: dict(out) for sig, out in outputs.items()}
@@ -315,14 +339,18 @@ class SavedModelRunner(Runner):
             meta is not None and signature == meta.primary_signature and key == DEFAULT_SIGNATURE
             and meta.kind == "classification")
 
-    def _call(self, signature, images, training):
+    def signature_inputs(self, signature):
+        fn, _, input_key = self._functions[signature]
+        return _function_inputs(fn, serving=input_key is not None)
+
+    def _call(self, signature, images, training, inputs):
         fn, takes_training, input_key = self._functions[signature]
         if input_key is not None:
             import tensorflow as tf
-            return fn(**{input_key: tf.convert_to_tensor(images)})
+            return fn(**{input_key: tf.convert_to_tensor(images)}, **inputs)
         if takes_training:
-            return fn(images, training=training)
-        return fn(images)
+            return fn(images, training=training, **inputs)
+        return fn(images, **inputs)
 
     def same_function(self, signature, other):
         """Compared on the restored functions: both call the same functions with the same captured variables
@@ -350,6 +378,34 @@ class SavedModelRunner(Runner):
         import tensorflow as tf
         variables = [d for d in tf.train.TrackableView(obj).descendants() if isinstance(d, tf.Variable)]
         return variables, [v for v in variables if v.trainable]
+
+
+def _function_inputs(fn, serving: bool) -> dict:
+    """key -> (TensorSpec, required) of a function's tensor inputs besides images: a serving signature's are all
+    required; a function's keyword argument is required when every traced call takes it (a restored function runs
+    only the calls it was traced for, so one with a default has a trace without it)."""
+    import tensorflow as tf
+
+    specs, traces = {}, _concrete_functions(fn)
+    count = {}
+    for cf in traces:
+        for key, spec in cf.structured_input_signature[1].items():
+            if isinstance(spec, tf.TensorSpec) and key not in (IMAGE_INPUT_KEY, "training"):
+                specs[key] = spec
+                count[key] = count.get(key, 0) + 1
+    return {k: (spec, serving or count[k] == len(traces)) for k, spec in specs.items()}
+
+
+def _input_tensor(signature: str, key: str, value, spec):
+    """A value given for input `key` as a tensor of the input's dtype, refused when its shape cannot fit."""
+    import numpy as np
+    import tensorflow as tf
+
+    array = np.asarray(value)
+    if not spec.shape.is_compatible_with(array.shape):
+        raise InvalidInputError(f"input {key!r} of signature {signature!r} has shape {spec.shape}, but the value "
+                                f"given has shape {list(array.shape)}; pass a value of that shape")
+    return tf.constant(array.astype(spec.dtype.as_numpy_dtype))
 
 
 def _input_key(fn) -> str:

@@ -111,7 +111,8 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
     input_spec = None
     for fn in concrete:
         args, kwargs = fn.structured_input_signature
-        tensors = [a for a in tf.nest.flatten((args, kwargs)) if isinstance(a, tf.TensorSpec)]
+        # Keyword tensors besides images are hyperparameters (see `_extra_inputs`), not the image input.
+        tensors = [a for a in tf.nest.flatten((args, kwargs.get(IMAGE_INPUT_KEY))) if isinstance(a, tf.TensorSpec)]
         if len(tensors) != 1:
             raise ConversionError(f"{src}: __call__ takes {len(tensors)} input tensors, but an image module takes "
                                   "exactly one (a float32 [batch, height, width, 3] batch)")
@@ -168,13 +169,55 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
                  variable_names=names)
 
 
-def _concrete(fn, spec, training: bool):
+def _concrete(fn, spec, training: bool, extra: dict | None = None):
+    extra = extra or {}
     try:
-        return fn.get_concrete_function(spec, training=training)
+        return fn.get_concrete_function(spec, training=training, **extra)
     except (ValueError, TypeError):
         if training:
             raise
-        return fn.get_concrete_function(spec)
+        return fn.get_concrete_function(spec, **extra)
+
+
+def _extra_inputs(fn) -> dict:
+    """The keyword tensor inputs besides images that a TF1 signature made from `fn` takes: key -> (TensorSpec,
+    default). A keyword argument with a number (or bool) as its default becomes a placeholder_with_default of that
+    value (how TF1 modules expose hyperparameters such as batch_norm_momentum); one every traced call takes (no
+    default) a plain placeholder (default None here); one whose default is None (the model's own choice, with
+    a trace without it) is left out, as the TF1 signature cannot state that default."""
+    concrete = list(getattr(fn, "concrete_functions", None) or [])
+    argspec = getattr(getattr(fn, "function_spec", None), "fullargspec", None)
+    defaults = dict(getattr(argspec, "kwonlydefaults", None) or {})
+    specs, count = {}, {}
+    for cf in concrete:
+        for key, spec in cf.structured_input_signature[1].items():
+            if isinstance(spec, tf.TensorSpec) and key != IMAGE_INPUT_KEY:
+                specs[key] = spec
+                count[key] = count.get(key, 0) + 1
+    result = {}
+    for key, spec in sorted(specs.items()):
+        default = defaults.get(key)
+        if count[key] == len(concrete):
+            result[key] = (spec, None)
+        elif isinstance(default, (bool, int, float)):
+            result[key] = (spec, default)
+    return result
+
+
+def _extra_placeholder(key: str, spec, default):
+    if default is None:
+        return tf.compat.v1.placeholder(spec.dtype, spec.shape, name=key)
+    return tf.compat.v1.placeholder_with_default(tf.constant(default, dtype=spec.dtype), spec.shape, name=key)
+
+
+def _flat_arguments(concrete, images, extra: dict) -> list:
+    """The tensors to feed a concrete function's arguments, in its flat input order (nest order of its
+    structured input signature)."""
+    args, kwargs = concrete.structured_input_signature
+    feeds = {**extra, IMAGE_INPUT_KEY: images}
+    structured = ([images if isinstance(a, tf.TensorSpec) else a for a in args],
+                  {k: feeds[k] if isinstance(v, tf.TensorSpec) else v for k, v in kwargs.items()})
+    return [t for t in tf.nest.flatten(structured) if isinstance(t, tf.Tensor)]
 
 
 def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: frozenset, training: bool):
@@ -190,16 +233,26 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
         spec = tf.TensorSpec(plan.input_shape, tf.float32, name=IMAGE_INPUT_KEY)
         primary_updates = None
         signature_defs = {}
+        placeholders = {}  # (key, dtype, shape, default) -> the graph's input tensor, shared by the signatures
         for name, (fn, _) in plan.signatures.items():
-            concrete = _concrete(fn, spec, training)
-            outputs, updates = _import_function(concrete, [images], handles, f"{name}_apply")
+            extra = {}
+            for key, (extra_spec, default) in _extra_inputs(fn).items():
+                shape = tuple(extra_spec.shape.as_list()) if extra_spec.shape.rank is not None else None
+                ident = (key, extra_spec.dtype, shape, default)
+                if ident not in placeholders:
+                    placeholders[ident] = _extra_placeholder(key, extra_spec, default)
+                extra[key] = (extra_spec, placeholders[ident])
+            concrete = _concrete(fn, spec, training, {k: s for k, (s, _) in extra.items()})
+            args = _flat_arguments(concrete, images, {k: t for k, (_, t) in extra.items()})
+            outputs, updates = _import_function(concrete, args, handles, f"{name}_apply")
             if primary_updates is None or name == DEFAULT_SIGNATURE:
                 primary_updates = updates
             structured = tf.nest.pack_sequence_as(concrete.structured_outputs, outputs)
             if not isinstance(structured, dict):
                 structured = {DEFAULT_SIGNATURE: structured}
             signature_defs[name] = tf.compat.v1.saved_model.build_signature_def(
-                inputs={IMAGE_INPUT_KEY: tf.compat.v1.saved_model.build_tensor_info(images)},
+                inputs={IMAGE_INPUT_KEY: tf.compat.v1.saved_model.build_tensor_info(images),
+                        **{k: tf.compat.v1.saved_model.build_tensor_info(t) for k, (_, t) in extra.items()}},
                 outputs={k: tf.compat.v1.saved_model.build_tensor_info(v) for k, v in structured.items()})
         for update in primary_updates or []:
             tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)

@@ -362,13 +362,21 @@ class _OutputsGroup:
         return self._outputs(names, by_tensor)
 
     def _outputs(self, names: list, by_tensor: dict) -> dict:
+        import numpy as np
         import tensorflow as tf
         from tensorflow.python.ops import resource_variable_ops
 
-        args = []
+        args, absent = [], set()
         for tensor_name, info in zip(self._input_names, self._input_infos):
             value = by_tensor.get(tensor_name)
-            if value is None:
+            if value is None and tensor_name not in self._defaults:
+                # An input without a default (a plain placeholder) that this call does not give: only signatures
+                # this call does not return take it (`__call__` checks), so a stand-in value feeds the one import
+                # and the outputs computed from it are dropped below.
+                absent.add(tensor_name)
+                shape = [] if info.shape is None else [1 if d is None else d for d in info.shape]
+                value = np.zeros(shape, tf.as_dtype(info.dtype).as_numpy_dtype)
+            elif value is None:
                 value = self._defaults[tensor_name]
             args.append(tf.cast(value, tf.as_dtype(info.dtype)) if isinstance(value, tf.Tensor)
                         else tf.constant(value, tf.as_dtype(info.dtype)))
@@ -377,7 +385,8 @@ class _OutputsGroup:
             resource_variable_ops.variable_accessed(var)
         flat = list(self._fn(*args))
         return {name: {key: composites.pack(info, [flat[self._output_positions[c]] for c in info.component_names()])
-                       for key, info in self._signatures[name].outputs.items()} for name in names}
+                       for key, info in self._signatures[name].outputs.items()} for name in names
+                if not {i.tensor_name for i in self._signatures[name].inputs.values()} & absent}
 
 
 def _reachable_variables(graph_def, fetches) -> frozenset:

@@ -78,13 +78,18 @@ def test_keras_layer_passes_the_momentum(converted):
     np.testing.assert_allclose(var.numpy() - before, step, rtol=1e-6)
 
 
-def test_a_signature_that_cannot_be_kept_is_named(converted, capsys):
+def test_a_signature_whose_input_has_no_default_is_kept_with_it_required(converted, capsys):
     from bridge.cli import main
 
     result, lines = converted
-    assert any(line.startswith("signature scaled_features is not kept: its input 'scale' has no default")
-               for line in lines)
-    assert "scaled_features" not in tf.saved_model.load(result.destination).signatures
+    assert "signature scaled_features is kept with required input scale (no default in the module)" in lines
+    assert result.verification.settings["signatures_not_compared"] == {
+        "scaled_features": "its input 'scale' has no default in the model, and no value was given; pass "
+                           "inputs={'scale': VALUE} to compare it"}
+    obj = tf.saved_model.load(result.destination)
+    assert sorted(obj.signatures["scaled_features"].structured_input_signature[1]) == ["images", "scale"]
+    with pytest.raises(TypeError):  # required: no traced call without it
+        obj.scaled_features(images(2, (20, 20)))
     assert main(["inspect", real_module("hparams_net")]) == 0
     out = capsys.readouterr().out
-    assert "signature scaled_features cannot be converted: its input 'scale' has no default" in out
+    assert "signature scaled_features converts with required input scale (no default in the module" in out

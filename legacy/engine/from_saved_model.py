@@ -204,6 +204,29 @@ def _extra_inputs(fn) -> dict:
     return result
 
 
+def _updates_with_hyperparameters(obj, spec, images, hyperparameters: dict, handles: dict) -> list | None:
+    """The update ops of `__call__(images, training=True, **hyperparameters)` fed from the graph's inputs.
+
+    In a TF1 module the UPDATE_OPS read the same hyperparameter inputs as the signatures (feeding
+    batch_norm_momentum to a *_with_bn_hparams signature changes how far the moving statistics move), while the
+    primary signature's own updates use the default. So when `__call__` was traced with some of these keyword
+    hyperparameters, its updates, fed from the placeholders, become the variant's UPDATE_OPS (one more import of
+    the training function). None when it was not."""
+    call = getattr(obj, "__call__", None)
+    best = {}
+    for cf in list(getattr(call, "concrete_functions", None) or []):
+        args, kwargs = cf.structured_input_signature
+        keys = {k: s for k, s in kwargs.items() if isinstance(s, tf.TensorSpec) and k != IMAGE_INPUT_KEY}
+        trained = True in list(args[1:]) or kwargs.get("training") is True
+        if trained and keys and set(keys) <= set(hyperparameters) and len(keys) > len(best):
+            best = keys
+    if not best:
+        return None
+    concrete = call.get_concrete_function(spec, training=True, **best)
+    args = _flat_arguments(concrete, images, {k: hyperparameters[k] for k in best})
+    return _import_function(concrete, args, handles, "update_apply")[1]
+
+
 def _extra_placeholder(key: str, spec, default):
     if default is None:
         return tf.compat.v1.placeholder(spec.dtype, spec.shape, name=key)
@@ -254,6 +277,10 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
                 inputs={IMAGE_INPUT_KEY: tf.compat.v1.saved_model.build_tensor_info(images),
                         **{k: tf.compat.v1.saved_model.build_tensor_info(t) for k, (_, t) in extra.items()}},
                 outputs={k: tf.compat.v1.saved_model.build_tensor_info(v) for k, v in structured.items()})
+        hyperparameters = {key: tensor for (key, _, _, default), tensor in placeholders.items() if default is not None}
+        if training and hyperparameters:
+            primary_updates = _updates_with_hyperparameters(obj, spec, images, hyperparameters, handles) \
+                or primary_updates
         for update in primary_updates or []:
             tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
         for loss_fn in getattr(obj, "regularization_losses", []):

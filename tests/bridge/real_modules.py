@@ -65,3 +65,32 @@ def assert_close_to_genuine(actual, genuine, what: str) -> None:
 
 def images(n: int = 4, size=(16, 16), seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, (n, *size, 3)).astype(np.float32)
+
+
+def genuine_runs(runs: dict, tmp_path, describe=()) -> tuple:
+    """Several questions to the genuine library in one process: `runs` {name: (module_dir, images, tags, inputs)}
+    -> ({name: {"<signature>/<key>" or "updates/<signature>/<variable>": array}}, {module_dir: signatures as
+    `real_modules.py describe` gives them}). Training runs (tags "train") also report the batch-norm updates."""
+    import json
+
+    jobs, outs, described = [], {}, {}
+    for name, (module_dir, batch, tags, inputs) in runs.items():
+        stem = name.replace("/", "_")
+        feeds, outs[name] = str(tmp_path / f"{stem}_in.npz"), str(tmp_path / f"{stem}_out.npz")
+        np.savez(feeds, images=batch, **{f"input/{k}": np.asarray(v) for k, v in inputs.items()})
+        jobs.append(["run", module_dir, feeds, outs[name], "--tags", tags] + (["--updates"] if tags else []))
+    for i, module_dir in enumerate(describe):
+        described[module_dir] = str(tmp_path / f"describe_{i}.json")
+        jobs.append(["describe", module_dir, described[module_dir]])
+    with open(tmp_path / "jobs.json", "w") as f:
+        json.dump(jobs, f)
+    _run("batch", str(tmp_path / "jobs.json"))
+    results = {}
+    for name, path in outs.items():
+        with np.load(path) as data:
+            results[name] = {k[len("outputs/"):] if k.startswith("outputs/") else k: data[k] for k in data.files}
+    descriptions = {}
+    for module_dir, path in described.items():
+        with open(path) as f:
+            descriptions[module_dir] = json.load(f)
+    return results, descriptions

@@ -12,7 +12,12 @@ CLI:
       `outputs/<signature>/<key>` of every signature of one graph variant, each signature in a fresh graph and
       session (so a random op draws its first numbers, as in the first `session.run` after loading the module).
       INPUTS_NPZ holds `images` and `input/<name>` for other inputs; a signature with an input not given is left
-      out.
+      out. --updates: also `updates/<signature>/<variable>`, how far each non-trainable variable (batch-norm
+      moving statistics) moved when the variant's UPDATE_OPS ran with the signature's outputs.
+  real_modules.py describe MODULE_DIR OUT_JSON
+      {tags: {signature: {"inputs": {key: [dtype, shape]}, "outputs": [keys]}}} as the genuine ModuleSpec sees them.
+  real_modules.py batch JOBS_JSON
+      Several of the above in one process: a list of argument lists (["run", ...], ["describe", ...]).
 
 The modules (MODULES):
   dropout_net    conv+BN, global pool, slim.dropout before the logits and tf.compat.v1.nn.dropout on the first
@@ -171,7 +176,22 @@ def _export(spec, path):
       module.export(path, sess)
 
 
-def run(module_dir, inputs, tags=()):
+def describe(module_dir):
+  spec = hub.load_module_spec(module_dir)
+  result = {}
+  for tags in spec.get_tags():
+    sigs = {}
+    for signature in sorted(spec.get_signature_names(tags)):
+      inputs = spec.get_input_info_dict(signature, tags)
+      sigs[signature] = {
+          "inputs": {k: [i.dtype.name, i.get_shape().as_list() if i.get_shape().rank is not None else None]
+                     for k, i in sorted(inputs.items())},
+          "outputs": sorted(spec.get_output_info_dict(signature, tags))}
+    result[",".join(sorted(tags))] = sigs
+  return result
+
+
+def run(module_dir, inputs, tags=(), updates=False):
   spec = hub.load_module_spec(module_dir)
   tags = set(tags)
   arrays = {}
@@ -182,6 +202,10 @@ def run(module_dir, inputs, tags=()):
       module = hub.Module(spec, trainable=bool(tags), tags=tags)
       feeds = {key: tf.compat.v1.placeholder(i.dtype, i.get_shape(), name="input_" + key) for key, i in info.items()}
       outputs = module(feeds, signature=signature, as_dict=True)
+      update_ops = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS) if updates else []
+      trainable = set(id(v) for v in tf.compat.v1.trainable_variables())
+      watched = {name: var for name, var in sorted(module.variable_map.items())
+                 if updates and id(var) not in trainable}
       feed_dict = {feeds["images"]: inputs["images"]}
       for key in info:
         if key != "images" and "input/" + key in inputs:
@@ -193,13 +217,18 @@ def run(module_dir, inputs, tags=()):
         continue
       with tf.compat.v1.Session(graph=graph) as sess:
         sess.run(tf.compat.v1.global_variables_initializer())
-        values = sess.run(outputs, feed_dict)
+        before = sess.run(watched)
+        values, _ = sess.run((outputs, update_ops), feed_dict)
+        after = sess.run(watched)
     for key, value in values.items():
       arrays["outputs/%s/%s" % (signature, key)] = np.asarray(value)
+    for name in watched:
+      arrays["updates/%s/%s" % (signature, name)] = np.asarray(after[name] - before[name])
   return arrays
 
 
 def main(argv=None):
+  import json  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser()
   sub = parser.add_subparsers(dest="command", required=True)
   p = sub.add_parser("build")
@@ -210,13 +239,26 @@ def main(argv=None):
   p.add_argument("inputs")
   p.add_argument("out")
   p.add_argument("--tags", default="")
+  p.add_argument("--updates", action="store_true")
+  p = sub.add_parser("describe")
+  p.add_argument("module_dir")
+  p.add_argument("out")
+  p = sub.add_parser("batch")
+  p.add_argument("jobs")
   args = parser.parse_args(argv)
   if args.command == "build":
     build(args.out_dir, args.names)
+  elif args.command == "describe":
+    with open(args.out, "w") as f:
+      json.dump(describe(args.module_dir), f, indent=1, sort_keys=True)
+  elif args.command == "batch":
+    with open(args.jobs) as f:
+      for job in json.load(f):
+        main(job)
   else:
     with np.load(args.inputs) as data:
       inputs = {k: data[k] for k in data.files}
-    arrays = run(args.module_dir, inputs, [t for t in args.tags.split(",") if t])
+    arrays = run(args.module_dir, inputs, [t for t in args.tags.split(",") if t], updates=args.updates)
     np.savez(args.out, **arrays)
 
 

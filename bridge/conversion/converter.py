@@ -79,7 +79,8 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
     of `verify_images` (a folder, files or arrays, as `bridge.parity.compare` takes); `verify_gradients` also
     compares gradients. `inputs` ({"batch_norm_momentum": 0.99}): values fed to signature inputs besides images
     (else the model's defaults; a signature whose input has no default is then not compared, and the report says
-    so; the converted model keeps it, with that input required). Raises `VerificationError` (with the report) on a mismatch, leaving `dst` untouched.
+    so; the converted model keeps it, with that input required). Raises `VerificationError` (with the report)
+    on a mismatch, leaving `dst` untouched.
     """
     from bridge.formats import check_source, open_model
 

@@ -390,7 +390,8 @@ def _call_routes(inference, primary: str, extra: dict, defaults: dict) -> list:
     routes = []
     for name, keys in sorted(extra.items()):
         out = inference.signature(name).outputs.get(DEFAULT_SIGNATURE)
-        if keys and set(keys) <= set(defaults.get(name, ())) and target is not None and out is not None and out.tensor_name == target.tensor_name:
+        if keys and set(keys) <= set(defaults.get(name, ())) and target is not None and out is not None \
+                and out.tensor_name == target.tensor_name:
             routes.append((frozenset(keys), name))
     return routes
 

@@ -361,7 +361,8 @@ def signature_feeds(ra: Runner, rb: Runner, signatures: Sequence[str], inputs: d
         raise InvalidInputError(f"{given} names no input of the compared signatures; their inputs besides images: "
                                 f"{', '.join(sorted(known)) or 'none'}")
     if not [s for s in signatures if s not in not_compared]:
-        raise InvalidInputError(f"no signature can be compared: {'; '.join(f'{s}: {r}' for s, r in not_compared.items())}")
+        reasons = "; ".join(f"{s}: {r}" for s, r in not_compared.items())
+        raise InvalidInputError(f"no signature can be compared: {reasons}")
     return feeds, not_compared
 
 

@@ -186,7 +186,10 @@ class _Session:
             trained, states = {}, {}
             for side, runner in self.runners.items():
                 trained[side], states[side] = {}, {}
-                if runner.computes_together:  # one call, its updates applied once: each signature's state
+                # One call, its updates applied once: each signature's state. Not with values for extra inputs:
+                # one call feeds them to the update ops of every signature (a TF1 graph shares the placeholder),
+                # where a call of a signature that does not take them keeps the default.
+                if runner.computes_together and not any(self.inputs.values()):
                     runner.restore(self.train_state[side])
                     trained[side] = {sig: _numpy(out) for sig, out in
                                      runner.run_many(self.distinct, batch.images, training=True,

@@ -401,7 +401,8 @@ def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
     run streams (one array per batch). `inputs` ({"batch_norm_momentum": 0.99}): values for signature inputs
     besides images, fed to both models wherever a compared signature takes them; an input not given keeps each
     model's default, and a signature with an input that has no default and no value is not compared (named in
-    `report.settings["signatures_not_compared"]` and the notes, with the reason). `progress`: called with one line
+    `report.settings["signatures_not_compared"]`, present when there are some, and the notes, with the reason;
+    `report.settings["inputs"]` says what was fed). `progress`: called with one line
     per batch.
     """
     tolerances = check_compare_arguments(  # bad options fail before any model loads
@@ -561,12 +562,15 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
         "gradient_loss": GRADIENT_LOSS if gradients else None,
         "seed": seed,
         "signatures_only_in": only_in,
-        "signatures_not_compared": not_compared,
-        "inputs": {sig: {k: np.asarray(v).tolist() for k, v in fed.items()} for sig, fed in feeds.items() if fed},
         "random_ops": random,
         "tolerance": {"semantics": SEMANTICS, "default_atol_scale": DEFAULT_ATOL_SCALE,
                       "default_rtol": DEFAULT_RTOL, "overrides": tolerances.to_json()},
     }
+    if not_compared:  # only when there is something to say, so reports of image-only models keep their shape
+        settings["signatures_not_compared"] = not_compared
+    fed = {sig: {k: np.asarray(v).tolist() for k, v in values.items()} for sig, values in feeds.items() if values}
+    if fed:
+        settings["inputs"] = fed
     describe = inputs.describe()
     describe["sources"] = _describe_sources(images)
     return Report(a=ra.describe(), b=rb.describe(), inputs=describe, results=results, settings=settings,

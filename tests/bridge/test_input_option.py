@@ -62,7 +62,7 @@ def test_parity_feeds_the_input_and_names_what_it_cannot_compare(converted, tmp_
     assert main(["parity", src, dst, "--random", "2", "--training", "--input", "scale=3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["settings"]["inputs"]["scaled_features"] == {"scale": 3.0}
-    assert report["settings"]["signatures_not_compared"] == {}
+    assert "signatures_not_compared" not in report["settings"]
     assert main(["parity", src, dst, "--random", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["settings"]["signatures_not_compared"]["scaled_features"].startswith(

@@ -246,14 +246,16 @@ class SavedModelSpec(ModuleSpec):
 
 def _read_endpoint(path: str, attribute: str, graph, node_id: int, coder) -> Endpoint:
     """The input, outputs and `training` values of one saved function, from its traced concrete functions."""
-    input_spec, outputs, bare, trainings = None, None, False, set()
+    input_spec, outputs, bare, trainings, other_arity = None, None, False, set(), None
     for concrete_name in graph.nodes[node_id].function.concrete_functions:
         concrete = graph.concrete_functions[concrete_name]
         args, kwargs = coder.decode_proto(concrete.canonicalized_input_signature)
         tensors = [a for a in tf.nest.flatten((args, kwargs)) if isinstance(a, tf.TensorSpec)]
         if len(tensors) != 1:
-            raise ModuleFormatError(f"{path}: function {attribute} takes {len(tensors)} tensors, but a module "
-                                    "signature here takes exactly one (the image batch)")
+            # A trace with hyperparameter tensors besides the images (`batch_norm_momentum=...` of a model
+            # converted from a *_with_bn_hparams module): the image-only traces serve the module signature.
+            other_arity = len(tensors)
+            continue
         flags = [a for a in list(args[1:]) + list(kwargs.values()) if isinstance(a, bool)]
         trainings.update(flags[:1])
         if input_spec is None or flags[:1] == [False]:
@@ -264,6 +266,9 @@ def _read_endpoint(path: str, attribute: str, graph, node_id: int, coder) -> End
             if not isinstance(outputs, dict) or not all(isinstance(v, tf.TensorSpec) for v in outputs.values()):
                 raise ModuleFormatError(f"{path}: function {attribute} returns {type(structured).__name__}, but a "
                                         "module signature returns a tensor or a dict of tensors")
+    if input_spec is None and other_arity is not None:
+        raise ModuleFormatError(f"{path}: function {attribute} takes {other_arity} tensors, but a module "
+                                "signature here takes exactly one (the image batch)")
     if input_spec is None:
         raise ModuleFormatError(f"{path}: function {attribute} was saved without a traced signature; save it "
                                 "after calling it (or get_concrete_function) with an image batch spec")

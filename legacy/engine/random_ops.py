@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from legacy.format.graph_defs import called_functions, op_name
+from legacy.format.graph_defs import called_functions, input_closure, op_name
 
 # stateful op -> (stateless op, index of the seed input among the stateless op's inputs, attr renames)
 STATELESS = {
@@ -53,14 +53,7 @@ def _used_random_ops(variant) -> list:
     graph_def = variant.meta_graph.graph_def
     fetches = [info.tensor_name for sig in variant.signatures.values() for info in sig.outputs.values()]
     fetches += list(variant.update_ops) + list(variant.regularization_losses)
-    nodes = {n.name: n for n in graph_def.node}
-    seen, stack = set(), [op_name(f) for f in fetches]
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in nodes:
-            continue
-        seen.add(name)
-        stack.extend(op_name(i) for i in nodes[name].input)
+    seen = input_closure({n.name: n for n in graph_def.node}, (op_name(f) for f in fetches))
     return [op for op in random_ops(graph_def) if op[1] in seen or op[0]]
 
 
@@ -68,13 +61,7 @@ def depends_on_random_ops(graph_def, fetches: Sequence[str]) -> bool:
     """Whether any of `fetches` (tensor or op names) is computed from a stateful random op."""
     nodes = {n.name: n for n in graph_def.node}
     functions = {f.signature.name: f for f in graph_def.library.function}
-    seen, stack = set(), [op_name(f) for f in fetches]
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in nodes:
-            continue
-        seen.add(name)
-        stack.extend(op_name(i) for i in nodes[name].input)
+    seen = input_closure(nodes, (op_name(f) for f in fetches))
     kept = [nodes[n] for n in seen]
     if any(n.op in RANDOM_OPS for n in kept):
         return True

@@ -37,3 +37,15 @@ def called_functions(start_nodes: Iterable, functions: dict) -> set:
         for node in functions[name].node_def:
             visit(node)
     return seen
+
+
+def input_closure(nodes: dict, roots: Iterable[str]) -> set:
+    """Names of the graph nodes that `roots` depend on (data and control inputs), roots included."""
+    seen, stack = set(), [r for r in roots if r in nodes]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        stack.extend(op_name(i) for i in nodes[name].input if op_name(i) in nodes)
+    return seen

@@ -23,7 +23,7 @@ import os
 from typing import Iterable
 
 from legacy.errors import NotAModuleError, UnsafeModelError
-from legacy.format.graph_defs import called_functions, op_name
+from legacy.format.graph_defs import called_functions, input_closure, op_name
 from legacy.format.reader import StoredModule, is_tf1_hub_module, read_module, read_saved_model_proto, tag_label
 
 FILES = "reads or writes files"
@@ -209,7 +209,7 @@ def _scan_graph_def(graph_def, where: str, result: ScanResult, saver_roots: Iter
     nodes = {n.name: n for n in graph_def.node}
     # Checkpoint ops are excused only where nothing but the saver reaches them: not from a signature, not from
     # any function the model's objects call.
-    saver_nodes = _input_closure(nodes, saver_roots) - _input_closure(nodes, model_roots)
+    saver_nodes = input_closure(nodes, saver_roots) - input_closure(nodes, model_roots)
     saver_functions = called_functions((nodes[n] for n in saver_nodes), functions)
     other_roots = [n for name, n in nodes.items() if name not in saver_nodes]
     other_roots += [node for name, fn in functions.items() if name not in saver_functions for node in fn.node_def]
@@ -252,15 +252,3 @@ def _unsafe_reason(node, functions: dict, registry) -> str | None:
     if op not in functions and registry.get(op) is None:
         return UNKNOWN
     return None
-
-
-def _input_closure(nodes: dict, roots: Iterable[str]) -> set:
-    """Names of the graph nodes that `roots` depend on (data and control inputs), roots included."""
-    seen, stack = set(), [r for r in roots if r in nodes]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        stack.extend(op_name(i) for i in nodes[name].input if op_name(i) in nodes)
-    return seen

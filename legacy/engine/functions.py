@@ -170,18 +170,7 @@ class ModuleFunctions:
         def body(*args):
             inputs = dict(zip(input_names, args))
             inputs.update(self._asset_inputs(variant))
-            fetches = [n for n in output_names if n not in inputs]
-            fetched = graph_import.import_fetches(variant.meta_graph.graph_def, fetches + updates, inputs,
-                                                  self.variables, states=tables)
-            tensors = dict(inputs)
-            tensors.update(zip(fetches, fetched[:len(fetches)]))
-            outputs = [tf.identity(tensors[n]) for n in output_names]
-            update_ops = fetched[len(fetches):]
-            if update_ops:
-                deps = [u if isinstance(u, tf.Operation) else u.op for u in update_ops]
-                with tf.control_dependencies(deps):
-                    outputs = [tf.identity(o) for o in outputs]
-            return outputs
+            return _import_outputs(variant, output_names, updates, inputs, self.variables, tables)
 
         fn = tf.compat.v1.wrap_function(body, specs)
         return _KeywordFunction(fn, input_keys, f"signature {sig.name!r} of variant {tag_label(tags)}",
@@ -327,18 +316,7 @@ class _OutputsGroup:
         def body(*args):
             feeds = dict(zip(self._input_names, args))
             feeds.update(fns._asset_inputs(variant))  # pylint: disable=protected-access
-            fetches = [n for n in output_names if n not in feeds]
-            fetched = graph_import.import_fetches(variant.meta_graph.graph_def, fetches + updates, feeds,
-                                                  fns.variables, states=tables)
-            tensors = dict(feeds)
-            tensors.update(zip(fetches, fetched[:len(fetches)]))
-            results = [tf.identity(tensors[n]) for n in output_names]
-            update_ops = fetched[len(fetches):]
-            if update_ops:
-                deps = [u if isinstance(u, tf.Operation) else u.op for u in update_ops]
-                with tf.control_dependencies(deps):
-                    results = [tf.identity(r) for r in results]
-            return results
+            return _import_outputs(variant, output_names, updates, feeds, fns.variables, tables)
 
         self._fn = tf.compat.v1.wrap_function(body, specs)
 
@@ -413,6 +391,25 @@ def input_defaults(module: StoredModule, name: str | None = None, tags=None) -> 
         if source is not None and source.op == "Const":
             result[key] = tf.make_ndarray(source.attr["value"].tensor)
     return result
+
+
+def _import_outputs(variant, output_names: list, updates: list, feeds: dict, variables: Mapping, tables) -> list:
+    """Inside a function being traced: import what `output_names` need from the variant's graph (an output that is
+    fed is returned as given), with every output depending on the `updates` ops, so that one call applies them."""
+    import tensorflow as tf
+
+    fetches = [n for n in output_names if n not in feeds]
+    fetched = graph_import.import_fetches(variant.meta_graph.graph_def, fetches + updates, feeds, variables,
+                                          states=tables)
+    tensors = dict(feeds)
+    tensors.update(zip(fetches, fetched[:len(fetches)]))
+    outputs = [tf.identity(tensors[n]) for n in output_names]
+    update_ops = fetched[len(fetches):]
+    if update_ops:
+        deps = [u if isinstance(u, tf.Operation) else u.op for u in update_ops]
+        with tf.control_dependencies(deps):
+            outputs = [tf.identity(o) for o in outputs]
+    return outputs
 
 
 def _shape(shape):

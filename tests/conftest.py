@@ -17,6 +17,9 @@ import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Reports are laid out for the terminal's width ($COLUMNS, else the terminal of stdout): the tests read them at one
+# width whatever terminal runs them (an 80-column one, a pytest-xdist worker); tests of other widths set their own.
+os.environ["COLUMNS"] = "120"
 
 import pytest  # noqa: E402
 

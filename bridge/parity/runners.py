@@ -597,6 +597,10 @@ def _adapt(module, path: str, allow_unsafe_ops: bool):
     try:
         return adapt(module, allow_unsafe_ops=allow_unsafe_ops)
     except NotAnImageModuleError:
+        from bridge.conversion.text_adapter import is_text_module
+
+        if is_text_module(module):
+            raise  # the text adapter's reason names the signatures that can serve
         names = sorted(n for n, sig in module.variant(frozenset()).signatures.items()
                        if set(sig.inputs) == {IMAGE_INPUT_KEY})
         if not names:

@@ -105,7 +105,7 @@ def _text_meta_graphs(path: str, obj, progress) -> tuple:
     names = dict(zip((id(v) for v in variables), unique_variable_names(v.name.split(":")[0] for v in variables)))
     trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
     progress("building graph variant {} (text)")
-    meta_graph, assets = text_meta_graph(path, obj, read_metadata(path), names, trainable_ids)
+    meta_graph, assets = text_meta_graph(path, obj, read_metadata(path), names, trainable_ids, _import_function)
     return [meta_graph], {names[id(v)]: v.numpy() for v in variables}, assets
 
 

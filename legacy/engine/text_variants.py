@@ -38,9 +38,11 @@ class _Handle:
     handle: object  # what `_import_function` maps a captured tensor to
 
 
-def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set) -> tuple:
-    """(inference MetaGraphDef, {asset file name: path}) of a bridge-converted text model (see the docstring)."""
-    from legacy.engine.from_saved_model import _import_function  # pylint: disable=import-outside-toplevel
+def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set, import_function) -> tuple:
+    """(inference MetaGraphDef, {asset file name: path}) of a bridge-converted text model (see the docstring).
+    `import_function(concrete, args, handles, scope)`: from_saved_model's flattening import (passed in, so that
+    this module does not import the one that imports it)."""
+    _import_function = import_function
 
     if metadata is None or not metadata.signatures:
         raise ConversionError(f"{src} takes text but has no bridge metadata naming its signatures; only text models "

@@ -99,10 +99,16 @@ def inputs(value, *, name: str = "inputs") -> dict:
         if not isinstance(key, str) or not key.isidentifier():
             raise InvalidInputError(f"{spell(f'{name}={{{key!r}: ...}}', f'--input {key}=...')}: {key!r} is not an "
                                     "input name; pass the signature's input key (e.g. batch_norm_momentum)")
+        if isinstance(item, str) and item.startswith("@") and len(item) > 1:
+            result[key] = item  # sentences from a file, for a text model (bridge.parity.text_inputs)
+            continue
         try:
             array = np.asarray(getattr(item, "numpy", lambda: item)())
         except (TypeError, ValueError):
             array = np.asarray(None)
+        if array.dtype.kind in "US" and array.ndim == 1 and array.size:
+            result[key] = array  # sentences, for a text model
+            continue
         if array.dtype.kind not in "biuf" or array.size == 0:
             given = spell(f"{name}={{{key!r}: {item!r}}}", f"--input {key}={item}")
             raise InvalidInputError(f"{given}: the value is not a number; pass a number, true/false or a list of "

@@ -66,14 +66,15 @@ def built(tmp_path_factory, converted):
     models["two_inputs"] = str(root / "two_inputs")
     tf.saved_model.save(TwoInputs(), models["two_inputs"])
 
-    graph = tf.Graph()  # a text module: its only signature takes strings under key "default"
+    graph = tf.Graph()  # a text module whose only signature takes two string inputs: no __call__ can serve it
     with graph.as_default():
         text = tf.compat.v1.placeholder(tf.string, [None], name="sentences")
+        other = tf.compat.v1.placeholder(tf.string, [None], name="other")
         w = tf.compat.v1.get_variable("w", shape=[], initializer=tf.compat.v1.ones_initializer(), use_resource=True)
-        lengths = tf.cast(tf.strings.length(text), tf.float32) * w
+        lengths = tf.cast(tf.strings.length(text) + tf.strings.length(other), tf.float32) * w
         meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph, collection_list=["variables",
                                                                                         "trainable_variables"])
-        add_signature(meta_graph, "default", {"default": text}, {"default": lengths})
+        add_signature(meta_graph, "default", {"default": text, "other": other}, {"default": lengths})
     models["text"] = write_module(str(root / "text"), [meta_graph], variables={"w": np.float32(1.0)})
 
     graph = tf.Graph()  # an image module with a second, non-image signature
@@ -339,10 +340,10 @@ CASES = [
     # -- graph variants and signatures ----------------------------------------------------------------------------
     Case("no-inference-variant", lambda ws: _convert(ws, _damaged(ws, "convnet_bn", drop_inference_variant)),
          "no inference variant (tags set())", "re-export the module with an inference variant"),
-    Case("text-module", lambda ws: _convert(ws, ws.built("text")),
-         "has no image signature", "the bridge converts image models"),
+    Case("text-module-two-inputs", lambda ws: _convert(ws, ws.built("text")),
+         "signature 'default' takes 2 inputs, but __call__ takes one", "with --signature"),
     Case("text-module-parity", lambda ws: _parity(ws, ws.built("text"), module_path("classifier_assets")),
-         "has no image signature", "parity compares image models"),
+         "signature 'default' takes 2 inputs, but __call__ takes one", "with --signature"),
     Case("unknown-signature", lambda ws: _convert(ws, ws.module(), "--signature", "logits"),
          "signature 'logits' not found", "available: default, image_classification, image_feature_vector"),
     Case("signature-without-images", lambda ws: _convert(ws, ws.built("mixed"), "--signature", "describe"),

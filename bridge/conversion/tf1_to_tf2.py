@@ -444,6 +444,8 @@ def write(adapter: ModuleAdapter, path: str, progress=None) -> None:
 def as_stored(adapter: ModuleAdapter) -> ModuleAdapter:
     """The adapter with every variable back at the checkpoint's value: exactly the module on disk, without
     importing its graphs a second time (the reference a verification compares the written model with)."""
+    if hasattr(adapter, "restore_stored"):  # a text module's adapter (partitioned variables are slices)
+        return adapter.restore_stored()
     reader = tf.train.load_checkpoint(adapter.stored_module.variables_prefix) if adapter.variables else None
     for var in adapter.variables:
         var.assign(reader.get_tensor(var.name.split(":")[0]))
@@ -461,4 +463,8 @@ def adapt(module, signature: str | None = None, allow_unsafe_ops: bool = False) 
     if not isinstance(module, StoredModule):
         module = read_module(module)
     check_graph_safe(module, allow_unsafe_ops=allow_unsafe_ops)
+    from bridge.conversion.text_adapter import TextModuleAdapter, is_text_module
+
+    if is_text_module(module):  # strings, sparse or ragged inputs, lookup tables: see text_adapter
+        return TextModuleAdapter(module, signature=signature)
     return ModuleAdapter(module, signature=signature)

@@ -302,7 +302,20 @@ class _Session:
 
 
 def _numpy(outputs: dict) -> dict:
-    return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in outputs.items()}
+    """Outputs as numpy arrays; a SparseTensor or RaggedTensor output as its components (`ids/values`, ...)."""
+    result = {}
+    for k, v in outputs.items():
+        if hasattr(v, "dense_shape") and hasattr(v, "indices"):  # tf.SparseTensor
+            result.update({f"{k}/indices": v.indices.numpy(), f"{k}/values": v.values.numpy(),
+                           f"{k}/dense_shape": v.dense_shape.numpy()})
+        elif hasattr(v, "flat_values") and hasattr(v, "nested_row_splits"):  # tf.RaggedTensor
+            result[f"{k}/flat_values"] = v.flat_values.numpy()
+            splits = v.nested_row_splits
+            result.update({f"{k}/row_splits" + (f"_{i}" if len(splits) > 1 else ""): t.numpy()
+                           for i, t in enumerate(splits)})
+        else:
+            result[k] = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
+    return result
 
 
 def _ordered(keys) -> list:
@@ -367,6 +380,28 @@ def signature_feeds(ra: Runner, rb: Runner, signatures: Sequence[str], inputs: d
         reasons = "; ".join(f"{s}: {r}" for s, r in not_compared.items())
         raise InvalidInputError(f"no signature can be compared: {reasons}")
     return feeds, not_compared
+
+
+def input_kind(ra: Runner, rb: Runner) -> str:
+    """"images" or "text": what both models are fed; models that take different kinds cannot be compared."""
+    if ra.input_kind != rb.input_kind:
+        raise InvalidInputError(f"A ({ra.label}) takes {ra.input_kind} but B ({rb.label}) takes {rb.input_kind}; "
+                                "compare models that take the same inputs")
+    return ra.input_kind
+
+
+def split_text_values(inputs: dict) -> tuple:
+    """(numeric input values, sentence sources): a value `@FILE` (`--input default=@sentences.txt`) or a list of
+    strings gives the sentences a text model's signatures are fed."""
+    numbers, sources = {}, []
+    for key, value in inputs.items():
+        if isinstance(value, str):
+            sources.append(value[1:] if value.startswith("@") else value)
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "US":
+            sources.append(value)
+        else:
+            numbers[key] = value
+    return numbers, sources
 
 
 def resolve_image_size(ra: Runner, rb: Runner, image_size=None) -> tuple | None:
@@ -498,7 +533,8 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
              image_size, signatures, training, gradients, logits, save_inputs, save_outputs, progress,
              inputs=None) -> Report:
     chosen = select_signatures(ra, rb, signatures)
-    feeds, not_compared = signature_feeds(ra, rb, chosen, inputs or {}, explicit=bool(signatures))
+    inputs, text_sources = split_text_values(inputs or {})
+    feeds, not_compared = signature_feeds(ra, rb, chosen, inputs, explicit=bool(signatures))
     chosen = [s for s in chosen if s not in not_compared]
     only_in = {"A": [s for s in ra.signature_names if s not in rb.signature_names],
                "B": [s for s in rb.signature_names if s not in ra.signature_names]}
@@ -507,11 +543,21 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
             if training and not runner.supports_training:
                 raise InvalidInputError(f"{side} ({runner.label}) has no training mode (only serving signatures); "
                                         "drop --training")
-    size = resolve_image_size(ra, rb, image_size)
-    if images is None and random is None:
+    kind = input_kind(ra, rb)
+    if images is None and random is None and not text_sources:
         random = DEFAULT_RANDOM
-    inputs = collect_inputs(images, random=random, seed=seed, val_range=val_range, image_size=size,
-                            batch_size=batch_size)
+    if kind == "text":
+        from bridge.parity.text_inputs import collect_sentences
+
+        inputs = collect_sentences(_as_list(images) + text_sources if images is not None else text_sources,
+                                   random=random, seed=seed, words=ra.vocabulary() or rb.vocabulary(),
+                                   batch_size=batch_size)
+    else:
+        if text_sources:
+            raise InvalidInputError(f"sentences were given, but {ra.label} and {rb.label} take images")
+        size = resolve_image_size(ra, rb, image_size)
+        inputs = collect_inputs(images, random=random, seed=seed, val_range=val_range, image_size=size,
+                                batch_size=batch_size)
     from bridge.parity.report import NpzWriter
 
     inputs_writer = NpzWriter(save_inputs) if save_inputs else None
@@ -529,7 +575,8 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
                 check_overrides(tolerances, session.known_names())
                 _check_logits(logits, session.known_names())
             if progress:
-                progress(f"batch {index + 1}/{inputs.num_batches}: {batch.start + len(batch.images)}/{total} images")
+                progress(f"batch {index + 1}/{inputs.num_batches}: {batch.start + len(batch.images)}/{total} "
+                         f"{'sentences' if kind == 'text' else 'images'}")
         session.finish()
     except BaseException:
         for writer in writers:

@@ -182,6 +182,13 @@ def format_table(report, full: bool = False, width: int | None = None) -> str:
 
 
 def describe_inputs(inputs: dict) -> str:
+    if "sentences" in inputs:
+        parts = [f"{inputs['text_files']} from files"] if inputs.get("text_files") else []
+        if inputs.get("array_sentences"):
+            parts.append(f"{inputs['array_sentences']} given")
+        parts += [f"{r['count']} random (seed {r['seed']}, words from {r['from']})" for r in inputs["random_text"]]
+        return (f"{inputs['sentences']} sentences in {inputs['batches']} batch{'es' if inputs['batches'] != 1 else ''}"
+                f" of up to {inputs['batch_size']}: {', '.join(parts)}")
     parts = []
     if inputs.get("image_files"):
         parts.append(f"{inputs['image_files']} image files")

@@ -72,6 +72,17 @@ class Runner:
         default for it (the harness then needs a value, `inputs=`/`--input`)."""
         return {}
 
+    @property
+    def input_kind(self) -> str:
+        """"images" (float32 image batches) or "text" (signatures fed from sentences, see `parity.text_inputs`)."""
+        return "images"
+
+    def vocabulary(self) -> list:
+        """Words of the model's vocabulary assets (random sentences draw from them); [] when it has none."""
+        from bridge.parity.text_inputs import vocabulary_of
+
+        return vocabulary_of(getattr(self, "directory", None))
+
     def _call(self, signature: str, images, training: bool, inputs: dict) -> dict:
         raise NotImplementedError
 
@@ -194,6 +205,7 @@ class ModuleRunner(Runner):
         (what `random_outputs` reads), when `adapter` runs a rewritten copy."""
         self.adapter = adapter
         self.label = label or adapter.stored_module.path
+        self.directory = adapter.stored_module.path
         self.random = random
         self._original = original or adapter.stored_module
 
@@ -222,7 +234,13 @@ class ModuleRunner(Runner):
         return True  # the {"train"} variant, or the inference graph when the module has none (as hub.Module)
 
     @property
+    def input_kind(self) -> str:
+        return getattr(self.adapter, "input_kind", "images")
+
+    @property
     def takes_any_size(self) -> bool:
+        if self.input_kind != "images":
+            return False
         shape = self.adapter._image_spec(self.adapter.metadata.primary_signature).shape
         return shape.rank == 4 and shape[1] is None and shape[2] is None
 
@@ -233,16 +251,25 @@ class ModuleRunner(Runner):
 
     def signature_inputs(self, signature):
         required = set(self.adapter.required_inputs.get(signature, ()))
-        return {k: (spec, k in required) for k, spec in self.adapter.signature_inputs.get(signature, {}).items()}
+        batch = self.adapter.batch_input(signature) if self.input_kind == "text" else None
+        return {k: (spec, k in required) for k, spec in self.adapter.signature_inputs.get(signature, {}).items()
+                if k != batch}
 
     def _call(self, signature, images, training, inputs):
+        if self.input_kind == "text":
+            from bridge.parity.text_inputs import as_signature_input
+
+            key = self.adapter.batch_input(signature)
+            images = as_signature_input(self.adapter.signature_inputs[signature][key], images)
         return self.adapter.call_signature(signature, images, training=training, **inputs)
 
     @property
     def computes_together(self) -> bool:
-        return True
+        return self.input_kind == "images"
 
     def run_many(self, signatures, images, training=False, inputs=None):
+        if self.input_kind != "images":
+            return super().run_many(signatures, images, training=training, inputs=inputs)
         fed = {}  # the harness gives every signature the same value for a key (see signature_feeds)
         for signature in signatures:
             self._check(signature, training)
@@ -343,8 +370,19 @@ class SavedModelRunner(Runner):
         fn, _, input_key = self._functions[signature]
         return _function_inputs(fn, serving=input_key is not None)
 
+    @property
+    def input_kind(self) -> str:
+        from bridge.parity.text_inputs import is_text_spec
+
+        specs = [_batch_spec(fn) for fn, _, _ in self._functions.values()]
+        return "text" if specs and all(is_text_spec(s) for s in specs) else "images"
+
     def _call(self, signature, images, training, inputs):
         fn, takes_training, input_key = self._functions[signature]
+        if self.input_kind == "text":
+            from bridge.parity.text_inputs import as_signature_input
+
+            images = as_signature_input(_batch_spec(fn), images)
         if input_key is not None:
             import tensorflow as tf
             return fn(**{input_key: tf.convert_to_tensor(images)}, **inputs)
@@ -406,6 +444,18 @@ def _input_tensor(signature: str, key: str, value, spec):
         raise InvalidInputError(f"input {key!r} of signature {signature!r} has shape {spec.shape}, but the value "
                                 f"given has shape {list(array.shape)}; pass a value of that shape")
     return tf.constant(array.astype(spec.dtype.as_numpy_dtype))
+
+
+def _batch_spec(fn):
+    """The TypeSpec of a function's first input (what the harness feeds: images, or sentences)."""
+    import tensorflow as tf
+
+    for cf in _concrete_functions(fn):
+        args, kwargs = cf.structured_input_signature
+        first = list(args[:1]) or [v for v in kwargs.values() if isinstance(v, tf.TypeSpec)][:1]
+        if first:
+            return first[0]
+    return None
 
 
 def _input_key(fn) -> str:
@@ -484,16 +534,18 @@ def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False,
         holder = _Holder()
         load_path, random = seeded_saved_model(path, holder) if match_random else (path, None)
         runner = SavedModelRunner(_load_saved_model(load_path), metadata=read_metadata(path), label=label or path)
+        runner.directory = path
         runner.random = random if random is not None else RandomOps(_saved_model_random_ops(path), False)
         runner._tmp_holder = holder  # keeps the rewritten copy until the runner goes
         return runner
+    from bridge.conversion.text_adapter import TextModuleAdapter
     from bridge.conversion.tf1_to_tf2 import ModuleAdapter
 
-    if isinstance(model, ModuleAdapter):
+    if isinstance(model, (ModuleAdapter, TextModuleAdapter)):
         original = model.stored_module
         seeded, random = _seeded(original, match_random)
         if seeded is not original:  # a second adapter, on the checkpoint's values as the reference holds them
-            model = ModuleAdapter(seeded, signature=model.metadata.primary_signature)
+            model = type(model)(seeded, signature=model.metadata.primary_signature)
             model.trace()
         return ModuleRunner(model, label=label, random=random, original=original)
     from legacy.format.metadata import BridgeMetadata
@@ -545,6 +597,10 @@ def _adapt(module, path: str, allow_unsafe_ops: bool):
     try:
         return adapt(module, allow_unsafe_ops=allow_unsafe_ops)
     except NotAnImageModuleError:
+        from bridge.conversion.text_adapter import is_text_module
+
+        if is_text_module(module):
+            raise  # the text adapter's reason names the signatures that can serve
         names = sorted(n for n, sig in module.variant(frozenset()).signatures.items()
                        if set(sig.inputs) == {IMAGE_INPUT_KEY})
         if not names:

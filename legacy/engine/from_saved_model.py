@@ -75,6 +75,10 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
     with _eager():  # the restored functions and values are read eagerly, whatever the caller's mode
         with untrusted(path, "the SavedModel"):
             obj = tf.saved_model.load(path)
+        from legacy.engine.text_variants import is_text_model
+
+        if is_text_model(obj):  # strings, sparse or ragged inputs and lookup tables: see text_variants
+            return _text_meta_graphs(path, obj, progress)
         plan = _plan(path, obj, kind, image_size, require_kind, require_image_size, size_from_input_shape)
         variables = list(obj.variables) if hasattr(obj, "variables") else []
         trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
@@ -91,6 +95,18 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
             for f in files:
                 assets[os.path.relpath(os.path.join(root, f), assets_dir)] = os.path.join(root, f)
     return meta_graphs, values, assets
+
+
+def _text_meta_graphs(path: str, obj, progress) -> tuple:
+    """(meta_graphs, variable_values, asset_files) of a text model: its inference variant (see text_variants)."""
+    from legacy.engine.text_variants import text_meta_graph
+
+    variables = list(getattr(obj, "variables", []))
+    names = dict(zip((id(v) for v in variables), unique_variable_names(v.name.split(":")[0] for v in variables)))
+    trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
+    progress("building graph variant {} (text)")
+    meta_graph, assets = text_meta_graph(path, obj, read_metadata(path), names, trainable_ids, _import_function)
+    return [meta_graph], {names[id(v)]: v.numpy() for v in variables}, assets
 
 
 def _eager():

@@ -138,8 +138,8 @@ def _rewire(node, renames) -> None:
         else:
             inputs.append(renames.get(name if ":" in name else name + ":0", renames.get(name, name)))
     seen, unique = set(), []
-    for name in inputs:  # control inputs may now repeat
-        if name not in seen:
+    for name in inputs:  # control inputs may now repeat (a data input may repeat on purpose: If(c, c, x))
+        if not name.startswith("^") or name not in seen:
             seen.add(name)
             unique.append(name)
     del node.input[:]

@@ -198,11 +198,43 @@ def _scan_meta_graph(meta_graph, where: str, result: ScanResult, asset_tensors: 
     for asset in meta_graph.asset_file_def:  # TF2 SavedModels and TF1 SavedModels record assets here
         assets.add(asset.tensor_info.name)
     _scan_graph_def(meta_graph.graph_def, where, result, saver_roots=saver_roots, model_roots=model_roots,
-                    asset_tensors={op_name(t) for t in assets})
+                    asset_tensors={op_name(t) for t in assets}, asset_arguments=_asset_arguments(meta_graph))
+
+
+def _asset_arguments(meta_graph) -> dict:
+    """Function name -> its argument names that a TF2 SavedModel binds to one of its assets (a table's initializer
+    function captures the vocabulary file's path: the object graph binds that capture to a `SavedAsset`)."""
+    if not meta_graph.HasField("object_graph_def"):
+        return {}
+    objects = meta_graph.object_graph_def
+    functions = {f.signature.name: f for f in meta_graph.graph_def.library.function}
+    result = {}
+    for name, concrete in objects.concrete_functions.items():
+        fdef = functions.get(name)
+        bound = list(concrete.bound_inputs)
+        if fdef is None or not bound or len(bound) > len(fdef.signature.input_arg):
+            continue
+        args = fdef.signature.input_arg[len(fdef.signature.input_arg) - len(bound):]
+        assets = {arg.name for arg, node in zip(args, bound)
+                  if 0 <= node < len(objects.nodes) and objects.nodes[node].WhichOneof("kind") == "asset"}
+        if assets:
+            result[name] = assets
+    return result
+
+
+def _function_source(fdef, name: str) -> str:
+    """What a function body's input `name` comes from, through Identity nodes: an argument or node name."""
+    nodes = {n.name: n for n in fdef.node_def}
+    source = name.split(":")[0]
+    seen = set()
+    while source in nodes and nodes[source].op == "Identity" and nodes[source].input and source not in seen:
+        seen.add(source)
+        source = nodes[source].input[0].split(":")[0]
+    return source
 
 
 def _scan_graph_def(graph_def, where: str, result: ScanResult, saver_roots: Iterable[str],
-                    model_roots: Iterable[str], asset_tensors: set) -> None:
+                    model_roots: Iterable[str], asset_tensors: set, asset_arguments: dict | None = None) -> None:
     from tensorflow.python.framework import op_def_registry
 
     functions = {f.signature.name: f for f in graph_def.library.function}
@@ -219,7 +251,9 @@ def _scan_graph_def(graph_def, where: str, result: ScanResult, saver_roots: Iter
     result.graphs += 1
     result.functions += len(functions)
 
-    def check(node, location: str, allowed_checkpoint: bool) -> None:
+    asset_arguments = asset_arguments or {}
+
+    def check(node, location: str, allowed_checkpoint: bool, function: str | None = None) -> None:
         result.nodes += 1
         reason = _unsafe_reason(node, functions, op_def_registry)
         if reason is None:
@@ -228,13 +262,16 @@ def _scan_graph_def(graph_def, where: str, result: ScanResult, saver_roots: Iter
             return
         if node.op in _TEXT_FILE_TABLE_OPS and len(node.input) > 1 and op_name(node.input[1]) in asset_tensors:
             return  # a vocabulary table read from the module's own asset file
+        if node.op in _TEXT_FILE_TABLE_OPS and len(node.input) > 1 and function in asset_arguments and \
+                _function_source(functions[function], node.input[1]) in asset_arguments[function]:
+            return  # the same in a TF2 SavedModel: the file is an argument bound to one of its assets
         result.findings.append(Finding(node=node.name, op=node.op, reason=reason, location=location))
 
     for node in graph_def.node:
         check(node, where, node.name in saver_nodes)
     for name in sorted(functions):
         for node in functions[name].node_def:
-            check(node, f"function {name} ({where})", name in checkpoint_only)
+            check(node, f"function {name} ({where})", name in checkpoint_only, name)
 
 
 def _unsafe_reason(node, functions: dict, registry) -> str | None:

@@ -43,3 +43,15 @@ def assert_close(actual, expected, what: str, rtol: float, atol_scale: float) ->
     err = np.abs(actual - expected)
     bad = err > atol + rtol * np.abs(expected)
     assert not bad.any(), f"{what}: max abs diff {err.max():.3g} (atol {atol:.3g}, rtol {rtol})"
+
+
+def run_text_module(module_dir: str) -> dict:
+    """Genuine hub.Module's outputs on another text module with the text module's signatures (text_oracle.py --run)."""
+    out = os.path.join(tempfile.mkdtemp(prefix="text_run_"), "outputs.npz")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
+    proc = subprocess.run([ensure_legacy_env(), TEXT_ORACLE, "--run", module_dir, out], capture_output=True, text=True,
+                          timeout=600, env=env)
+    if proc.returncode != 0:
+        raise AssertionError(f"text oracle --run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    with np.load(out, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

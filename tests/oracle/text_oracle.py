@@ -6,6 +6,8 @@ Runs only in the legacy environment (.venv-legacy: tensorflow-cpu 2.15.1, tensor
 re-implementation against the real thing.
 
 CLI:
+  text_oracle.py --run MODULE_DIR OUT.npz
+      Runs genuine hub.Module on another text module of the same signatures and writes its outputs.
   text_oracle.py OUT_DIR
       Exports OUT_DIR/text (an NNLM-style text module: vocabulary file asset, lookup tables from it, a partitioned
       embedding, a `default` signature on a string batch, a `tokens` signature with a SparseTensor input and
@@ -251,8 +253,32 @@ def main(out_dir):
   np.savez(os.path.join(out_dir, "answers.npz"), **{k: np.asarray(v) for k, v in arrays.items()})
 
 
+def run_module(path, out_npz):
+  """Genuine hub.Module on another text module (e.g. one written back by the bridge): its `default` outputs on
+  SENTENCES and `tokens` outputs on TOKENS, from one graph, after the tables initializer."""
+  tf.config.experimental.enable_op_determinism()
+  arrays = {}
+  with tf.Graph().as_default():
+    module = hub.Module(path)
+    sentences = tf.compat.v1.placeholder(tf.string, [None])
+    out = module(sentences)
+    tokens = tf.compat.v1.sparse_placeholder(tf.string, [None, None])
+    token_out = module(tokens, signature="tokens", as_dict=True)
+    with tf.compat.v1.Session() as sess:
+      sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+      arrays["text/default"] = sess.run(out, {sentences: SENTENCES})
+      result = sess.run(token_out, {tokens: _tokens_value()})
+      arrays["tokens/default"] = result["default"]
+      arrays["tokens/ids/values"] = result["ids"].values
+      arrays["tokens/ragged_ids/flat_values"] = result["ragged_ids"].flat_values
+  np.savez(out_npz, **arrays)
+
+
 if __name__ == "__main__":
   try:
+    if sys.argv[1] == "--run":
+      run_module(sys.argv[2], sys.argv[3])
+      sys.exit(0)
     main(sys.argv[1])
   except Exception:  # pylint: disable=broad-except
     traceback.print_exc()

@@ -1,0 +1,197 @@
+"""The TF1 inference graph variant of a TF2 text model (string, sparse or ragged inputs; lookup tables; assets).
+
+    if is_text_model(obj): meta_graph, assets = text_meta_graph(obj, metadata, names, trainable_ids)
+
+The counterpart of `bridge.conversion.text_adapter`: each TF1 signature the model's bridge metadata lists comes
+back from its function `obj.<signature>(inputs, training=False)`, with inputs as TF1 placeholders of the function's
+own types (`tf.compat.v1.sparse_placeholder` for a SparseTensor, a ragged placeholder for a RaggedTensor). Each of
+the model's tables becomes a named `HashTableV2` (node-name sharing: one table per module instance) filled by the
+model's own initializer function, imported into the graph and listed in the `table_initializer` collection; the
+files it reads become the module's assets (`asset_filepaths`, `saved_model_assets`), as the TF1 exporter writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+
+from legacy.engine.tables import NAMED_TABLE_OPS
+from legacy.errors import ConversionError
+from legacy.format.conventions import DEFAULT_SIGNATURE
+
+
+def is_text_model(obj) -> bool:
+    """Whether the model's `__call__` takes strings (plain, sparse or ragged) rather than an image batch."""
+    call = getattr(obj, "__call__", None)
+    for cf in list(getattr(call, "concrete_functions", None) or []):
+        args, kwargs = cf.structured_input_signature
+        first = list(args[:1]) or list(kwargs.values())[:1]
+        if first and getattr(first[0], "dtype", None) == tf.string:
+            return True
+    return False
+
+
+@dataclasses.dataclass
+class _Handle:
+    handle: object  # what `_import_function` maps a captured tensor to
+
+
+def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set, import_function) -> tuple:
+    """(inference MetaGraphDef, {asset file name: path}) of a bridge-converted text model (see the docstring).
+    `import_function(concrete, args, handles, scope)`: from_saved_model's flattening import (passed in, so that
+    this module does not import the one that imports it)."""
+    _import_function = import_function
+
+    if metadata is None or not metadata.signatures:
+        raise ConversionError(f"{src} takes text but has no bridge metadata naming its signatures; only text models "
+                              "converted from TF1 by the bridge can be written back as TF1 Hub modules")
+    variables = list(getattr(obj, "variables", []))
+    graph = tf.Graph()
+    assets, asset_nodes, initializers = {}, [], []
+    with graph.as_default():
+        handles = {}
+        for var in variables:
+            graph_var = tf.compat.v1.get_variable(
+                variable_names[id(var)], shape=var.shape, dtype=var.dtype, trainable=id(var) in trainable_ids,
+                initializer=tf.compat.v1.zeros_initializer(), use_resource=True)
+            handles[id(var.handle)] = graph_var
+        for asset in _descendants(obj, tf.saved_model.Asset):
+            path = asset.asset_path.numpy().decode()
+            name = os.path.basename(path)
+            node = tf.constant(name, name="asset_path" if not asset_nodes else f"asset_path_{len(asset_nodes)}")
+            assets[name] = path
+            asset_nodes.append((node, name))
+            handles[id(asset.asset_path)] = _Handle(node)
+        for k, resource in enumerate(_descendants(obj, tf.saved_model.experimental.TrackableResource)):
+            table = _named_table(resource, f"hash_table_{k}" if k else "hash_table")
+            handles[id(resource.resource_handle)] = _Handle(table)
+            init = getattr(resource, "_initialize", None)
+            if init is not None:
+                outputs, _ = _import_function(_concrete(init), [], handles, f"table_init_{k}" if k else "table_init")
+                initializers += [t.op for t in outputs]
+        signature_defs = {}
+        for name in metadata.signatures:
+            fn = getattr(obj, name, None)
+            if fn is None:
+                raise ConversionError(f"{src}: its metadata lists signature {name!r}, but the model has no such "
+                                      "function; re-convert it from the TF1 module")
+            concrete = _inference_trace(fn)
+            args, _ = concrete.structured_input_signature
+            keys = list(_argument_names(fn))[:len(args)]
+            placeholders = {key: _placeholder(spec, key) for key, spec in zip(keys, args)}
+            flat = [t for key in keys for t in tf.nest.flatten(placeholders[key], expand_composites=True)]
+            outputs, _ = _import_function(concrete, flat, handles, f"{name}_apply")
+            structured = tf.nest.pack_sequence_as(concrete.structured_outputs, list(outputs), expand_composites=True)
+            if not isinstance(structured, dict):
+                structured = {DEFAULT_SIGNATURE: structured}
+            signature_defs[name] = tf.compat.v1.saved_model.build_signature_def(
+                inputs={k: tf.compat.v1.saved_model.build_tensor_info(v) for k, v in placeholders.items()},
+                outputs={k: tf.compat.v1.saved_model.build_tensor_info(v) for k, v in structured.items()})
+        if metadata.primary_signature != DEFAULT_SIGNATURE:
+            signature_defs[DEFAULT_SIGNATURE] = signature_defs[metadata.primary_signature]
+        for loss_fn in getattr(obj, "regularization_losses", []):
+            loss, _ = _import_function(loss_fn.get_concrete_function(), [], handles, "regularization_loss")
+            tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, loss[0])
+        meta_graph = tf.compat.v1.train.export_meta_graph(
+            graph=graph, clear_devices=True, strip_default_attrs=True,
+            collection_list=[tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,
+                             tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES])
+    for name, sig in signature_defs.items():
+        meta_graph.signature_def[name].CopyFrom(sig)
+    _rename_functions(meta_graph.graph_def, "_tf1")
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    for op in initializers:
+        meta_graph.collection_def["table_initializer"].node_list.value.append(op.name)
+    for node, name in asset_nodes:
+        meta_graph.collection_def["asset_filepaths"].node_list.value.append(node.name)
+        asset_def = meta_graph_pb2.AssetFileDef(filename=name)
+        asset_def.tensor_info.name = node.name
+        meta_graph.collection_def["saved_model_assets"].any_list.value.add().Pack(asset_def)
+    return meta_graph, assets
+
+
+def _rename_functions(graph_def, suffix: str) -> None:
+    """Give the graph's library functions (If branches left after inlining) names of their own: the TF2 model's
+    functions of the same name are registered already in a process that loaded it, with other definitions."""
+    renamed = {f.signature.name: f.signature.name + suffix for f in graph_def.library.function}
+    if not renamed:
+        return
+
+    def fix_attrs(attrs) -> None:
+        for value in attrs.values():
+            if value.HasField("func") and value.func.name in renamed:
+                value.func.name = renamed[value.func.name]
+            for func in value.list.func:
+                if func.name in renamed:
+                    func.name = renamed[func.name]
+
+    nodes = list(graph_def.node)
+    for fdef in graph_def.library.function:
+        fdef.signature.name = renamed[fdef.signature.name]
+        nodes += list(fdef.node_def)
+    for node in nodes:
+        if node.op in renamed:
+            node.op = renamed[node.op]
+        fix_attrs(node.attr)
+    for gradient in graph_def.library.gradient:
+        if gradient.function_name in renamed:
+            gradient.function_name = renamed[gradient.function_name]
+
+
+def _descendants(obj, kind) -> list:
+    return [d for d in tf.train.TrackableView(obj).descendants() if isinstance(d, kind)]
+
+
+def _concrete(fn):
+    if hasattr(fn, "concrete_functions") and fn.concrete_functions:
+        return fn.concrete_functions[0]
+    return fn.get_concrete_function()
+
+
+def _named_table(resource, name: str):
+    """The TF1 table op for a TF2 table resource: its creator function's table op, under a name of this graph."""
+    from tensorflow.python.ops import gen_lookup_ops
+
+    create = _concrete(resource._create_resource)  # pylint: disable=protected-access
+    for op in create.graph.get_operations():
+        if op.type in NAMED_TABLE_OPS:
+            kind = NAMED_TABLE_OPS[op.type]
+            attrs = {"key_dtype": op.get_attr("key_dtype"), "value_dtype": op.get_attr("value_dtype")}
+            if kind == "MutableHashTableOfTensorsV2":
+                attrs["value_shape"] = op.get_attr("value_shape")
+            fn = {"HashTableV2": gen_lookup_ops.hash_table_v2,
+                  "MutableHashTableV2": gen_lookup_ops.mutable_hash_table_v2,
+                  "MutableHashTableOfTensorsV2": gen_lookup_ops.mutable_hash_table_of_tensors_v2}[kind]
+            return fn(shared_name="", use_node_name_sharing=True, name=name, **attrs)
+    raise ConversionError(f"the model holds a resource ({type(resource).__name__}) that is not a lookup table of "
+                          f"kind {', '.join(sorted(set(NAMED_TABLE_OPS.values())))}; it cannot be written as TF1")
+
+
+def _inference_trace(fn):
+    """The restored function's trace with training=False (or without a training argument)."""
+    traces = list(getattr(fn, "concrete_functions", None) or [])
+    for cf in traces:
+        args, kwargs = cf.structured_input_signature
+        if kwargs.get("training", False) is False and all(not isinstance(a, bool) or a is False for a in args[1:]):
+            return cf
+    raise ConversionError("the model's function has no inference trace (training=False); re-convert it")
+
+
+def _argument_names(fn) -> list:
+    spec = getattr(fn, "function_spec", None)
+    argspec = getattr(spec, "fullargspec", None)
+    if argspec is not None and argspec.args:
+        return [a for a in argspec.args if a != "self"]
+    return ["inputs"]
+
+
+def _placeholder(spec, key: str):
+    if isinstance(spec, tf.SparseTensorSpec):
+        return tf.compat.v1.sparse_placeholder(spec.dtype, spec.shape, name=key)
+    if isinstance(spec, tf.RaggedTensorSpec):
+        return tf.compat.v1.ragged.placeholder(spec.dtype, spec.ragged_rank, spec.shape[spec.ragged_rank + 1:],
+                                               name=key)
+    return tf.compat.v1.placeholder(spec.dtype, spec.shape, name=key)

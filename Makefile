@@ -23,8 +23,10 @@ $(LEGACY_VENV)/.installed: constraints/legacy.txt
 demo: env
 	./scripts/demo.sh
 
+# Two test processes (pytest-xdist), each file in one of them so that its module fixtures are built once.
+TEST_JOBS ?= 2
 test: env legacy-env
-	$(BIN)/python -m pytest -q -m "not slow" --durations=15
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_JOBS) --dist loadfile --durations=15
 
 test-slow: env legacy-env
 	$(BIN)/python -m pytest -q -m slow --durations=5

@@ -56,6 +56,9 @@ def pytest_runtest_teardown(item, nextitem):
 
 def pytest_sessionfinish(session, exitstatus):
     path = os.environ.get("BRIDGE_TOLERANCE_REPORT")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if path and worker:  # under pytest-xdist each worker saw only its own tests: one file per worker
+        path = f"{path}.{worker}"
     if path:
         setting = {k: os.environ[k] for k in cache.KERNEL_VARIABLES if k in os.environ}
         with open(path, "w") as f:
@@ -73,6 +76,11 @@ def oracle():
 def genuine(oracle) -> dict:
     """{corpus module: corpus.Answers} of the genuine library on the golden inputs, computed on this machine."""
     machine = cache.machine_key(runner.LEGACY_PYTHON, runner.ORACLE)
+    with cache.locked():  # parallel workers (pytest-xdist) ask the genuine library once, not once each
+        return _genuine_answers(oracle, machine)
+
+
+def _genuine_answers(oracle, machine: dict) -> dict:
     found, missing = {}, []
     for name in corpus.MODULES:
         arrays = corpus.golden_arrays(name)

@@ -9,6 +9,8 @@ the inputs. Anything different computes them again. BRIDGE_ORACLE_CACHE=DIR move
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -84,6 +86,22 @@ def entry_name(machine: dict, module_dir: str, images: np.ndarray, loss_weights:
     for array in (images, loss_weights):
         digest.update(str((array.dtype, array.shape)).encode() + np.ascontiguousarray(array).tobytes())
     return f"{os.path.basename(module_dir)}-{digest.hexdigest()[:20]}"
+
+
+@contextlib.contextmanager
+def locked():
+    """Hold the cache's lock file: concurrent test processes compute a missing entry once, the others then read it."""
+    root = cache_dir()
+    if root is None:
+        yield
+        return
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load(name: str):

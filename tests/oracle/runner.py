@@ -12,6 +12,7 @@ False and asking fails, so the marker is on exactly the tests that run the genui
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -61,8 +62,12 @@ def ensure_legacy_env() -> str:
     with _lock:
         stamp = os.path.join(os.path.dirname(os.path.dirname(LEGACY_PYTHON)), ".installed")
         if not (os.path.exists(LEGACY_PYTHON) and os.path.exists(stamp)):
-            print("building the legacy oracle environment (make legacy-env) ...", file=sys.stderr)
-            subprocess.run(["make", "-C", ROOT, "legacy-env"], check=True)
+            os.makedirs(os.path.join(ROOT, ".cache"), exist_ok=True)
+            with open(os.path.join(ROOT, ".cache", "legacy-env.lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test processes (pytest-xdist) build it once
+                if not os.path.exists(stamp):
+                    print("building the legacy oracle environment (make legacy-env) ...", file=sys.stderr)
+                    subprocess.run(["make", "-C", ROOT, "legacy-env"], check=True)
     return LEGACY_PYTHON
 
 

@@ -2,7 +2,8 @@
 """What the benchmark measures in a process of its own (fresh memory, cold caches); prints one JSON line.
 
     python benchmarks/child.py naive SRC DST            # load_v2 of every graph variant + tf.saved_model.save
-    python benchmarks/child.py convert SRC DST          # bridge.convert (verification on, as by default)
+    python benchmarks/child.py convert SRC DST [--no-verify]   # bridge.convert (verification on by default)
+    python benchmarks/child.py baseline MODULE          # TensorFlow's own peak RSS; the module's weight bytes
     python benchmarks/child.py cold KIND PATH HxW       # KIND: converted, hub_load, shim; load + first batch
     python benchmarks/child.py harness A B N [--batch-size 8] [--signature default]
 
@@ -26,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.timing import PhaseClock, cpu_seconds, current_rss_bytes, peak_rss_bytes  # noqa: E402
+from benchmarks.timing import PhaseClock, PhaseTimer, cpu_seconds, current_rss_bytes, peak_rss_bytes  # noqa: E402
 
 
 def directory_bytes(path: str) -> int:
@@ -65,26 +66,85 @@ def naive(src: str, dst: str) -> dict:
             "output_bytes": directory_bytes(dst), "variants": len(tag_sets)}
 
 
-def convert(src: str, dst: str) -> dict:
-    """`bridge convert SRC DST` as a user runs it: conversion, then the parity verification of what was written."""
+def convert(src: str, dst: str, verify: bool = True) -> dict:
+    """`bridge convert SRC DST` as a user runs it: conversion, then the parity verification of what was written
+    (`verify=False`: --no-verify). `phases`: exclusive seconds per phase (see `instrument`)."""
     import tensorflow as tf  # noqa: F401  (imported before the clock starts, as for the naive recipe)
 
     import bridge
 
+    timer = instrument()
     clock = PhaseClock()
-    result = bridge.convert(src, dst, progress=clock)
+    try:
+        result = bridge.convert(src, dst, progress=clock, verify=verify)
+    finally:
+        timer.restore()
     seconds, cpu = time.perf_counter() - clock.start, cpu_seconds() - clock.cpu_start
-    verify = clock.first("verifying")
-    convert_seconds = verify[0] if verify else seconds
-    steps = [e for e in clock.events if not e[1].startswith("verifying:")]  # not the per-batch lines
-    ends = [e[0] for e in steps[1:]] + [seconds]
-    phases = [[message, round(end - t, 2)] for (t, message, _, _), end in zip(steps, ends)]
+    verify_event = clock.first("verifying")
+    convert_seconds = verify_event[0] if verify_event else seconds
     return {"seconds": seconds, "convert_seconds": convert_seconds, "verify_seconds": seconds - convert_seconds,
-            "cpu_seconds": cpu, "convert_cpu_seconds": verify[3] if verify else cpu,
-            "peak_rss": peak_rss_bytes(), "peak_rss_before_verify": verify[2] if verify else peak_rss_bytes(),
+            "cpu_seconds": cpu, "convert_cpu_seconds": verify_event[3] if verify_event else cpu,
+            "peak_rss": peak_rss_bytes(),
+            "peak_rss_before_verify": verify_event[2] if verify_event else peak_rss_bytes(),
             "source_bytes": result.source_bytes, "output_bytes": result.destination_bytes,
             "direction": result.direction, "verified": None if result.verification is None else
-            result.verification.passed, "phases": phases}
+            result.verification.passed, "phases": timer.rounded(seconds)}
+
+
+def instrument():
+    """A PhaseTimer on the steps of `bridge.convert` in both directions (wrapped, not changed):
+
+    TF1->TF2: read (module, safety scan, variables), trace, save; TF2->TF1: load, build graph variants, write;
+    verification: load the written model / prepare the in-memory source, run each side per mode, and the rest
+    (snapshots of the variables, comparing, reporting) as 'verify: other'.
+    """
+    import tensorflow as tf
+
+    from bridge.conversion import converter, tf1_to_tf2, tf2_to_tf1
+    from bridge.parity import comparison, runners
+    from legacy.engine import from_saved_model
+
+    timer = PhaseTimer()
+
+    def outside_verify(name):
+        return lambda *a, **k: None if any(f[0].startswith("verify") for f in timer._stack) else name
+
+    timer.wrap(tf1_to_tf2, "adapt", outside_verify("read"))
+    timer.wrap(tf1_to_tf2.ModuleAdapter, "trace_for_export", "trace")
+    timer.wrap(tf.saved_model, "save", "save")
+    timer.wrap(tf.saved_model, "load", outside_verify("load"))
+    timer.wrap(from_saved_model, "_build_variant", outside_verify("build graph variants"))
+    timer.wrap(tf2_to_tf1, "write", "write")
+    timer.wrap(converter, "_verify", "verify: other")
+
+    def load_label(model, *args, **kwargs):
+        if isinstance(model, (str, os.PathLike)):
+            from bridge import formats
+
+            kind = "TF1 module" if formats.detect(os.fspath(model)).name == formats.TF1_HUB else "TF2 SavedModel"
+            return f"verify: load {kind}"
+        return "verify: prepare the in-memory source"
+
+    timer.wrap(comparison, "open_runner", load_label)
+    timer.wrap(runners, "open_runner", load_label)
+    for cls in (runners.ModuleRunner, runners.SavedModelRunner, runners.Runner):
+        for method in ("run_many", "run"):
+            if method in vars(cls):
+                timer.wrap(cls, method, lambda self, *a, training=False, **k:
+                           f"verify: run {'source' if isinstance(self, runners.ModuleRunner) else 'SavedModel'}"
+                           f" ({'training' if training else 'inference'})")
+    return timer
+
+
+def baseline(module: str) -> dict:
+    """TensorFlow's own footprint: imported, devices started, one op run; and the size of the module's weights."""
+    import glob
+
+    import tensorflow as tf
+
+    tf.constant(1.0).numpy()
+    weights = sum(os.path.getsize(f) for f in glob.glob(os.path.join(module, "variables", "variables.data-*")))
+    return {"peak_rss": peak_rss_bytes(), "weight_bytes": weights}
 
 
 def cold(kind: str, path: str, size: str) -> dict:
@@ -144,6 +204,10 @@ def parser() -> argparse.ArgumentParser:
         q = sub.add_parser(task)
         q.add_argument("src")
         q.add_argument("dst")
+        if task == "convert":
+            q.add_argument("--no-verify", action="store_true", help="bridge convert --no-verify")
+    q = sub.add_parser("baseline")
+    q.add_argument("module")
     q = sub.add_parser("cold")
     q.add_argument("kind", choices=["converted", "hub_load", "shim"])
     q.add_argument("path")
@@ -163,7 +227,9 @@ def run(argv) -> dict:
     if args.task == "naive":
         return naive(args.src, args.dst)
     if args.task == "convert":
-        return convert(args.src, args.dst)
+        return convert(args.src, args.dst, verify=not args.no_verify)
+    if args.task == "baseline":
+        return baseline(args.module)
     if args.task == "cold":
         return cold(args.kind, args.path, args.size)
     return harness(args.a, args.b, args.count, args.batch_size, args.signature)

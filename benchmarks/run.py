@@ -52,7 +52,7 @@ RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 
 # The full run (sized to finish within 15 minutes on 2 cores, module build included: 11 min measured) and the smoke
 # run (a few minutes, most of it the conversions).
-FULL = dict(reps=5, batch_sizes=(1, 8, 32), large_batch_reps=3, conversion_reps=1, cold_reps=2,
+FULL = dict(reps=5, batch_sizes=(1, 8, 32), large_batch_reps=3, conversion_reps=2, cold_reps=3,
             harness_sizes=(100, 1000), harness_images=24, harness_reps=3, min_seconds=0.3)
 QUICK = dict(reps=2, batch_sizes=(1, 8), conversion_reps=1, cold_reps=1, harness_sizes=(16, 64),
              harness_images=16, harness_reps=1, min_seconds=0.1)

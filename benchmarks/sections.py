@@ -290,31 +290,32 @@ def training(cfg: Config) -> tuple:
 # -- 3. conversion ---------------------------------------------------------------------------------------------
 
 
-def _phase_summary(phases: list) -> str:
-    """'read 4.7 s, trace 46.7 s, ...' from the progress messages of a conversion."""
-    names = {"reading": "read", "tracing": "trace", "writing": "write", "verifying": "verify", "parity": "verify",
-             "loading": "load", "building": "build graph variants"}
-    totals: dict = {}
-    for message, seconds in phases:
-        word = message.split(" ")[0].rstrip(":")
-        name = names.get(word, word)
-        totals[name] = totals.get(name, 0.0) + seconds
-    return ", ".join(f"{k} {v:.1f} s" for k, v in totals.items())
+# Where issue 14 started (RESULTS.md of 2026-11-25, before the work on conversion speed): TF2 -> TF1 took 55.1 s
+# on this module, 4.55x the naive TF1 -> TF2 recipe measured in the same run (12.1 s). Its goal is half of that; the
+# ratio to the naive recipe of the same run is what is judged, as absolute times move with the machine's load.
+TF2_TF1_BEFORE = (55.1, 12.1)
+
+
+def _phase_summary(phases: dict) -> str:
+    """'read 0.8 s, trace 1.7 s, ...': a conversion's exclusive time per phase (child.instrument)."""
+    return ", ".join(f"{k} {v:.1f} s" for k, v in phases.items() if round(v, 1) or k != "other")
 
 
 def conversion(cfg: Config) -> tuple:
     labels = {"naive": "naive TF1→TF2: load_v2 per variant + tf.saved_model.save",
+              "tf1_tf2_fast": "bridge convert --no-verify TF1→TF2",
               "tf1_tf2": "bridge convert TF1→TF2 (verified)",
               "tf2_tf1": "bridge convert TF2→TF1 (verified; source: the converted model)"}
     table = Table("conversion", f"3. Conversion (each in a process of its own; median of {cfg.conversion_reps})",
                   ["conversion", "total", "convert", "verify", "CPU (convert / total)", "peak RSS (convert / total)",
-                   "output", "output / source", "convert vs naive (wall / CPU)"])
+                   "output", "output / source", "total vs naive (per-repetition range)"])
     runs = {task: [] for task in labels}
     failed = {}
     naive_dst = os.path.join(cfg.work, "naive_tf2")
+    fast_dst = os.path.join(cfg.work, "fast_tf2")
     back_dst = os.path.join(cfg.work, "roundtrip_tf1")
     for rep in range(cfg.conversion_reps):
-        for task in _rotate(["naive", "tf1_tf2"], rep) + ["tf2_tf1"]:
+        for task in _rotate(["naive", "tf1_tf2_fast", "tf1_tf2"], rep) + ["tf2_tf1"]:
             if task in failed:
                 continue
             cfg.log(f"conversion {rep + 1}/{cfg.conversion_reps}: {task}")
@@ -323,6 +324,10 @@ def conversion(cfg: Config) -> tuple:
                     shutil.rmtree(naive_dst, ignore_errors=True)
                     result = run_child(cfg, "naive", cfg.module, naive_dst)
                     shutil.rmtree(naive_dst, ignore_errors=True)
+                elif task == "tf1_tf2_fast":
+                    shutil.rmtree(fast_dst, ignore_errors=True)
+                    result = run_child(cfg, "convert", cfg.module, fast_dst, "--no-verify")
+                    shutil.rmtree(fast_dst, ignore_errors=True)
                 elif task == "tf1_tf2":
                     shutil.rmtree(cfg.converted, ignore_errors=True)
                     result = run_child(cfg, "convert", cfg.module, cfg.converted)
@@ -336,56 +341,103 @@ def conversion(cfg: Config) -> tuple:
                 failed[task] = failure(e)
                 cfg.log(f"conversion {task} failed: {failed[task]}")
                 continue
+            result["rep"] = rep
             runs[task].append(result)
 
     def med(task: str, field: str) -> float:
         return median([r[field] for r in runs[task]])
 
-    naive_seconds = med("naive", "convert_seconds") if "naive" not in failed else math.nan
-    naive_cpu = med("naive", "convert_cpu_seconds") if "naive" not in failed else math.nan
+    def versus_naive(task: str) -> tuple:
+        """(median, lowest, highest) ratio of the task's total time to the naive recipe's in the same repetition."""
+        naive_by_rep = {r["rep"]: r["seconds"] for r in runs["naive"]}
+        return paired_ratio([r["seconds"] for r in runs[task] if r["rep"] in naive_by_rep],
+                            [naive_by_rep[r["rep"]] for r in runs[task] if r["rep"] in naive_by_rep])
+
     data = {}
     for task, label in labels.items():
-        if task in failed:
-            table.rows.append(_failed_row(task, label, table.columns, failed[task]))
-            table.errors.append(f"{task}: {failed[task]}")
+        if task in failed or not runs[task]:
+            table.rows.append(_failed_row(task, label, table.columns, failed.get(task, "not run")))
+            table.errors.append(f"{task}: {failed.get(task, 'not run')}")
             continue
         d = data[task] = {f: med(task, f) for f in (
             "seconds", "convert_seconds", "verify_seconds", "cpu_seconds", "convert_cpu_seconds", "peak_rss",
             "peak_rss_before_verify", "output_bytes", "source_bytes", "wall_seconds")}
-        d.update(size_ratio=d["output_bytes"] / d["source_bytes"], time_ratio_to_naive=d["convert_seconds"] /
-                 naive_seconds, cpu_ratio_to_naive=d["convert_cpu_seconds"] / naive_cpu, runs=runs[task])
-        naive = task == "naive"
-        verify = "-" if naive else secs(d["verify_seconds"])
-        cpu = secs(d["cpu_seconds"]) if naive else f"{secs(d['convert_cpu_seconds'])} / {secs(d['cpu_seconds'])}"
-        peak = mib(d["peak_rss"]) if naive else f"{mib(d['peak_rss_before_verify'])} / {mib(d['peak_rss'])}"
-        # TF2->TF1 has no naive recipe to compare with (the legacy library cannot read TF2 SavedModels).
-        versus = "-" if task == "tf2_tf1" else f"{ratio(d['time_ratio_to_naive'])} / {ratio(d['cpu_ratio_to_naive'])}"
+        d.update(size_ratio=d["output_bytes"] / d["source_bytes"], runs=runs[task])
+        if "naive" in runs and runs["naive"]:
+            d["ratio_to_naive"] = versus_naive(task)
+        unverified = task in ("naive", "tf1_tf2_fast")
+        verify = "-" if unverified else secs(d["verify_seconds"])
+        cpu = secs(d["cpu_seconds"]) if unverified else \
+            f"{secs(d['convert_cpu_seconds'])} / {secs(d['cpu_seconds'])}"
+        peak = mib(d["peak_rss"]) if unverified else f"{mib(d['peak_rss_before_verify'])} / {mib(d['peak_rss'])}"
+        r = d.get("ratio_to_naive")
+        versus = "-" if r is None else f"{ratio(r[0])} ({r[1]:.2f}-{r[2]:.2f})"
         table.rows.append(Row(task, [label, secs(d["seconds"]), secs(d["convert_seconds"]), verify, cpu, peak,
                                      f"{d['output_bytes'] / 1e6:.1f} MB", ratio(d["size_ratio"]), versus], d))
-    for task in ("tf1_tf2", "tf2_tf1"):
+    for task in ("tf1_tf2_fast", "tf1_tf2", "tf2_tf1"):
         if task in data:
-            table.notes.append(f"{labels[task].split(' (')[0]} phases: {_phase_summary(runs[task][-1]['phases'])}")
+            phases = {k: median([r["phases"].get(k, 0.0) for r in runs[task]]) for k in runs[task][-1]["phases"]}
+            data[task]["phases"] = phases
+            table.notes.append(f"{labels[task]} phases (median seconds, exclusive): {_phase_summary(phases)}")
     if "naive" in data:
         table.notes.append(f"times are measured inside the process after `import tensorflow` (a process also spends "
                            f"~{data['naive']['wall_seconds'] - data['naive']['seconds']:.0f} s starting and "
                            "importing); 'convert' excludes the parity verification that `bridge convert` runs before "
-                           "the output appears; the naive recipe verifies nothing")
-    conv, back, naive = data.get("tf1_tf2"), data.get("tf2_tf1"), data.get("naive")
+                           "the output appears; the naive recipe verifies nothing; the ratio to the naive recipe "
+                           "pairs runs of the same repetition")
+    memory_targets = _memory(cfg, data, table)
+    fast, conv, back, naive = data.get("tf1_tf2_fast"), data.get("tf1_tf2"), data.get("tf2_tf1"), data.get("naive")
     not_measured = "not measured (a conversion failed)"
+
+    def judged(d, limit):
+        if not d or "ratio_to_naive" not in d:
+            return not_measured, None
+        r = d["ratio_to_naive"]
+        return (f"{secs(d['seconds'])} vs {secs(naive['seconds'])}: {ratio(r[0])} ({r[1]:.2f}-{r[2]:.2f})",
+                round(r[0], 2) <= limit)
+
+    before_ratio = TF2_TF1_BEFORE[0] / TF2_TF1_BEFORE[1]
     targets = [
-        Target("conversion_time", "TF1→TF2 conversion no slower than the naive recipe",
-               f"{secs(conv['convert_seconds'])} vs {secs(naive_seconds)} ({ratio(conv['time_ratio_to_naive'])}; "
-               f"CPU {ratio(conv['cpu_ratio_to_naive'])}); with verification {secs(conv['seconds'])} "
-               f"({ratio(conv['seconds'] / naive_seconds)})" if conv and naive else not_measured,
-               conv["convert_seconds"] <= naive_seconds if conv and naive else None),
+        Target("conversion_time", "TF1→TF2 `--no-verify` ≤ 0.50x the naive recipe", *judged(fast, 0.5)),
+        Target("conversion_verified", "TF1→TF2 with its verification ≤ 1.00x the naive recipe (which verifies "
+                                      "nothing)", *judged(conv, 1.0)),
+        Target("conversion_back_time", f"TF2→TF1 (verified) ≤ half its time before issue 14: "
+                                       f"{before_ratio / 2:.2f}x the naive TF1→TF2 recipe of the same run (was "
+                                       f"{TF2_TF1_BEFORE[0]:.1f} s = {before_ratio:.2f}x)",
+               *judged(back, round(before_ratio / 2, 2))),
         Target("conversion_size", "TF1→TF2 output ≤ 1.02x the source size",
                f"{ratio(conv['size_ratio'])}" + (f" (naive recipe: {ratio(naive['size_ratio'])})" if naive else "")
                if conv else not_measured, round(conv["size_ratio"], 2) <= 1.02 if conv else None),
         Target("conversion_size_back", "TF2→TF1 output ≤ 1.02x the source size",
                ratio(back["size_ratio"]) if back else not_measured,
                round(back["size_ratio"], 2) <= 1.02 if back else None),
-    ]
+    ] + memory_targets
     return table, targets
+
+
+def _memory(cfg: Config, data: dict, table: Table) -> list:
+    """Peak RSS of the conversions against TensorFlow's own baseline (a process that imported it and ran one op)
+    plus twice the module's weights: the issue's budget is 1.5x that."""
+    try:
+        base = run_child(cfg, "baseline", cfg.module)
+    except RuntimeError as e:
+        table.errors.append(f"baseline: {failure(e)}")
+        return [Target("conversion_memory", "conversion peak RSS ≤ 1.5x (TensorFlow's baseline + 2x the weights)",
+                       "not measured (the baseline failed)", None)]
+    budget = base["peak_rss"] + 2 * base["weight_bytes"]
+    parts, met = [], True
+    for task, label in (("tf1_tf2_fast", "TF1→TF2 --no-verify"), ("tf1_tf2", "TF1→TF2 verified"),
+                        ("tf2_tf1", "TF2→TF1 verified")):
+        if task in data:
+            r = data[task]["peak_rss"] / budget
+            data[task]["peak_rss_to_budget"] = r
+            parts.append(f"{label} {mib(data[task]['peak_rss'])} ({r:.2f}x)")
+            met = met and round(r, 2) <= 1.5
+    table.notes.append(f"memory: TensorFlow's baseline (imported, one op run) {mib(base['peak_rss'])}, the module's "
+                       f"weights {base['weight_bytes'] / 2**20:.0f} MiB, so baseline + 2x weights = {mib(budget)}")
+    return [Target("conversion_memory", f"conversion peak RSS ≤ 1.5x (TensorFlow's baseline + 2x the weights = "
+                                        f"{mib(budget)})", ", ".join(parts) or "not measured",
+                   met if parts else None)]
 
 
 # -- 4. cold start ---------------------------------------------------------------------------------------------
@@ -428,8 +480,16 @@ def cold_start(cfg: Config) -> tuple:
                                      secs(data["first_batch_seconds"]), ratio(data["ratio_to_hub_load"]),
                                      secs(data["import_seconds"]), mib(data["peak_rss"])], data))
     table.notes.append("imports: interpreter start to the imports done (tensorflow; plus tensorflow_hub for hub.load, "
-                       "plus this project for the shim), not part of the ratio")
-    return table, []
+                       "plus this project for the shim), not part of the ratio; the ratio's range pairs the runs of "
+                       "one repetition")
+    converted = next((r for r in table.rows if r.key == "converted" and r.data), None)
+    if converted is None or "hub_load" in failed:
+        return table, [Target("cold_start", "cold start of the converted model ≤ 1.00x hub.load",
+                              "not measured (a run failed)", None)]
+    r = paired_ratio([x["seconds"] for x in runs["converted"]], [x["seconds"] for x in runs["hub_load"]])
+    return table, [Target("cold_start", "cold start of the converted model (load + first image) ≤ 1.00x hub.load",
+                          f"{secs(converted.data['seconds'])} vs {secs(base)}: {ratio(r[0])} ({r[1]:.2f}-{r[2]:.2f})",
+                          round(r[0], 2) <= 1.0)]
 
 
 # -- 5. the parity harness -------------------------------------------------------------------------------------

@@ -100,3 +100,59 @@ class PhaseClock:
             if event[1].startswith(prefix):
                 return event
         return None
+
+
+class PhaseTimer:
+    """Exclusive wall time per phase, from functions wrapped at run time (nothing changes in the code measured).
+
+        timer = PhaseTimer()
+        timer.wrap(tf.saved_model, "save", "save")
+        ...                                   # run the conversion
+        timer.totals                          # {"save": 2.1, ...}: a phase nested in another is not counted twice
+
+    `label` may be a function of the call's arguments (e.g. to tell the source runner from the converted one).
+    """
+
+    def __init__(self):
+        self.totals: dict = {}
+        self._stack: list = []  # [label, start, seconds spent in nested phases]
+        self._wrapped: list = []  # (owner, attr, original): what `restore` puts back
+
+    def wrap(self, owner, attr: str, label) -> None:
+        import functools
+
+        original = getattr(owner, attr)
+        if getattr(original, "_phase_timer", None) is self:
+            return
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            name = label(*args, **kwargs) if callable(label) else label
+            if name is None or (self._stack and self._stack[-1][0] == name):
+                return original(*args, **kwargs)  # not a phase of its own, or a recursive call of one
+            self._stack.append([name, time.perf_counter(), 0.0])
+            try:
+                return original(*args, **kwargs)
+            finally:
+                name, start, nested = self._stack.pop()
+                elapsed = time.perf_counter() - start
+                self.totals[name] = self.totals.get(name, 0.0) + elapsed - nested
+                if self._stack:
+                    self._stack[-1][2] += elapsed
+
+        timed._phase_timer = self
+        self._wrapped.append((owner, attr, vars(owner).get(attr, original) if isinstance(owner, type) else original))
+        setattr(owner, attr, timed)
+
+    def restore(self) -> None:
+        """Put every wrapped function back (a process running several measurements measures each once)."""
+        for owner, attr, original in reversed(self._wrapped):
+            setattr(owner, attr, original)
+        self._wrapped.clear()
+
+    def rounded(self, total: float | None = None) -> dict:
+        """Phase -> seconds (2 decimals), plus 'other' = `total` minus the phases, when given."""
+        result = {k: round(v, 2) for k, v in self.totals.items()}
+        if total is not None:
+            result["other"] = round(total - sum(self.totals.values()), 2)
+        return result

@@ -53,7 +53,15 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
         self.__call__ = tf.function(_with_keywords(call, sorted({k for keys, _ in routes for k in keys})),
                                     reduce_retracing=True, autograph=False)
         self.signature_functions = {}
+        shared = {}  # what a signature computes -> its function: aliases share one (one function to save)
         for name in adapter._image_signatures:
+            alias_of = shared.get(adapter._computes(name))
+            if alias_of is not None:
+                self.signature_functions[name] = alias_of
+                if _attribute_name(name):
+                    setattr(self, name, alias_of)
+                continue
+
             def call_signature(images, training=False, name=name, **extra):
                 return adapter._run(name, images, training, {k: v for k, v in extra.items() if v is not None})
 
@@ -64,6 +72,7 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
             self.signature_functions[name] = tf.function(
                 _with_keywords(call_signature, sorted(adapter._extra[name]), defaults), reduce_retracing=True,
                 autograph=False)
+            shared[adapter._computes(name)] = self.signature_functions[name]
             if _attribute_name(name):
                 setattr(self, name, self.signature_functions[name])
         spec = adapter._image_spec(primary)
@@ -144,8 +153,10 @@ class ModuleAdapter:
         assets = [tf.saved_model.Asset(os.path.join(module.assets_dir, name)) for name in module.asset_files()]
         self._fns = ModuleFunctions(module, variables, {
             name: asset.asset_path for name, asset in zip(module.asset_files(), assets)})
-        regularization_losses = [
-            tf.function(fn, input_signature=[]) for fn in self._fns.regularization_losses(self._training_tags)]
+        # One tf.function per loss, importing its graph when traced: a function calling a wrapped function would
+        # save two functions per loss (ResNet V2 50 has 54 losses), each to trace, save and load.
+        regularization_losses = [tf.function(body, input_signature=[], autograph=False)
+                                 for body in self._fns.regularization_loss_bodies(self._training_tags)]
         self._saved = SavedAdapter(self, list(variables.values()), regularization_losses, assets)
         self.variables = self._saved.variables
         self.trainable_variables = self._saved.trainable_variables
@@ -272,6 +283,17 @@ class ModuleAdapter:
                 name, images=images, **extra)
         return self._fns.outputs(INFERENCE_TAGS, self._image_signatures)(name, images=images, **extra)
 
+    def _computes(self, name: str) -> tuple:
+        """What signature `name`'s function computes, in every variant: its image spec, other inputs with their
+        defaults, and output keys with their tensors. Signatures that compute the same (`default` and
+        `image_classification` of a TF1 classifier) are served by one function."""
+        outputs = tuple((tuple(sorted(tags)), tuple(sorted((key, info.tensor_name) for key, info in
+                                                            self._stored.variant(tags).signature(name).outputs.items())))
+                        for tags in sorted({INFERENCE_TAGS, self._training_tags}, key=sorted))
+        image = self._stored.variant(INFERENCE_TAGS).signature(name).inputs[IMAGE_INPUT_KEY].tensor_name
+        extra = tuple(sorted((k, repr(spec), repr(self._defaults[name].get(k))) for k, spec in self._extra[name].items()))
+        return repr(self._image_spec(name)), image, extra, outputs
+
     def _image_spec(self, name: str) -> tf.TensorSpec:
         info = self._stored.variant(INFERENCE_TAGS).signature(name).inputs[IMAGE_INPUT_KEY]
         shape = [None] * 4 if info.shape is None else [None] + list(info.shape[1:])
@@ -326,16 +348,23 @@ class ModuleAdapter:
     def _trace_for_export(self) -> dict:
         saved = self._saved
         self.trace()
-        signatures = {"serving_default": saved.serve.get_concrete_function()}
+        # The serving signatures (each with all the TF1 signature's inputs) and `serve`/`serve_training` are traces
+        # the signature functions already have: the SavedModel holds no extra function for them but the wrapper
+        # tf.saved_model.save puts around each signature.
+        if not self.required_inputs[self._primary]:
+            spec = self._image_spec(self._primary)
+            primary = saved.signature_functions[self._primary]
+            saved.serve = primary.get_concrete_function(spec, training=False)
+            saved.serve_training = primary.get_concrete_function(spec, training=True)
+        else:
+            saved.serve.get_concrete_function()
+            saved.serve_training.get_concrete_function()
+        signatures = {"serving_default": saved.serve}
         for name in self._image_signatures:
-            keys = sorted(self._extra[name])
-            specs = [self._image_spec(name)] + [self._extra[name][k] for k in keys]
-            signatures[name] = tf.function(
-                lambda images, *args, name=name, keys=keys: self._run(name, images, False, dict(zip(keys, args))),
-                input_signature=specs, autograph=False).get_concrete_function()
+            signatures[name] = saved.signature_functions[name].get_concrete_function(
+                self._image_spec(name), training=False, **self._extra[name])
         for loss in self.regularization_losses:
             loss.get_concrete_function()
-        saved.serve_training.get_concrete_function()
         return signatures
 
     def __repr__(self) -> str:

@@ -198,16 +198,23 @@ class ModuleFunctions:
         tags = frozenset(tags or ())
         key = ("regularization", tags)
         if key not in self._cache:
-            variant = self.module.variant(tags)
-            fns = []
-            for loss_name in variant.regularization_losses:
-                def body(loss_name=loss_name):
-                    return graph_import.import_fetches(variant.meta_graph.graph_def, [loss_name],
-                                                       self._asset_inputs(variant), self.variables,
-                                                       states=self.tables(tags))[0]
-                fns.append(tf.compat.v1.wrap_function(body, []))
-            self._cache[key] = fns
+            self._cache[key] = [tf.compat.v1.wrap_function(body, []) for body in self.regularization_loss_bodies(tags)]
         return self._cache[key]
+
+    def regularization_loss_bodies(self, tags=None) -> list:
+        """One zero-argument Python function per regularization loss, importing what it needs into the graph being
+        built: for a caller that traces it itself (one `tf.function` per loss, not a function wrapping a function,
+        so that a SavedModel holds one function per loss)."""
+        tags = frozenset(tags or ())
+        variant = self.module.variant(tags)
+        bodies = []
+        for loss_name in variant.regularization_losses:
+            def body(loss_name=loss_name):
+                return graph_import.import_fetches(variant.meta_graph.graph_def, [loss_name],
+                                                   self._asset_inputs(variant), self.variables,
+                                                   states=self.tables(tags))[0]
+            bodies.append(body)
+        return bodies
 
 
 class VariantOutputs:

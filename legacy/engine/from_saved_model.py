@@ -273,6 +273,7 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
         primary_updates = None
         signature_defs = {}
         placeholders = {}  # (key, dtype, shape, default) -> the graph's input tensor, shared by the signatures
+        imported = {}  # (concrete function, its arguments) -> (outputs, updates): aliases are imported once
         for name, (fn, _) in plan.signatures.items():
             extra = {}
             for key, (extra_spec, default) in _extra_inputs(fn).items():
@@ -283,7 +284,12 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
                 extra[key] = (extra_spec, placeholders[ident])
             concrete = _concrete(fn, spec, training, {k: s for k, (s, _) in extra.items()})
             args = _flat_arguments(concrete, images, {k: t for k, (_, t) in extra.items()})
-            outputs, updates = _import_function(concrete, args, handles, f"{name}_apply")
+            # Signatures served by one function (`default` and `image_classification` of a classifier converted
+            # by the bridge) share its import: the graph holds the network once for them.
+            key = (id(concrete), tuple(id(a) for a in args))
+            if key not in imported:
+                imported[key] = (concrete, _import_function(concrete, args, handles, f"{name}_apply"))
+            outputs, updates = imported[key][1]
             if primary_updates is None or name == DEFAULT_SIGNATURE:
                 primary_updates = updates
             structured = tf.nest.pack_sequence_as(concrete.structured_outputs, outputs)

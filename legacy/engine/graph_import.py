@@ -245,6 +245,37 @@ def _is_reference(var) -> bool:
     return not isinstance(var, resource_variable_ops.BaseResourceVariable) and hasattr(var, "_ref")
 
 
+def _without_replaced_nodes(graph_def, input_map: dict, fetches: Sequence[str]) -> tuple:
+    """`graph_def` without the nodes that `input_map` replaces entirely (variable handles, their plain reads, fed
+    placeholders, tables), and the input_map entries still used.
+
+    import_graph_def imports a node even when every consumer reads its replacement instead: a module's hundreds of
+    variable handles and reads would sit in every function imported from it, unused but traced, saved, loaded and,
+    being stateful, run on every call. A node that is fetched or is a control input stays.
+    """
+    from tensorflow.core.framework import graph_pb2
+
+    used: dict = {}
+    controlled = {op_name(f) for f in fetches}
+    for node in graph_def.node:
+        for name in node.input:
+            if name.startswith("^"):
+                controlled.add(name[1:])
+            else:
+                used.setdefault(op_name(name), set()).add(_tensor_name(name))
+    drop = {node.name for node in graph_def.node if node.name not in controlled and node.name in used
+            and all(t in input_map for t in used[node.name])}
+    if not drop:
+        return graph_def, input_map
+    out = graph_pb2.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    out.node.extend(n for n in graph_def.node if n.name not in drop)
+    referenced = {_tensor_name(i) for n in out.node for i in n.input if not i.startswith("^")}
+    kept = {n.name for n in out.node}
+    return out, {k: v for k, v in input_map.items() if k in referenced or op_name(k) in kept}
+
+
 def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, object],
                    variables: Mapping[str, object], name: str = "", states: Mapping[str, object] | None = None,
                    colocate: bool = False, shared_name_prefix: str | None = None) -> list:
@@ -282,6 +313,8 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
             # A plain read (its input may be spelled `var` or `var:0`): read through the variable object, so
             # that a GradientTape watches it.
             input_map[node.name + ":0"] = variables[op_name(node.input[0])].value()
+    if not colocate:
+        graph_def, input_map = _without_replaced_nodes(graph_def, input_map, fetches)
     try:
         with quiet_native_log():  # the producer-version warning of every TF1 graph import
             result = tf.compat.v1.import_graph_def(graph_def, input_map=input_map, return_elements=list(fetches),

@@ -95,7 +95,8 @@ def instrument():
     """A PhaseTimer on the steps of `bridge.convert` in both directions (wrapped, not changed):
 
     TF1->TF2: read (module, safety scan, variables), trace, save; TF2->TF1: load, build graph variants, write;
-    verification: load the written model / prepare the in-memory source, run each side per mode, and the rest
+    verification: load the written model / prepare the in-memory source, run each side (the TF1 module, in
+    memory or as written, and the TF2 SavedModel) per mode, and the rest
     (snapshots of the variables, comparing, reporting) as 'verify: other'.
     """
     import tensorflow as tf
@@ -131,7 +132,7 @@ def instrument():
         for method in ("run_many", "run"):
             if method in vars(cls):
                 timer.wrap(cls, method, lambda self, *a, training=False, **k:
-                           f"verify: run {'source' if isinstance(self, runners.ModuleRunner) else 'SavedModel'}"
+                           f"verify: run {'TF1 module' if isinstance(self, runners.ModuleRunner) else 'TF2 SavedModel'}"
                            f" ({'training' if training else 'inference'})")
     return timer
 

@@ -287,12 +287,15 @@ class ModuleAdapter:
         """What signature `name`'s function computes, in every variant: its image spec, other inputs with their
         defaults, and output keys with their tensors. Signatures that compute the same (`default` and
         `image_classification` of a TF1 classifier) are served by one function."""
-        outputs = tuple((tuple(sorted(tags)), tuple(sorted((key, info.tensor_name) for key, info in
-                                                            self._stored.variant(tags).signature(name).outputs.items())))
-                        for tags in sorted({INFERENCE_TAGS, self._training_tags}, key=sorted))
+        outputs = []
+        for tags in sorted({INFERENCE_TAGS, self._training_tags}, key=sorted):
+            sig = self._stored.variant(tags).signature(name)
+            tensors = tuple(sorted((k, info.tensor_name) for k, info in sig.outputs.items()))
+            outputs.append((tuple(sorted(tags)), tensors))
         image = self._stored.variant(INFERENCE_TAGS).signature(name).inputs[IMAGE_INPUT_KEY].tensor_name
-        extra = tuple(sorted((k, repr(spec), repr(self._defaults[name].get(k))) for k, spec in self._extra[name].items()))
-        return repr(self._image_spec(name)), image, extra, outputs
+        extra = tuple(sorted((k, repr(spec), repr(self._defaults[name].get(k)))
+                             for k, spec in self._extra[name].items()))
+        return repr(self._image_spec(name)), image, extra, tuple(outputs)
 
     def _image_spec(self, name: str) -> tf.TensorSpec:
         info = self._stored.variant(INFERENCE_TAGS).signature(name).inputs[IMAGE_INPUT_KEY]

@@ -286,7 +286,13 @@ class ModuleAdapter:
     def _computes(self, name: str) -> tuple:
         """What signature `name`'s function computes, in every variant: its image spec, other inputs with their
         defaults, and output keys with their tensors. Signatures that compute the same (`default` and
-        `image_classification` of a TF1 classifier) are served by one function."""
+        `image_classification` of a TF1 classifier) are served by one function, unless the module has random ops
+        (dropout): one function's random op draws its numbers in turn for every signature calling it, where each
+        signature's own function draws from the start, as each signature of a fresh TF1 module does."""
+        from legacy.engine.random_ops import random_ops
+
+        if any(random_ops(self._stored.variant(tags).meta_graph.graph_def) for tags in self._stored.tags):
+            return (name,)
         outputs = []
         for tags in sorted({INFERENCE_TAGS, self._training_tags}, key=sorted):
             sig = self._stored.variant(tags).signature(name)

@@ -6,7 +6,7 @@
 Compares a TF1 Hub module (default: the benchmark's ResNet V2 50, built once by `benchmarks/run.py`'s builder
 with the genuine legacy library) with its TF2 conversion on the same N generated JPEG files, inference only.
 Each run is timed from the call to the report (model loading and, for Beam, pipeline start-up included) and
-checked to give the same report as the local run. Not part of `make bench`: run it by hand.
+checked to give the same report as the local run. `make bench` runs it as its section 6 (beam).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 
-def _images(folder: str, count: int, size: int) -> str:
+def write_images(folder: str, count: int, size: int) -> str:
+    """`count` seeded random JPEG files of size x size in `folder`."""
     import numpy as np
     import tensorflow as tf
 
@@ -32,6 +33,29 @@ def _images(folder: str, count: int, size: int) -> str:
         pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         tf.io.write_file(os.path.join(folder, f"{i:05d}.jpg"), tf.io.encode_jpeg(pixels))
     return folder
+
+
+def measure(module: str, converted: str, folder: str, images: int, batch_size: int, log=print) -> dict:
+    """{run name: seconds} of the local harness and the Beam pipeline with 1 and 2 workers on the same image files,
+    each timed from the call to the report; every Beam report must equal the local one."""
+    from bridge.parity import compare
+    from bridge.parity.beam import compare_on_beam
+
+    common = dict(images=folder, batch_size=batch_size, signatures=["default"])
+    runs = {}
+    log(f"beam: local harness on {images} images")
+    start = time.perf_counter()
+    local = compare(module, converted, **common).to_json()
+    runs["local harness"] = time.perf_counter() - start
+    for workers in (1, 2):
+        log(f"beam: DirectRunner with {workers} worker(s)")
+        start = time.perf_counter()
+        report = compare_on_beam(module, converted, **common,
+                                 beam_options=f"--direct_num_workers={workers}").to_json()
+        runs[f"Beam DirectRunner, {workers} worker{'s' * (workers > 1)}"] = time.perf_counter() - start
+        if report != local:
+            raise AssertionError("the Beam report differs from the local one")
+    return runs
 
 
 def main() -> None:
@@ -44,27 +68,14 @@ def main() -> None:
 
     from benchmarks.run import MODULE_DIR, ensure_module
     from bridge.conversion.converter import convert
-    from bridge.parity import compare
-    from bridge.parity.beam import compare_on_beam
     from bridge.parity.runners import open_runner
 
     module = args.module or (ensure_module() and MODULE_DIR)
     work = tempfile.mkdtemp(prefix="beam-throughput-")
     converted = convert(module, os.path.join(work, "tf2"), verify=False, progress=None).destination
     size = open_runner(module).expected_image_size or (224, 224)
-    folder = _images(os.path.join(work, "images"), args.images, size[0])
-    common = dict(images=folder, batch_size=args.batch_size, signatures=["default"])
-
-    runs = {}
-    start = time.perf_counter()
-    local = compare(module, converted, **common).to_json()
-    runs["local harness"] = time.perf_counter() - start
-    for workers in (1, 2):
-        start = time.perf_counter()
-        report = compare_on_beam(module, converted, **common,
-                                 beam_options=f"--direct_num_workers={workers}").to_json()
-        runs[f"Beam DirectRunner, {workers} worker{'s' * (workers > 1)}"] = time.perf_counter() - start
-        assert report == local, "the Beam report differs from the local one"
+    folder = write_images(os.path.join(work, "images"), args.images, size[0])
+    runs = measure(module, converted, folder, args.images, args.batch_size)
     rows = [{"run": name, "images": args.images, "seconds": round(t, 1), "images_per_s": round(args.images / t, 2)}
             for name, t in runs.items()]
     for row in rows:

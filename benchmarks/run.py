@@ -55,7 +55,7 @@ RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 FULL = dict(reps=5, batch_sizes=(1, 8, 32), large_batch_reps=3, conversion_reps=2, cold_reps=3,
             harness_sizes=(100, 1000), harness_images=24, harness_reps=3, min_seconds=0.3)
 QUICK = dict(reps=2, batch_sizes=(1, 8), conversion_reps=1, cold_reps=1, harness_sizes=(16, 64),
-             harness_images=16, harness_reps=1, min_seconds=0.1)
+             harness_images=16, harness_reps=1, min_seconds=0.1, beam_images=8)
 
 
 def builder_digest() -> str:

@@ -46,6 +46,7 @@ class Config:
     harness_images: int = 24  # images per harness run for the in-process throughput measurement
     harness_reps: int = 3
     harness_batch: int = 8
+    beam_images: int = 96  # JPEG files through the local harness and the Beam pipeline (1 and 2 workers)
     min_seconds: float = 0.3  # a timing sample repeats a call until it lasts this long
     python: str = sys.executable
     # Run child.py's tasks in this process instead (smoke tests: the plumbing without the interpreter start-ups;
@@ -579,12 +580,34 @@ def harness(cfg: Config) -> tuple:
     return table, targets
 
 
+# -- 6. parity on Apache Beam -------------------------------------------------------------------------------------
+
+
+def beam(cfg: Config) -> tuple:
+    from benchmarks.beam_throughput import measure, write_images
+
+    n = cfg.beam_images
+    folder = write_images(os.path.join(cfg.work, "beam_images"), n, cfg.image_size[0])
+    runs = measure(cfg.module, cfg.converted, folder, n, cfg.harness_batch, log=cfg.log)
+    base = runs["local harness"]
+    table = Table("beam", f"6. Parity on Beam: `bridge parity module converted --images DIR --runner beam`, "
+                          f"{n} JPEG files, batch {cfg.harness_batch}, signature default",
+                  ["run", "images", "time", "images/s", "ratio to local"])
+    for name, seconds in runs.items():
+        table.rows.append(Row(name, [name, n, secs(seconds), f"{n / seconds:.2f}", ratio(seconds / base)],
+                              {"seconds": seconds, "images_per_second": n / seconds}))
+    table.notes.append("each run timed from the call to the report: both models loaded, and for Beam the pipeline "
+                       "started; every Beam report equals the local one (checked)")
+    return table, []
+
+
 SECTIONS = {
     "conversion": conversion,
     "cold_start": cold_start,
     "harness": harness,
     "inference": inference,
     "training": training,
+    "beam": beam,
 }
 # The order of the printed tables (the numbering of issue 8); SECTIONS is the order they run in.
-TABLE_ORDER = ["inference", "training", "conversion", "cold_start", "harness"]
+TABLE_ORDER = ["inference", "training", "conversion", "cold_start", "harness", "beam"]

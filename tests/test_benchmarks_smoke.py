@@ -22,6 +22,7 @@ ROWS = {
     "conversion": ["naive", "tf1_tf2_fast", "tf1_tf2", "tf2_tf1"],
     "cold_start": ["converted", "hub_load", "shim"],
     "harness": ["own", "compare"] + [f"memory_{n}" for n in run.QUICK["harness_sizes"]],
+    "beam": ["local harness", "Beam DirectRunner, 1 worker", "Beam DirectRunner, 2 workers"],
 }
 TARGETS = ["converted_inference", "shim_eager", "shim_graph", "conversion_time", "conversion_verified",
            "conversion_back_time", "conversion_size", "conversion_size_back", "conversion_memory", "cold_start",

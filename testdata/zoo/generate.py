@@ -38,7 +38,7 @@ legacy_oracle.setup()  # determinism + the tf_keras.legacy_tf_layers alias, befo
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 import tf_slim as slim  # noqa: E402
-from tf_slim.nets import inception_v2, resnet_utils, resnet_v1, resnet_v2  # noqa: E402
+from tf_slim.nets import inception_v1, inception_v2, resnet_utils, resnet_v1, resnet_v2  # noqa: E402
 
 from generate import canonicalize_saved_model  # noqa: E402  (the corpus generator's deterministic re-serialization)
 
@@ -124,6 +124,22 @@ def inception_v2_fn(is_training, size):
   features = tf.squeeze(pooled, [1, 2], name="feature_vector")
   logits = tf.squeeze(logits, [1, 2], name="logits")
   _image_signatures(images, features, logits, extra_features={"Mixed_3b": end_points["Mixed_3b"]})
+  _attach_size(size)
+
+
+def inception_v1_full_fn(is_training, size):
+  """TF-Slim Inception V1 at full width, as published (1001 classes, 224x224, 6.6M parameters): the whole network
+  with its own head, dropout (keep 0.8) before the logits in the train variant."""
+  tf1.set_random_seed(SEED)
+  images = _images(size)
+  with slim.arg_scope(inception_v1.inception_v1_arg_scope(weight_decay=4e-5)):
+    with slim.arg_scope([slim.batch_norm], param_initializers=_random_bn_initializers()):
+      logits, end_points = inception_v1.inception_v1(images, num_classes=1001, is_training=is_training,
+                                                     dropout_keep_prob=0.8, scope="InceptionV1")
+  pooled = tf1.get_default_graph().get_tensor_by_name("InceptionV1/Logits/MaxPool_0a_7x7/AvgPool:0")  # (sic)
+  features = tf.squeeze(pooled, [1, 2], name="feature_vector")
+  _image_signatures(images, features, tf.identity(logits, name="logits"),
+                    extra_features={"Mixed_5c": end_points["Mixed_5c"]})
   _attach_size(size)
 
 
@@ -329,6 +345,13 @@ ZOO = [
           quantops_fn, 32, tags_and_args=INFERENCE_ONLY, variables="reference", fake_quant=True),
 ]
 
+# Full-size members: too large for git (tens of MB), built on demand into a folder outside it (`generate.py --full
+# DIR`; tests/zoo/members.py caches them under ~/.cache/tf-hub-bridge) and checked in the slow test tier.
+FULL = [
+    Entry("inception_v1_full", "TF-Slim inception_v1 at full width (1001 classes), dropout before the logits",
+          inception_v1_full_fn, 224, random_ops=True, drop_collections=["moving_vars"]),
+]
+
 RANDOM_OP_TYPES = ("RandomUniform", "RandomStandardNormal", "TruncatedNormal", "RandomUniformInt")
 
 
@@ -418,31 +441,37 @@ def _count(shape):
 
 
 def main(argv):
+  zoo, modules_dir, manifest_path = ZOO, MODULES_DIR, MANIFEST
+  if argv[:1] == ["--full"]:  # generate.py --full DIR [NAME ...]: the full-size members into DIR
+    if len(argv) < 2:
+      raise SystemExit("usage: generate.py --full DIR [NAME ...]")
+    zoo, modules_dir, manifest_path = FULL, os.path.join(argv[1], "modules"), os.path.join(argv[1], "manifest.json")
+    argv = argv[2:]
   wanted = set(argv)
-  unknown = wanted - {e.name for e in ZOO}
+  unknown = wanted - {e.name for e in zoo}
   if unknown:
-    raise SystemExit("unknown zoo member(s) %s; the zoo has %s" % (sorted(unknown), [e.name for e in ZOO]))
+    raise SystemExit("unknown zoo member(s) %s; the zoo has %s" % (sorted(unknown), [e.name for e in zoo]))
   manifest = {}
-  if wanted and os.path.exists(MANIFEST):
-    with open(MANIFEST) as f:
+  if wanted and os.path.exists(manifest_path):
+    with open(manifest_path) as f:
       manifest = json.load(f)
-  os.makedirs(MODULES_DIR, exist_ok=True)
+  os.makedirs(modules_dir, exist_ok=True)
   start = time.time()
-  for entry in ZOO:
+  for entry in zoo:
     if wanted and entry.name not in wanted:
       continue
     t0 = time.time()
-    path = os.path.join(MODULES_DIR, entry.name)
+    path = os.path.join(modules_dir, entry.name)
     if os.path.exists(path):
       shutil.rmtree(path)
     manifest[entry.name] = export(entry, path)
     print("%-14s %5.1fs  %7d parameters  %7d bytes" % (
         entry.name, time.time() - t0, manifest[entry.name]["parameters"], manifest[entry.name]["bytes"]),
         file=sys.stderr)
-  for name in sorted(set(os.listdir(MODULES_DIR)) - {e.name for e in ZOO}):
-    shutil.rmtree(os.path.join(MODULES_DIR, name))  # a member removed from ZOO leaves the zoo
+  for name in sorted(set(os.listdir(modules_dir)) - {e.name for e in zoo}):
+    shutil.rmtree(os.path.join(modules_dir, name))  # a member removed from ZOO leaves the zoo
     manifest.pop(name, None)
-  with open(MANIFEST, "w") as f:
+  with open(manifest_path, "w") as f:
     f.write(json.dumps({k: manifest[k] for k in sorted(manifest)}, indent=2, sort_keys=True) + "\n")
   print("zoo regenerated in %.1fs" % (time.time() - start), file=sys.stderr)
 

@@ -12,10 +12,10 @@ import os
 import shutil
 import tempfile
 
-BUILD_VERSION = 1
-CACHE = os.environ.get("BRIDGE_ZOO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tf-hub-bridge", "zoo"))
-
 from bridge.parity.tolerance import DEFAULT_ATOL_SCALE
+from tests.zoo.members import CACHE
+
+BUILD_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)

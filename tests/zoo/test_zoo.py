@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from bridge.parity.tolerance import DEFAULT_ATOL_SCALE, DEFAULT_RTOL
 from tests.zoo.conftest import MOMENTUM
-from tests.zoo.members import ZOO, ZOO_DIR, Member, manifest
+from tests.zoo.members import FULL, ZOO, ZOO_DIR, Member, full_manifest, manifest
 
 pytestmark = pytest.mark.oracle
 
@@ -31,6 +31,10 @@ TFLITE_FAKE_QUANT_ATOL_SCALE = 0.05
 
 def _ids(member: Member) -> str:
     return member.name
+
+
+# The committed members in `make test`; the full-size ones (built on demand, tens of MB) in the slow tier.
+MEMBERS = ZOO + [pytest.param(m, marks=pytest.mark.slow, id=m.name) for m in FULL]
 
 
 def assert_close(actual, expected, what: str, atol_scale: float = DEFAULT_ATOL_SCALE, rtol: float = DEFAULT_RTOL,
@@ -73,6 +77,13 @@ def test_every_generated_module_has_a_row():
     assert sorted(os.listdir(os.path.join(ZOO_DIR, "modules"))) == sorted(m.name for m in ZOO)
 
 
+@pytest.mark.slow
+def test_every_full_size_module_has_a_row():
+    assert sorted(full_manifest()) == sorted(m.name for m in FULL)
+    for member in FULL:  # published sizes: more than a million parameters each, and not committed
+        assert member.facts["parameters"] > 1_000_000 and not member.path.startswith(ZOO_DIR)
+
+
 def test_the_zoo_covers_every_published_shape():
     facts = manifest().values()
     assert {f["variables"] for f in facts} == {"resource", "reference"}
@@ -85,7 +96,7 @@ def test_the_zoo_covers_every_published_shape():
 # -- TF1 -> TF2 ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("member", ZOO, ids=_ids)
+@pytest.mark.parametrize("member", MEMBERS, ids=_ids)
 def test_convert_with_default_options_verifies(zoo, member):
     run = zoo.to_tf2(member)
     assert run.exit_code == 0, run.stderr[-3000:]
@@ -95,7 +106,7 @@ def test_convert_with_default_options_verifies(zoo, member):
         assert hasattr(obj, signature), f"{signature} is missing from the converted model"
 
 
-@pytest.mark.parametrize("member", ZOO, ids=_ids)
+@pytest.mark.parametrize("member", MEMBERS, ids=_ids)
 def test_inference_outputs_equal_the_genuine_library(zoo, member):
     info, genuine = zoo.genuine(member)
     obj = tf.saved_model.load(zoo.seeded_tf2(member))
@@ -113,7 +124,7 @@ def test_inference_outputs_equal_the_genuine_library(zoo, member):
     assert compared == len([k for k in genuine if k.split("/")[1:2] == ["infer"]])
 
 
-@pytest.mark.parametrize("member", ZOO, ids=_ids)
+@pytest.mark.parametrize("member", MEMBERS, ids=_ids)
 def test_training_outputs_equal_the_genuine_library(zoo, member):
     info, genuine = zoo.genuine(member)
     if "train" not in info["signatures"]:
@@ -128,7 +139,7 @@ def test_training_outputs_equal_the_genuine_library(zoo, member):
             assert_close(value.numpy(), genuine[f"outputs/train/{signature}/{key}"], f"train/{signature}/{key}")
 
 
-@pytest.mark.parametrize("member", ZOO, ids=_ids)
+@pytest.mark.parametrize("member", MEMBERS, ids=_ids)
 def test_gradients_and_batch_norm_updates_equal_the_genuine_library(zoo, member):
     info, genuine = zoo.genuine(member)
     obj = tf.saved_model.load(zoo.seeded_tf2(member))
@@ -159,7 +170,7 @@ def test_gradients_and_batch_norm_updates_equal_the_genuine_library(zoo, member)
 # -- TF1 -> TF2 -> TF1 --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("member", ZOO, ids=_ids)
+@pytest.mark.parametrize("member", MEMBERS, ids=_ids)
 def test_round_trip_gives_the_genuine_library_the_original_module(zoo, member):
     run = zoo.back_to_tf1(member)
     assert run.exit_code == 0, run.stderr[-3000:]
@@ -176,7 +187,7 @@ def test_round_trip_gives_the_genuine_library_the_original_module(zoo, member):
 # -- the shim -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("member", ZOO, ids=_ids)
+@pytest.mark.parametrize("member", MEMBERS, ids=_ids)
 def test_image_guide_snippets_run_on_the_shim(zoo, member):
     """The TF Hub image guide's TF1 snippets, verbatim, on the module and on its TF2 conversion (eager mode)."""
     from legacy import hub
@@ -196,7 +207,7 @@ def test_image_guide_snippets_run_on_the_shim(zoo, member):
 # -- TFLite -------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("member", ZOO, ids=_ids)
+@pytest.mark.parametrize("member", MEMBERS, ids=_ids)
 def test_tflite_converter_accepts_the_conversion(zoo, member):
     _, genuine = zoo.genuine(member)
     images = zoo.inputs[member.name]["images"]

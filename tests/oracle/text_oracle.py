@@ -224,6 +224,70 @@ def refvar_answers(path, answers, arrays):
   answers["bad_input_colocation"] = _error(lambda: hub.create_module_spec(bad_input_colocation_fn))
 
 
+def _wrapped(module_dir, trainable, signature):
+  """tf.compat.v1.wrap_function around a hub.Module, in eager mode: (wrapped function, its initializer function)."""
+  held = {}
+
+  def fn(value):
+    held["module"] = hub.Module(module_dir, trainable=trainable)  # the caller keeps the module, as usual code does
+    out = held["module"](value)
+    held["init"] = [tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()]
+    return out
+
+  wrapped = tf.compat.v1.wrap_function(fn, [signature])
+  return wrapped, wrapped.prune([], held["init"])
+
+
+def _error_type(fn):
+  try:
+    fn()
+  except Exception as e:  # pylint: disable=broad-except
+    return type(e).__name__
+  return None
+
+
+def wrapped_answers(text_path, refvar_path, answers, arrays):
+  """What tf.compat.v1.wrap_function around genuine hub.Module does in eager mode: variables lifted out of the
+  traced graph uninitialized, tables and variables filled by running the initializers through prune, then
+  outputs and an SGD loop on the wrapper's trainable variables."""
+  sentences = tf.constant(SENTENCES)
+  for trainable in (False, True):
+    wrapped, init = _wrapped(text_path, trainable, tf.TensorSpec([None], tf.string))
+    key = "wrapped_trainable" if trainable else "wrapped"
+    answers[key] = {
+        "before_init": _error_type(lambda: wrapped(sentences)),
+        "variables": sorted({v.name for v in wrapped.variables}),
+        "trainable_variables": sorted({v.name for v in wrapped.trainable_variables}),
+        "collections": {k: len(wrapped.graph.get_collection(k)) for k in (
+            tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,
+            tf.compat.v1.GraphKeys.TABLE_INITIALIZERS)}}
+    init()
+    arrays[key + "/default"] = wrapped(sentences).numpy()
+  weights = tf.constant(np.linspace(-1.0, 1.0, len(SENTENCES) * DIM, dtype=np.float32).reshape(-1, DIM))
+  losses, with_gradients = [], set()
+  for _ in range(STEPS):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(wrapped(sentences) * weights)
+    for var, grad in zip(wrapped.trainable_variables, tape.gradient(loss, wrapped.trainable_variables)):
+      if grad is not None:
+        with_gradients.add(var.name)
+        var.assign_sub(LR * tf.convert_to_tensor(grad))
+    losses.append(float(loss))
+  answers["wrapped_trainable"]["with_gradients"] = sorted(with_gradients)
+  arrays["wrapped_finetune_loss"] = np.array(losses, np.float32)
+  arrays["wrapped_finetune/default"] = wrapped(sentences).numpy()
+
+  wrapped, init = _wrapped(refvar_path, True, tf.TensorSpec([None, 3], tf.float32))
+  x = tf.constant(arrays["refvar/x"])
+  answers["wrapped_refvar"] = {
+      "before_init": _error_type(lambda: wrapped(x)),
+      "variables": sorted(v.name for v in wrapped.variables),
+      "collection_variables": sorted(v.name for v in wrapped.graph.get_collection(
+          tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))}
+  init()
+  arrays["wrapped_refvar/default"] = wrapped(x).numpy()
+
+
 def main(out_dir):
   tf.get_logger().setLevel("ERROR")
   tf.config.experimental.enable_op_determinism()
@@ -248,6 +312,7 @@ def main(out_dir):
         module.export(os.path.join(out_dir, name), sess)
   text_answers(os.path.join(out_dir, "text"), answers, arrays)
   refvar_answers(os.path.join(out_dir, "refvar"), answers, arrays)
+  wrapped_answers(os.path.join(out_dir, "text"), os.path.join(out_dir, "refvar"), answers, arrays)
   with open(os.path.join(out_dir, "answers.json"), "w") as f:
     json.dump(answers, f, indent=1, sort_keys=True)
   np.savez(os.path.join(out_dir, "answers.npz"), **{k: np.asarray(v) for k, v in arrays.items()})

@@ -104,7 +104,13 @@ def _inspect_tf1(path: str) -> dict:
         "assets": module.asset_files(),
     }
     if frozenset() in module.variants:
+        from bridge.conversion import text_adapter
         from bridge.conversion.tf1_to_tf2 import required_inputs, signatures_not_kept
+
+        if text_adapter.is_text_module(module):
+            report["input_kind"] = "text"
+            report["signatures_not_kept"] = text_adapter.signatures_not_kept(module)
+            return report
 
         report["signatures_not_kept"] = signatures_not_kept(module)
         report["required_inputs"] = required_inputs(module)
@@ -148,7 +154,12 @@ def _inspect_tf2(path: str) -> dict:
         else [],
         "bridge_metadata": None if metadata is None else metadata.to_json(),
         "call": call,
+        "functions": _other_functions(meta_graph),
+        "tables": _tables_tf2(meta_graph),
     }
+    if _takes_text(call, report["functions"]):
+        report["input_kind"] = "text"
+        return report
 
     def size():
         if metadata is not None and metadata.image_size:
@@ -168,19 +179,32 @@ def _inspect_tf2(path: str) -> dict:
     return report
 
 
+def _takes_text(call: dict | None, functions: dict) -> bool:
+    """Whether the model's functions take strings, sparse or ragged tensors and no image batch: a text model,
+    for which the image facts (expected size, channels) do not apply."""
+    inputs = [spec for f in ([call] if call else []) + list(functions.values()) for spec in f["inputs"].values()]
+    return bool(inputs) and all(spec["dtype"] == "string" or spec.get("kind") for spec in inputs)
+
+
 def _call_function(meta_graph) -> dict | None:
     """`__call__` of a Reusable SavedModel from its object graph (nothing runs): the input and outputs of its
     traces (dimensions that differ between traces become unknown) and the `training` values it was traced for."""
-    from tensorflow.python.saved_model import nested_structure_coder
-
     graph = meta_graph.object_graph_def
     if not len(graph.nodes):
         return None
     child = next((c for c in graph.nodes[0].children if c.local_name == "__call__"), None)
     if child is None or graph.nodes[child.node_id].WhichOneof("kind") != "function":
         return None
+    return _function_specs(graph, child.node_id)
+
+
+def _function_specs(graph, node_id: int) -> dict:
+    """Inputs, outputs, `training` values and trace count of the saved function at object node `node_id`; sparse
+    and ragged tensors carry a `kind`, as in TF1 signatures."""
+    from tensorflow.python.saved_model import nested_structure_coder
+
     inputs, outputs, training = {}, {}, set()
-    for name in graph.nodes[child.node_id].function.concrete_functions:
+    for name in graph.nodes[node_id].function.concrete_functions:
         if name not in graph.concrete_functions:
             continue
         function = graph.concrete_functions[name]
@@ -188,8 +212,9 @@ def _call_function(meta_graph) -> dict | None:
         flat = _flatten(args)
         specs = [x for x in flat if hasattr(x, "shape") and hasattr(x, "dtype")]
         training.update(x for x in flat if isinstance(x, bool))
+        names = _argument_names(graph.nodes[node_id].function, args)
         for i, spec in enumerate(specs):
-            _merge(inputs, spec.name or f"input_{i}", spec)
+            _merge(inputs, getattr(spec, "name", None) or names.get(id(spec)) or f"input_{i}", spec)
         returned = nested_structure_coder.decode_proto(function.output_signature)
         items = returned.items() if isinstance(returned, dict) else [("default", returned)] \
             if hasattr(returned, "shape") else [(f"output_{i}", x) for i, x in enumerate(_flatten(returned))]
@@ -197,7 +222,93 @@ def _call_function(meta_graph) -> dict | None:
             if hasattr(spec, "shape"):
                 _merge(outputs, key, spec)
     return {"inputs": dict(sorted(inputs.items())), "outputs": dict(sorted(outputs.items())),
-            "training": sorted(training), "traces": len(graph.nodes[child.node_id].function.concrete_functions)}
+            "training": sorted(training), "traces": len(graph.nodes[node_id].function.concrete_functions)}
+
+
+def _argument_names(function, args) -> dict:
+    """id(spec) -> argument name, from the saved function's argument list (sparse and ragged specs carry no name)."""
+    from tensorflow.python.saved_model import nested_structure_coder
+
+    try:
+        names = list(nested_structure_coder.decode_proto(function.function_spec.fullargspec).args)
+    except (ValueError, TypeError, AttributeError):
+        return {}
+    found = {}
+    positional, keywords = (args if isinstance(args, (list, tuple)) and len(args) == 2 else ((), {}))
+    for name, value in list(zip(names, positional)) + list((keywords or {}).items()):
+        if hasattr(value, "shape"):
+            found[id(value)] = name
+    return found
+
+
+def _other_functions(meta_graph) -> dict:
+    """The root's saved functions besides `__call__` and the serving endpoints (e.g. a converted text model's
+    `tokens`), by attribute name."""
+    graph = meta_graph.object_graph_def
+    if not len(graph.nodes):
+        return {}
+    return {c.local_name: _function_specs(graph, c.node_id) for c in graph.nodes[0].children
+            if graph.nodes[c.node_id].WhichOneof("kind") == "function"
+            and c.local_name not in ("__call__", "serve", "serve_training")}
+
+
+def _tables_tf2(meta_graph) -> list:
+    """The lookup tables a SavedModel creates (tracked resources whose creator makes a table), where they sit in
+    the object graph, their key/value dtypes and the asset their initializer reads (nothing runs)."""
+    from tensorflow.python.framework import dtypes
+
+    from legacy.engine.tables import NAMED_TABLE_OPS
+
+    graph = meta_graph.object_graph_def
+    library = {f.signature.name: f for f in meta_graph.graph_def.library.function}
+    paths, stack = {0: ""}, [0]
+    while stack:  # the first path to each object, from the root
+        node_id = stack.pop(0)
+        for child in graph.nodes[node_id].children:
+            if child.node_id not in paths:
+                paths[child.node_id] = f"{paths[node_id]}.{child.local_name}".lstrip(".")
+                stack.append(child.node_id)
+
+    def function_nodes(node_id: int, seen: set) -> list:
+        found = []
+        for concrete in graph.nodes[node_id].function.concrete_functions:
+            pending = [concrete]
+            while pending:
+                name = pending.pop()
+                if name in seen or name not in library:
+                    continue
+                seen.add(name)
+                for node in library[name].node_def:
+                    found.append(node)
+                    pending.extend(a.func.name for a in node.attr.values() if a.func.name)
+        return found
+
+    tables = []
+    for node_id, node in enumerate(graph.nodes):
+        if node.WhichOneof("kind") != "resource":
+            continue
+        children = {c.local_name: c.node_id for c in node.children}
+        created = [n for n in function_nodes(children.get("_create_resource", node_id), set())
+                   if n.op in NAMED_TABLE_OPS] if "_create_resource" in children else []
+        if not created:
+            continue
+        files, initializers = [], []
+        if "_initialize" in children:
+            init = graph.nodes[children["_initialize"]]
+            for concrete in init.function.concrete_functions:
+                for bound in graph.concrete_functions[concrete].bound_inputs if concrete in graph.concrete_functions \
+                        else ():
+                    if graph.nodes[bound].WhichOneof("kind") == "asset":
+                        files.append(meta_graph.asset_file_def[graph.nodes[bound].asset.asset_file_def_index].filename)
+            initializers = sorted({n.op for n in function_nodes(children["_initialize"], set())
+                                   if n.op.startswith(("InitializeTable", "LookupTableImport"))})
+        table = created[0]
+        tables.append({"table": paths.get(node_id, str(node_id)), "op": table.op,
+                       "key_dtype": dtypes.as_dtype(table.attr["key_dtype"].type).name,
+                       "value_dtype": dtypes.as_dtype(table.attr["value_dtype"].type).name,
+                       "initializer": "/".join(initializers) or None,
+                       "vocabulary": sorted(set(files))[0] if files else None})
+    return tables
 
 
 def _flatten(value) -> list:
@@ -211,8 +322,11 @@ def _flatten(value) -> list:
 def _merge(table: dict, key: str, spec) -> None:
     shape = None if spec.shape.rank is None else list(spec.shape.as_list())
     entry = {"dtype": spec.dtype.name, "shape": shape}
+    kind = {"SparseTensorSpec": "sparse", "RaggedTensorSpec": "ragged"}.get(type(spec).__name__)
+    if kind:
+        entry["kind"] = kind
     old = table.get(key)
-    if old is not None and old != entry:
+    if old is not None and old != entry and old.get("kind") == entry.get("kind"):
         if old["shape"] is None or shape is None or len(old["shape"]) != len(shape):
             entry["shape"] = None
         else:
@@ -285,12 +399,22 @@ def format_report(report: dict) -> str:
             training = "/".join(str(t) for t in call["training"]) or "-"
             lines.append(f"  __call__ (training={training}):")
             lines.extend(_signature_lines({"__call__": call}, "    "))
+        functions = {k: v for k, v in report.get("functions", {}).items() if _composite(v)}
+        if functions:
+            lines.append("  functions with sparse or ragged tensors:")
+            lines.extend(_signature_lines(functions, "    "))
         lines.append(f"  signatures: {'' if report['signatures'] else 'none (serving signatures)'}".rstrip())
         lines.extend(_signature_lines(report["signatures"], "    "))
-    size = report.get("expected_image_size")
-    lines.append(f"  expected image size: {'x'.join(map(str, size)) if size else 'unknown'}"
-                 + ("" if size else f" ({report.get('expected_image_size_error', '')})"))
-    lines.append(f"  image channels: {report.get('num_image_channels') or 'unknown'}")
+        for table in report.get("tables", []):
+            lines.append(f"  table {table['table']}: {table['key_dtype']} -> {table['value_dtype']}, from "
+                         f"{table['vocabulary'] or '(not an asset)'} ({table['initializer'] or 'no initializer'})")
+    if report.get("input_kind") == "text":
+        lines.append("  inputs: text (strings, sparse or ragged tensors; no image size applies)")
+    else:
+        size = report.get("expected_image_size")
+        lines.append(f"  expected image size: {'x'.join(map(str, size)) if size else 'unknown'}"
+                     + ("" if size else f" ({report.get('expected_image_size_error', '')})"))
+        lines.append(f"  image channels: {report.get('num_image_channels') or 'unknown'}")
     variables = report["variables"]
     kinds = f", {'/'.join(variables['kinds'])} variables" if variables.get("kinds") else ""
     partitioned = "".join(f", {name} in {parts} parts" for name, parts in variables.get("partitioned", {}).items())
@@ -300,6 +424,10 @@ def format_report(report: dict) -> str:
     if "safety" in report:
         lines.append(f"  safety: {_safety_line(report['safety'])}")
     return "\n".join(lines)
+
+
+def _composite(function: dict) -> bool:
+    return any(v.get("kind") for part in ("inputs", "outputs") for v in function[part].values())
 
 
 def _safety_line(safety: dict) -> str:

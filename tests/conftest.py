@@ -127,3 +127,23 @@ def tf2_model(tmp_path_factory):
         return built[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def text_converted(tmp_path_factory):
+    """text_converted(name) -> path of the TF2 SavedModel `bridge convert` made (and verified) from text module
+    `name` of tests/oracle/text_oracle.py (`text`, `text_train`), converted once per session."""
+    from bridge.conversion.converter import convert
+    from tests.oracle.text_modules import text_oracle
+
+    root = tmp_path_factory.mktemp("text_converted")
+    made: dict = {}
+
+    def get(name: str) -> str:
+        if name not in made:
+            written = convert(os.path.join(text_oracle()[0], name), str(root / name), progress=lambda m: None)
+            assert written.verification.passed
+            made[name] = written.destination
+        return made[name]
+
+    return get

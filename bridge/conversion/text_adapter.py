@@ -11,7 +11,9 @@ What differs from image modules (`bridge.conversion.tf1_to_tf2.ModuleAdapter`):
 - lookup tables become tracked resources (`ModuleTable`) created by anonymous table ops and filled by the module's own
   initializer ops from its assets, which are `tf.saved_model.Asset`s: the SavedModel holds the vocabulary files
   under `assets/` and fills its tables from there wherever it is moved;
-- partitioned variables stay one variable per part (`embeddings/part_0`, ...), as the module's graph reads them.
+- partitioned variables stay one variable per part (`embeddings/part_0`, ...), as the module's graph reads them;
+- a table defined alike in the inference and `{"train"}` variants (same node, kind, initializers and asset) is one
+  table serving both, as the variables are; other tables stay one per variant.
 Serving signatures (`serving_default`, one per TF1 signature) exist for the signatures whose inputs and outputs are
 dense tensors; sparse and ragged ones are served by the attribute functions only (a SavedModel signature takes and
 returns plain tensors).
@@ -27,7 +29,7 @@ import tensorflow as tf
 
 from legacy.engine import composites
 from legacy.engine.functions import ModuleFunctions, input_defaults, load_variables
-from legacy.engine.tables import create_anonymous, initialize, module_tables
+from legacy.engine.tables import create_anonymous, definition, initialize, module_tables
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, TRAIN_TAGS, tag_label
 from legacy.format.metadata import BridgeMetadata
@@ -76,13 +78,31 @@ class _TableFunctions(ModuleFunctions):
     def __init__(self, module: StoredModule, variables, asset_paths):
         super().__init__(module, variables, asset_paths)
         self.table_resources: dict = {}  # tags -> {node: ModuleTable}
+        self._by_definition: dict = {}  # tables.definition(...) -> ModuleTable, for immutable tables
 
     def tables(self, tags) -> dict:
         tags = frozenset(tags or ())
         if tags not in self.table_resources:
-            self.table_resources[tags] = {t.node: ModuleTable(self, tags, t)
-                                          for t in module_tables(self.module.variant(tags))}
+            variant = self.module.variant(tags)
+            made = {}
+            for table in module_tables(variant):
+                key = definition(variant, table)
+                if key is None or key not in self._by_definition:
+                    made[table.node] = ModuleTable(self, tags, table)
+                    if key is not None:
+                        self._by_definition[key] = made[table.node]
+                else:  # the same vocabulary table in another variant (e.g. {"train"}): one table serves both
+                    made[table.node] = self._by_definition[key]
+            self.table_resources[tags] = made
         return {node: table.resource_handle for node, table in self.table_resources[tags].items()}
+
+    def all_tables(self) -> list:
+        """Every table made so far, once each (variants may share one)."""
+        found = {}
+        for tables in self.table_resources.values():
+            for table in tables.values():
+                found.setdefault(id(table), table)
+        return list(found.values())
 
 
 class SavedTextAdapter(tf.__internal__.tracking.AutoTrackable):
@@ -171,10 +191,9 @@ class TextModuleAdapter:
         assets = [tf.saved_model.Asset(os.path.join(module.assets_dir, name)) for name in module.asset_files()]
         self._fns = _TableFunctions(module, variables, {
             name: asset.asset_path for name, asset in zip(module.asset_files(), assets)})
-        tables = []
         for tags in dict.fromkeys([INFERENCE_TAGS, self._training_tags]):
             self._fns.tables(tags)
-            tables += list(self._fns.table_resources[tags].values())
+        tables = self._fns.all_tables()
         regularization_losses = [
             tf.function(fn, input_signature=[]) for fn in self._fns.regularization_losses(self._training_tags)]
         self._saved = SavedTextAdapter(self, list(variables.values()), regularization_losses, assets, tables)
@@ -323,6 +342,16 @@ class TextModuleAdapter:
                 f"variants={', '.join(tag_label(t) for t in self._stored.tags)}>")
 
 
+def signatures_not_kept(module: StoredModule) -> dict:
+    """Signature -> why the converted text model cannot have it (what `bridge inspect` shows before converting)."""
+    found = {}
+    for name, sig in sorted(module.variant(INFERENCE_TAGS).signatures.items()):
+        reason = _not_servable(sig)
+        if reason:
+            found[name] = reason
+    return found
+
+
 def _not_servable(sig) -> str | None:
     """Why a TF1 signature cannot be a function of the converted text model, None when it can."""
     if not sig.inputs:
@@ -390,4 +419,5 @@ def _one_line(e) -> str:
     return " ".join(str(e).split())[:200]
 
 
-__all__ = ["ModuleTable", "SavedTextAdapter", "TextModuleAdapter", "is_text_module", "check_input"]
+__all__ = ["ModuleTable", "SavedTextAdapter", "TextModuleAdapter", "is_text_module", "check_input",
+           "signatures_not_kept"]

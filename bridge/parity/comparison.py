@@ -391,17 +391,30 @@ def input_kind(ra: Runner, rb: Runner) -> str:
 
 
 def split_text_values(inputs: dict) -> tuple:
-    """(numeric input values, sentence sources): a value `@FILE` (`--input default=@sentences.txt`) or a list of
-    strings gives the sentences a text model's signatures are fed."""
-    numbers, sources = {}, []
+    """(numeric input values, {input key: sentence source}): a value `@FILE` (`--input default=@sentences.txt`) or
+    a list of strings gives the sentences a text model's signatures are fed."""
+    numbers, sources = {}, {}
     for key, value in inputs.items():
         if isinstance(value, str):
-            sources.append(value[1:] if value.startswith("@") else value)
+            sources[key] = value[1:] if value.startswith("@") else value
         elif isinstance(value, np.ndarray) and value.dtype.kind in "US":
-            sources.append(value)
+            sources[key] = value
         else:
             numbers[key] = value
     return numbers, sources
+
+
+def check_sentence_keys(ra: Runner, rb: Runner, signatures: Sequence[str], keys) -> None:
+    """Sentences are given for an input key: it must be the sentence input of a compared signature (in either
+    model), else InvalidInputError naming the inputs sentences feed."""
+    names = {n for sig in signatures for r in (ra, rb) for n in [r.sentence_input(sig)] if n}
+    unknown = sorted(set(keys) - names)
+    if unknown:
+        given = spell(f"inputs={{{unknown[0]!r}: ...}}", f"--input {unknown[0]}=@FILE")
+        first = sorted(names)[0] if names else "NAME"
+        raise InvalidInputError(f"{given} names no sentence input of the compared signatures; their inputs: "
+                                f"{', '.join(sorted(names)) or 'none'} (pass e.g. "
+                                f"{spell(f'inputs={{{first!r}: ...}}', f'--input {first}=@FILE')})")
 
 
 def resolve_image_size(ra: Runner, rb: Runner, image_size=None) -> tuple | None:
@@ -549,6 +562,8 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     if kind == "text":
         from bridge.parity.text_inputs import collect_sentences
 
+        check_sentence_keys(ra, rb, chosen, text_sources)
+        text_sources = list(text_sources.values())
         inputs = collect_sentences(_as_list(images) + text_sources if images is not None else text_sources,
                                    random=random, seed=seed, words=ra.vocabulary() or rb.vocabulary(),
                                    batch_size=batch_size)

@@ -77,6 +77,10 @@ class Runner:
         """"images" (float32 image batches) or "text" (signatures fed from sentences, see `parity.text_inputs`)."""
         return "images"
 
+    def sentence_input(self, signature: str) -> str | None:
+        """The input key of `signature` that a text model's sentences feed (what `--input KEY=@FILE` names)."""
+        return None
+
     def vocabulary(self) -> list:
         """Words of the model's vocabulary assets (random sentences draw from them); [] when it has none."""
         from bridge.parity.text_inputs import vocabulary_of
@@ -249,6 +253,9 @@ class ModuleRunner(Runner):
         return super().is_logits(signature, key) or (
             signature == meta.primary_signature and key == DEFAULT_SIGNATURE and meta.kind == "classification")
 
+    def sentence_input(self, signature):
+        return self.adapter.batch_input(signature) if self.input_kind == "text" else None
+
     def signature_inputs(self, signature):
         required = set(self.adapter.required_inputs.get(signature, ()))
         batch = self.adapter.batch_input(signature) if self.input_kind == "text" else None
@@ -370,6 +377,12 @@ class SavedModelRunner(Runner):
         fn, _, input_key = self._functions[signature]
         return _function_inputs(fn, serving=input_key is not None)
 
+    def sentence_input(self, signature):
+        if self.input_kind != "text" or signature not in self._functions:
+            return None
+        fn, _, input_key = self._functions[signature]
+        return input_key or _first_argument(fn)
+
     @property
     def input_kind(self) -> str:
         from bridge.parity.text_inputs import is_text_spec
@@ -456,6 +469,13 @@ def _batch_spec(fn):
         if first:
             return first[0]
     return None
+
+
+def _first_argument(fn) -> str | None:
+    """The name of a function's first argument (a restored tf.function keeps its Python argument names)."""
+    spec = getattr(fn, "function_spec", None)
+    names = [a for a in getattr(getattr(spec, "fullargspec", None), "args", None) or () if a != "self"]
+    return names[0] if names else None
 
 
 def _input_key(fn) -> str:

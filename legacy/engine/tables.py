@@ -83,6 +83,24 @@ def module_tables(variant) -> list:
     return tables
 
 
+# Tables whose content is fixed once their initializers ran: two variants' tables of the same definition hold the
+# same entries, so one table can serve both. A mutable table may be written by the graph and stays per variant.
+IMMUTABLE_TABLE_OPS = frozenset({"HashTableV2"})
+
+
+def definition(variant, table: TableInfo) -> tuple | None:
+    """What decides an immutable table's content: its node, kind and attrs and the initializer ops that fill it
+    (with everything they read, e.g. the vocabulary asset's path). Equal definitions in two graph variants of a
+    module mean equal tables; None for a mutable table or one without initializers (never shared)."""
+    from legacy.engine.graph_import import prune
+
+    if table.op not in IMMUTABLE_TABLE_OPS or not table.initializers:
+        return None
+    closure = prune(variant.meta_graph.graph_def, list(table.initializers))
+    return (table.node, table.op, tuple(sorted((k, str(v)) for k, v in table.attrs.items())),
+            closure.SerializeToString(deterministic=True))
+
+
 def create_anonymous(table: TableInfo):
     """A new, empty table of `table`'s kind, owned by its handle (eagerly or in the current graph)."""
     from tensorflow.python.ops import gen_lookup_ops

@@ -23,11 +23,15 @@ from legacy.errors import ModuleCallError
 from legacy.format.reader import DEFAULT_SIGNATURE, tag_label
 from legacy.hub.loading import as_module_spec
 from legacy.hub.spec import signature_name
+from legacy.hub.wrapped_graph import traced_by_wrap_function
 
 
 def graph_mode() -> bool:
-    """True inside a TF1 graph (where `hub.Module` always lived); False in eager code and its tf.functions."""
-    return not tf.compat.v1.executing_eagerly_outside_functions()
+    """True inside a TF1 graph (where `hub.Module` always lived), also the graph `tf.compat.v1.wrap_function`
+    traces in eager code (as with the genuine library); False in eager code and its tf.functions."""
+    if not tf.compat.v1.executing_eagerly_outside_functions():
+        return True
+    return not tf.executing_eagerly() and traced_by_wrap_function(tf.compat.v1.get_default_graph())
 
 
 class Module:

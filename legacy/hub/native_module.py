@@ -32,6 +32,7 @@ from legacy.format.reader import (MODULE_DEF_FILENAME, VARIABLE_OPS, StoredModul
                                   untrusted)
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import write_module
+from legacy.hub.wrapped_graph import graph_variable, traced_by_wrap_function
 from legacy.engine.native_log import start_devices
 
 
@@ -213,6 +214,7 @@ class GraphModuleImpl:
         # Variables colocated with another one are created after it.
         order = sorted(self._variant.variables, key=lambda info: colocated[info.name] is not None)
         variables = {}
+        traced = traced_by_wrap_function(tf.compat.v1.get_default_graph())
         for info in order:
             if initial_values is None:
                 # Replaced by a restore op just below; a zeros fill is tiny in the graph, whatever the shape.
@@ -227,9 +229,15 @@ class GraphModuleImpl:
                 collections.append(tf.compat.v1.GraphKeys.MODEL_VARIABLES)
             target = colocated[info.name]
             with tf.compat.v1.colocate_with(variables[target]) if target in variables else contextlib.nullcontext():
-                var = tf.compat.v1.Variable(initial_value, name=info.name, dtype=info.dtype, shape=info.shape,
-                                            trainable=self._trainable and info.trainable, collections=collections,
-                                            use_resource=not info.is_reference)
+                if traced:
+                    if self._trainable and info.trainable:
+                        collections.append(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+                    var = graph_variable(initial_value, info.name, info.dtype, info.shape, info.trainable,
+                                         collections, use_resource=not info.is_reference)
+                else:
+                    var = tf.compat.v1.Variable(initial_value, name=info.name, dtype=info.dtype, shape=info.shape,
+                                                trainable=self._trainable and info.trainable, collections=collections,
+                                                use_resource=not info.is_reference)
             if var.op.name != self._scope + info.name:
                 raise RuntimeError(f"variable {self._scope + info.name!r} already exists in the graph; "
                                    f"instantiate the module under another name")

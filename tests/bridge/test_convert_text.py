@@ -4,6 +4,10 @@ library's answers (run live) and with the TF2 consumers: hub.load, hub.KerasLaye
 
 The genuine library's answers come from TF 2.15 running the TF1 graph: compared within tests/tolerances.py's
 GENUINE_* tolerances. The converted model against its own consumers in this process: exactly.
+
+Speed: the text oracle runs once per session (tests/oracle/text_modules.py), each module converts once per session
+(`text_converted`), and the genuine library's run of the module written back to TF1 starts in the background as
+soon as that module exists and is collected by the last test.
 """
 
 from __future__ import annotations
@@ -34,15 +38,22 @@ def oracle():
 
 
 @pytest.fixture(scope="module")
-def converted(oracle, tmp_path_factory) -> str:
-    """The text module converted (and verified) by bridge convert, moved after writing: it must be relocatable."""
-    path, _, _ = oracle
-    written = convert(os.path.join(path, "text"), str(tmp_path_factory.mktemp("text") / "written"),
-                      progress=lambda m: None)
-    assert written.verification.passed
+def converted(text_converted, tmp_path_factory) -> str:
+    """The text module converted (and verified) by bridge convert, copied elsewhere: it must be relocatable."""
     moved = str(tmp_path_factory.mktemp("text") / "moved")
-    shutil.move(written.destination, moved)
+    shutil.copytree(text_converted("text"), moved)
     return moved
+
+
+@pytest.fixture(scope="module")
+def back(converted, tmp_path_factory) -> tuple:
+    """(the converted model written back to TF1 by bridge convert, a function returning the genuine library's
+    outputs on it, computed in the background from the moment the module exists)."""
+    from tests.oracle.text_modules import start_text_module
+
+    written = convert(converted, str(tmp_path_factory.mktemp("text") / "tf1"), progress=lambda m: None)
+    assert written.verification.passed
+    return written.destination, start_text_module(written.destination)
 
 
 def _tokens(answers):
@@ -60,7 +71,7 @@ def _parts(obj, name: str) -> np.ndarray:
     return np.concatenate([found[k].numpy() for k in parts])
 
 
-def test_outputs_tables_and_assets_as_genuine(converted, oracle):
+def test_outputs_tables_and_assets_as_genuine(converted, back, oracle):
     _, answers, arrays = oracle
     assert sorted(os.listdir(os.path.join(converted, "assets"))) == ["vocab.txt", "weights.tsv"]
     obj = tf.saved_model.load(converted)
@@ -161,17 +172,61 @@ def test_parity_on_sentence_files(converted, oracle, tmp_path, capsys):
     assert any(r.name == "gradients/embeddings/part_0" and r.elements for r in result.results)
 
 
-def test_round_trip_back_to_tf1_for_the_genuine_library(converted, oracle, tmp_path):
+def test_train_variant_as_genuine(text_converted, oracle):
+    """A module with a {"train"} variant (dropout, a regularization loss): inference and training outputs, the
+    regularization loss and a fine-tuning loop as the genuine library's train variant computes them. The
+    vocabulary table is the same in both variants: the converted model holds it once. The training outputs are
+    the dropout op's draws in order (a fresh load draws what a fresh genuine session draws)."""
+    _, answers, arrays = oracle
+    path = text_converted("text_train")
+    assert answers["train_module_tags"] == [[], ["train"]]
+    obj = tf.saved_model.load(path)
+    assert len(obj.tables) == answers["train_module_table_initializers"] == 1
+    assert len(obj.regularization_losses) == answers["train_module_regularization_losses"]
+    sentences = tf.constant(answers["sentences"])
+    assert_close(obj(sentences), arrays["train_module/inference"], GENUINE_OUTPUTS, "inference")
+    assert_close(obj.regularization_losses[0](), arrays["train_module/regularization"], GENUINE_OUTPUTS, "reg loss")
+    weights = tf.constant(arrays["finetune_weights"])
+    draws, losses = [], []
+    for _ in range(answers["steps"]):
+        with tf.GradientTape() as tape:
+            out = obj(sentences, training=True)
+            loss = tf.reduce_sum(out * weights) + tf.add_n([fn() for fn in obj.regularization_losses])
+        for var, grad in zip(obj.trainable_variables, tape.gradient(loss, obj.trainable_variables)):
+            var.assign_sub(answers["lr"] * tf.convert_to_tensor(grad))
+        draws.append(out.numpy())
+        losses.append(float(loss))
+    assert_close(np.stack(draws), arrays["train_module/train_draws"], GENUINE_TRAINING, "training outputs")
+    assert_close(losses, arrays["train_module/finetune_loss"], GENUINE_TRAINING, "fine-tuning losses")
+    assert_close(obj.variables[0], arrays["train_module/finetune_embeddings"], GENUINE_TRAINING, "fine-tuned")
+    # Inference after training reads the trained embedding through the same (shared) table.
+    assert not np.array_equal(obj(sentences).numpy(), arrays["train_module/inference"])
+
+
+def test_parity_errors_and_sentences_through_images(converted, oracle, tmp_path, capsys):
+    """--input NAME=@FILE must name an input sentences feed (else a one-line error, exit 2); --images takes a
+    sentence file for a text model as --input does."""
+    path, answers, _ = oracle
+    text_file = tmp_path / "sentences.txt"
+    text_file.write_text("\n".join(answers["sentences"]) + "\n")
+    code = main(["parity", os.path.join(path, "text"), converted, "--input", f"sentence=@{text_file}"])
+    captured = capsys.readouterr()
+    error = captured.err.strip().splitlines()[-1]
+    assert code == 2 and captured.out == "" and error.startswith("bridge parity: error: ")
+    assert "--input sentence=@FILE names no sentence input" in error and "default, tokens" in error
+    code = main(["parity", converted, converted, "--images", str(text_file), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["inputs"]["sentences"] == len(answers["sentences"])
+
+
+def test_round_trip_back_to_tf1_for_the_genuine_library(back, oracle):
     """TF1 -> TF2 -> TF1: the genuine hub.Module loads the module written back (tables from its assets, sparse
     and ragged signatures) and computes what it computed on the original (another process of the same library:
     floats within GENUINE_OUTPUTS, table lookups exactly)."""
-    from tests.oracle.text_modules import run_text_module
-
     _, _, arrays = oracle
-    back = convert(converted, str(tmp_path / "tf1"), progress=lambda m: None)
-    assert back.verification.passed
-    assert sorted(os.listdir(tmp_path / "tf1" / "assets")) == ["vocab.txt", "weights.tsv"]
-    genuine = run_text_module(back.destination)
+    destination, genuine_outputs = back
+    assert sorted(os.listdir(os.path.join(destination, "assets"))) == ["vocab.txt", "weights.tsv"]
+    genuine = genuine_outputs()
     for key in ("text/default", "tokens/default"):
         assert_close(genuine[key], arrays[key], GENUINE_OUTPUTS, key)
     for key in ("tokens/ids/values", "tokens/ragged_ids/flat_values"):

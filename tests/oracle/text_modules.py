@@ -6,8 +6,10 @@ One oracle process per test session builds them and answers every question (see 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -21,18 +23,40 @@ TEXT_ORACLE = os.path.join(ROOT, "tests", "oracle", "text_oracle.py")
 
 @functools.lru_cache(maxsize=None)
 def text_oracle() -> tuple:
-    """(directory holding `text/` and `refvar/`, answers dict, arrays dict)."""
-    out = tempfile.mkdtemp(prefix="text_oracle_")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    proc = subprocess.run([ensure_legacy_env(), TEXT_ORACLE, out], capture_output=True, text=True, timeout=600,
-                          env=env)
-    if proc.returncode != 0:
-        raise AssertionError(f"text oracle failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    with open(os.path.join(out, "answers.json")) as f:
+    """(directory holding `text/`, `text_train/` and `refvar/`, answers dict, arrays dict).
+
+    Computed live by the genuine library once per machine and kept in the oracle cache (tests/oracle/cache.py:
+    keyed by the CPU, kernel settings, the legacy packages and this oracle's source); BRIDGE_ORACLE_CACHE=off
+    computes it in every session."""
+    from tests.oracle import cache
+
+    root = cache.cache_dir()
+    machine = cache.machine_key(ensure_legacy_env(), TEXT_ORACLE)
+    entry = None
+    if root is not None:
+        os.makedirs(root, exist_ok=True)
+        digest = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:20]
+        entry = os.path.join(root, f"text_oracle-{digest}")
+    if entry is None or not os.path.exists(os.path.join(entry, "answers.npz")):
+        out = tempfile.mkdtemp(prefix=".text_oracle.partial-", dir=root) if entry else tempfile.mkdtemp(
+            prefix="text_oracle_")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
+        proc = subprocess.run([ensure_legacy_env(), TEXT_ORACLE, out], capture_output=True, text=True, timeout=600,
+                              env=env)
+        if proc.returncode != 0:
+            raise AssertionError(f"text oracle failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        if entry is None:
+            entry = out
+        else:
+            try:
+                os.rename(out, entry)  # complete or absent: concurrent sessions may race, the first one wins
+            except OSError:
+                shutil.rmtree(out, ignore_errors=True)
+    with open(os.path.join(entry, "answers.json")) as f:
         answers = json.load(f)
-    with np.load(os.path.join(out, "answers.npz"), allow_pickle=False) as data:
+    with np.load(os.path.join(entry, "answers.npz"), allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
-    return out, answers, arrays
+    return entry, answers, arrays
 
 
 def assert_close(actual, expected, what: str, rtol: float, atol_scale: float) -> None:
@@ -45,13 +69,25 @@ def assert_close(actual, expected, what: str, rtol: float, atol_scale: float) ->
     assert not bad.any(), f"{what}: max abs diff {err.max():.3g} (atol {atol:.3g}, rtol {rtol})"
 
 
-def run_text_module(module_dir: str) -> dict:
-    """Genuine hub.Module's outputs on another text module with the text module's signatures (text_oracle.py --run)."""
+def start_text_module(module_dir: str):
+    """Start the genuine hub.Module on another text module with the text module's signatures (text_oracle.py
+    --run) in the background; the returned function waits for it and returns its outputs. Tests start it as soon
+    as the module exists and collect it last, so TensorFlow 2.15's start overlaps the other tests."""
     out = os.path.join(tempfile.mkdtemp(prefix="text_run_"), "outputs.npz")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    proc = subprocess.run([ensure_legacy_env(), TEXT_ORACLE, "--run", module_dir, out], capture_output=True, text=True,
-                          timeout=600, env=env)
-    if proc.returncode != 0:
-        raise AssertionError(f"text oracle --run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    with np.load(out, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    proc = subprocess.Popen([ensure_legacy_env(), TEXT_ORACLE, "--run", module_dir, out], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+    def result() -> dict:
+        _, stderr = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise AssertionError(f"text oracle --run failed ({proc.returncode}):\n{stderr[-4000:]}")
+        with np.load(out, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    return result
+
+
+def run_text_module(module_dir: str) -> dict:
+    """Genuine hub.Module's outputs on another text module with the text module's signatures (text_oracle.py --run)."""
+    return start_text_module(module_dir)()

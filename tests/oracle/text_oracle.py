@@ -11,7 +11,8 @@ CLI:
   text_oracle.py OUT_DIR
       Exports OUT_DIR/text (an NNLM-style text module: vocabulary file asset, lookup tables from it, a partitioned
       embedding, a `default` signature on a string batch, a `tokens` signature with a SparseTensor input and
-      sparse + ragged outputs) and OUT_DIR/refvar (reference variables and colocation constraints), then writes
+      sparse + ragged outputs), OUT_DIR/text_train (a text module with a {"train"} variant: dropout and a
+      regularization loss) and OUT_DIR/refvar (reference variables and colocation constraints), then writes
       OUT_DIR/answers.json and OUT_DIR/answers.npz with what genuine `hub.Module` does with them.
 """
 
@@ -38,6 +39,8 @@ SENTENCES = ["the cat sat on the mat", "a dog ran far", "zebra cat", "", "dog do
 TOKENS = {"indices": [[0, 0], [0, 1], [1, 0], [1, 1], [1, 2], [2, 0]],
           "values": ["the", "cat", "dog", "zebra", "far", "mat"], "dense_shape": [3, 4]}
 LR = 0.1
+DROPOUT = 0.5
+REGULARIZATION = 0.01
 STEPS = 3
 
 
@@ -71,6 +74,23 @@ def text_module_fn(vocab_path, weights_path):
   hub.add_signature("tokens", {"tokens": tokens},
                     {"default": token_embedding, "ids": token_ids,
                      "ragged_ids": tf.RaggedTensor.from_sparse(token_ids)})
+
+
+def train_module_fn(vocab_path, training):
+  """A text module with a {"train"} variant: the same vocabulary table and embedding in both variants, dropout on
+  the sentence embedding and an L2 regularization loss in the train variant only."""
+  sentences = tf.compat.v1.placeholder(tf.string, [None], name="sentences")
+  ids_table = lookup_ops.index_table_from_file(vocab_path, num_oov_buckets=OOV_BUCKETS)
+  regularizer = (lambda w: REGULARIZATION * tf.reduce_sum(tf.square(w))) if training else None
+  embeddings = tf.compat.v1.get_variable("embeddings", [len(VOCAB) + OOV_BUCKETS, DIM], regularizer=regularizer,
+                                         initializer=tf.compat.v1.random_normal_initializer(seed=SEED))
+  words = tf.compat.v1.string_split(sentences)
+  ids = tf.SparseTensor(words.indices, ids_table.lookup(words.values), words.dense_shape)
+  combined = tf.nn.embedding_lookup_sparse(embeddings, ids, None, combiner="sqrtn")
+  combined = tf.pad(combined, [[0, tf.shape(sentences)[0] - tf.shape(combined)[0]], [0, 0]])
+  if training:
+    combined = tf.compat.v1.nn.dropout(combined, rate=DROPOUT, seed=SEED + 1)
+  hub.add_signature("default", {"default": sentences}, {"default": combined})
 
 
 def refvar_module_fn():
@@ -196,6 +216,38 @@ def text_answers(path, answers, arrays):
       arrays["finetune_weights"] = sess.run(weights)
 
 
+def train_answers(path, answers, arrays):
+  """The train-variant module: inference outputs, the train variant's outputs (fresh session: the dropout op's first
+  draw), and a fine-tuning loop on the train variant (one draw per step)."""
+  spec = hub.load_module_spec(path)
+  answers["train_module_tags"] = sorted(sorted(t) for t in spec.get_tags())
+  with tf.Graph().as_default():
+    module = hub.Module(spec)
+    out = module(tf.constant(SENTENCES))
+    with tf.compat.v1.Session() as sess:
+      sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+      arrays["train_module/inference"] = sess.run(out)
+  with tf.Graph().as_default():
+    module = hub.Module(spec, trainable=True, tags={"train"})
+    out = module(tf.constant(SENTENCES))
+    losses = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES)
+    answers["train_module_regularization_losses"] = len(losses)
+    answers["train_module_table_initializers"] = len(
+        tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.TABLE_INITIALIZERS))
+    weights = tf.constant(np.linspace(-1.0, 1.0, len(SENTENCES) * DIM, dtype=np.float32).reshape(-1, DIM))
+    loss = tf.reduce_sum(out * weights) + tf.add_n(losses)
+    train = tf.compat.v1.train.GradientDescentOptimizer(LR).minimize(loss)
+    with tf.compat.v1.Session() as sess:
+      sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+      arrays["train_module/regularization"] = sess.run(losses[0])
+      values = []
+      for _ in range(STEPS):
+        values.append(sess.run([out, loss, train])[:2])
+      arrays["train_module/train_draws"] = np.stack([v[0] for v in values])
+      arrays["train_module/finetune_loss"] = np.array([v[1] for v in values], np.float32)
+      arrays["train_module/finetune_embeddings"] = sess.run(module.variable_map["embeddings"])
+
+
 def refvar_answers(path, answers, arrays):
   spec = hub.load_module_spec(path)
   x_value = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0 - 0.5
@@ -224,6 +276,70 @@ def refvar_answers(path, answers, arrays):
   answers["bad_input_colocation"] = _error(lambda: hub.create_module_spec(bad_input_colocation_fn))
 
 
+def _wrapped(module_dir, trainable, signature):
+  """tf.compat.v1.wrap_function around a hub.Module, in eager mode: (wrapped function, its initializer function)."""
+  held = {}
+
+  def fn(value):
+    held["module"] = hub.Module(module_dir, trainable=trainable)  # the caller keeps the module, as usual code does
+    out = held["module"](value)
+    held["init"] = [tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()]
+    return out
+
+  wrapped = tf.compat.v1.wrap_function(fn, [signature])
+  return wrapped, wrapped.prune([], held["init"])
+
+
+def _error_type(fn):
+  try:
+    fn()
+  except Exception as e:  # pylint: disable=broad-except
+    return type(e).__name__
+  return None
+
+
+def wrapped_answers(text_path, refvar_path, answers, arrays):
+  """What tf.compat.v1.wrap_function around genuine hub.Module does in eager mode: variables lifted out of the
+  traced graph uninitialized, tables and variables filled by running the initializers through prune, then
+  outputs and an SGD loop on the wrapper's trainable variables."""
+  sentences = tf.constant(SENTENCES)
+  for trainable in (False, True):
+    wrapped, init = _wrapped(text_path, trainable, tf.TensorSpec([None], tf.string))
+    key = "wrapped_trainable" if trainable else "wrapped"
+    answers[key] = {
+        "before_init": _error_type(lambda: wrapped(sentences)),
+        "variables": sorted({v.name for v in wrapped.variables}),
+        "trainable_variables": sorted({v.name for v in wrapped.trainable_variables}),
+        "collections": {k: len(wrapped.graph.get_collection(k)) for k in (
+            tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,
+            tf.compat.v1.GraphKeys.TABLE_INITIALIZERS)}}
+    init()
+    arrays[key + "/default"] = wrapped(sentences).numpy()
+  weights = tf.constant(np.linspace(-1.0, 1.0, len(SENTENCES) * DIM, dtype=np.float32).reshape(-1, DIM))
+  losses, with_gradients = [], set()
+  for _ in range(STEPS):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(wrapped(sentences) * weights)
+    for var, grad in zip(wrapped.trainable_variables, tape.gradient(loss, wrapped.trainable_variables)):
+      if grad is not None:
+        with_gradients.add(var.name)
+        var.assign_sub(LR * tf.convert_to_tensor(grad))
+    losses.append(float(loss))
+  answers["wrapped_trainable"]["with_gradients"] = sorted(with_gradients)
+  arrays["wrapped_finetune_loss"] = np.array(losses, np.float32)
+  arrays["wrapped_finetune/default"] = wrapped(sentences).numpy()
+
+  wrapped, init = _wrapped(refvar_path, True, tf.TensorSpec([None, 3], tf.float32))
+  x = tf.constant(arrays["refvar/x"])
+  answers["wrapped_refvar"] = {
+      "before_init": _error_type(lambda: wrapped(x)),
+      "variables": sorted(v.name for v in wrapped.variables),
+      "collection_variables": sorted(v.name for v in wrapped.graph.get_collection(
+          tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))}
+  init()
+  arrays["wrapped_refvar/default"] = wrapped(x).numpy()
+
+
 def main(out_dir):
   tf.get_logger().setLevel("ERROR")
   tf.config.experimental.enable_op_determinism()
@@ -238,16 +354,22 @@ def main(out_dir):
     f.write("\n".join(WEIGHTS) + "\n")
   answers = {"sentences": SENTENCES, "tokens": TOKENS, "lr": LR, "steps": STEPS, "vocab": VOCAB}
   arrays = {}
-  for name, module_fn, kwargs in (("text", text_module_fn, {"vocab_path": vocab_path, "weights_path": weights_path}),
-                                  ("refvar", refvar_module_fn, {})):
-    spec = hub.create_module_spec(module_fn, tags_and_args=[(set(), kwargs)] if kwargs else None)
+  train_args = [(set(), {"vocab_path": vocab_path, "training": False}),
+                ({"train"}, {"vocab_path": vocab_path, "training": True})]
+  for name, module_fn, tags_and_args in (
+      ("text", text_module_fn, [(set(), {"vocab_path": vocab_path, "weights_path": weights_path})]),
+      ("text_train", train_module_fn, train_args),
+      ("refvar", refvar_module_fn, None)):
+    spec = hub.create_module_spec(module_fn, tags_and_args=tags_and_args)
     with tf.Graph().as_default():
       module = hub.Module(spec)
       with tf.compat.v1.Session() as sess:
         sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
         module.export(os.path.join(out_dir, name), sess)
   text_answers(os.path.join(out_dir, "text"), answers, arrays)
+  train_answers(os.path.join(out_dir, "text_train"), answers, arrays)
   refvar_answers(os.path.join(out_dir, "refvar"), answers, arrays)
+  wrapped_answers(os.path.join(out_dir, "text"), os.path.join(out_dir, "refvar"), answers, arrays)
   with open(os.path.join(out_dir, "answers.json"), "w") as f:
     json.dump(answers, f, indent=1, sort_keys=True)
   np.savez(os.path.join(out_dir, "answers.npz"), **{k: np.asarray(v) for k, v in arrays.items()})

@@ -2,7 +2,7 @@
 
 A few real processes only (each imports TensorFlow and traces a module, 10-20 s on a small machine); the kill
 points are chosen by watching the destination's directory and the progress lines, not by timers, so each test
-kills at the intended moment however slow the machine is. tests/test_atomic.py covers the same guarantees with
+kills at the intended moment however slow the machine is. tests/legacy/format/test_atomic.py covers the same guarantees with
 cheap writers at finer-grained points.
 """
 

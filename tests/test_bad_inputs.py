@@ -36,7 +36,7 @@ def built(tmp_path_factory, converted):
     """Models the corpus lacks: a converted TF2 SavedModel, TF2 models that are not image models, a text module."""
     import tensorflow as tf
 
-    from tests.legacy.test_safety import add_signature, image_module, reads_file
+    from tests.legacy.format.test_safety import add_signature, image_module, reads_file
     from legacy.format.writer import write_module
 
     root = tmp_path_factory.mktemp("built")

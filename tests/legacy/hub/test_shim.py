@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tests.corpus import MODULES, golden_arrays, golden_json, module_path
-from tests.legacy.shim_scripts.support import run_script
+from tests.legacy.hub.shim_scripts.support import run_script
 from tests.tolerances import GENUINE_OUTPUTS, GENUINE_TRAINING, assert_close
 
 pytestmark = pytest.mark.numerics  # compares computed numbers: .ci/run repeats it under other kernels

@@ -17,7 +17,7 @@ import tensorflow as tf
 from legacy import hub
 from legacy.hub.publish import LegacyLayersUnavailableError, ModuleFnError
 from legacy.format.reader import read_module
-from tests.legacy.shim_scripts.support import run_script
+from tests.legacy.hub.shim_scripts.support import run_script
 from tests.tolerances import GENUINE_OUTPUTS, assert_close
 
 pytestmark = pytest.mark.numerics  # compares computed numbers: .ci/run repeats it under other kernels

@@ -14,7 +14,7 @@ from legacy import hub
 from legacy.errors import (DestinationExistsError, NotAModuleError, NotAnImageModuleError, UnknownSignatureError,
                            UnknownVariantError)
 from tests.corpus import MODULES, checkpoint, golden_arrays, golden_json, module_path
-from tests.legacy.shim_scripts.support import run_script
+from tests.legacy.hub.shim_scripts.support import run_script
 from tests.tolerances import GENUINE_OUTPUTS, GENUINE_TRAINING, assert_close
 
 NAME = "convnet_bn"

@@ -219,7 +219,7 @@ def test_verify_gradients_catches_a_gradient_that_differs(tmp_path, broken_gamma
 
 
 def test_unsafe_sources_are_refused_before_anything_runs(tmp_path):
-    from tests.bridge.test_cli_parity import _reads_a_file
+    from tests.bridge.cli.test_cli_parity import _reads_a_file
     from legacy.errors import UnsafeModelError
 
     unsafe = _reads_a_file(str(tmp_path / "unsafe"))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.legacy.shim_scripts.support import run_script
+from tests.legacy.hub.shim_scripts.support import run_script
 from tests.tolerances import TF2_GRAPH_TRAINING, assert_close
 
 pytestmark = pytest.mark.numerics  # compares computed numbers: .ci/run repeats it under other kernels

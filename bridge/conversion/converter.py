@@ -137,7 +137,7 @@ def check_convert_arguments(src, dst, *, to=None, signature=None, force=False, k
                                   ("inputs", "--input", inputs or None)):
             validate.not_with(spell(f"{name}=...", flag), value,
                               f"has no effect with {no_verify} (nothing is verified)",
-                              f"drop one of the two")
+                              "drop one of the two")
     if verify_images is not None:
         validate.paths(verify_images, name="verify_images")
     return {"image_size": size, "inputs": validate.inputs(inputs)}

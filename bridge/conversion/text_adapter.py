@@ -27,6 +27,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from bridge.conversion.adapter_base import StoredModuleAdapter
 from legacy.engine import composites
 from legacy.engine.functions import ModuleFunctions, input_defaults, load_variables
 from legacy.engine.tables import create_anonymous, definition, initialize, module_tables
@@ -151,7 +152,7 @@ def _argument_order(specs: dict) -> list:
     return sorted(specs)
 
 
-class TextModuleAdapter:
+class TextModuleAdapter(StoredModuleAdapter):
     """The Reusable SavedModel API over a TF1 module whose signatures take strings, sparse or ragged tensors.
 
     The interface is `ModuleAdapter`'s (what `bridge convert`, verification and parity use); inputs are checked
@@ -267,22 +268,6 @@ class TextModuleAdapter:
         return next(iter(specs)) if len(specs) == 1 else None
 
     # -- everything else ---------------------------------------------------------------------------------------
-
-    @property
-    def saveable(self) -> SavedTextAdapter:
-        return self._saved
-
-    @property
-    def metadata(self) -> BridgeMetadata:
-        return self._metadata
-
-    @property
-    def signature_names(self) -> list:
-        return list(self._metadata.signatures)
-
-    @property
-    def stored_module(self) -> StoredModule:
-        return self._stored
 
     def restore_stored(self) -> "TextModuleAdapter":
         """Every variable back at the module's checkpoint value (what `tf1_to_tf2.as_stored` does for images)."""

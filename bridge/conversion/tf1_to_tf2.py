@@ -19,6 +19,7 @@ import os
 
 import tensorflow as tf
 
+from bridge.conversion.adapter_base import StoredModuleAdapter
 from legacy.format.metadata import BridgeMetadata, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.engine.functions import ModuleFunctions, input_defaults, load_variables
@@ -114,7 +115,7 @@ def _attribute_name(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name) and name not in _RESERVED
 
 
-class ModuleAdapter:
+class ModuleAdapter(StoredModuleAdapter):
     """Implements the Reusable SavedModel API (`__call__(images, training)`, `variables`, ...) over a TF1 module.
 
     Inputs are checked in Python before any traced function runs, so a wrong batch is refused with one line
@@ -246,27 +247,9 @@ class ModuleAdapter:
     # -- everything else -----------------------------------------------------------------------------------------
 
     @property
-    def saveable(self) -> SavedAdapter:
-        """The trackable object to pass to `tf.saved_model.save` (after `trace_for_export`)."""
-        return self._saved
-
-    @property
-    def metadata(self) -> BridgeMetadata:
-        return self._metadata
-
-    @property
     def expected_image_size(self):
         """(height, width) of the images the module expects, or None when nothing records it."""
         return self._metadata.image_size
-
-    @property
-    def signature_names(self) -> list:
-        """The TF1 image signatures this object serves, primary first."""
-        return list(self._metadata.signatures)
-
-    @property
-    def stored_module(self) -> StoredModule:
-        return self._stored
 
     def _run(self, name: str, images, training, extra: dict | None = None) -> dict:
         """Inside a traced function: the signature's outputs, with shapes enforced at run time too; `extra`: its

@@ -41,7 +41,8 @@ def _removed(name: str, reason: str):
     return removed
 
 
-_FEATURE_COLUMN = "feature columns were removed with tf.estimator; apply the module with hub.Module or hub.KerasLayer"
+_FEATURE_COLUMN = ("its feature columns feed tf.estimator, which TensorFlow 2.16 removed, and Keras 2's DenseFeatures, "
+                   "which Keras 3 has not; apply the module with hub.Module or hub.KerasLayer")
 _ESTIMATOR = "tf.estimator was removed; export with Module.export(path, session) after training"
 REMOVED = {
     "text_embedding_column": _FEATURE_COLUMN,

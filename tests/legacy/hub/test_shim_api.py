@@ -123,7 +123,7 @@ def test_graph_module_is_bound_to_its_graph():
 
 
 def test_removed_names_explain_the_replacement():
-    with pytest.raises(NotImplementedError, match="feature columns were removed"):
+    with pytest.raises(NotImplementedError, match="feature columns feed tf.estimator, which TensorFlow 2.16 removed"):
         hub.text_embedding_column("text", "some/module")
     with pytest.raises(NotImplementedError, match="Module.export"):
         hub.LatestModuleExporter("exporter", None)

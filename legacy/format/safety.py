@@ -85,7 +85,7 @@ class Finding:
     location: str  # "graph variant {}", "graph", "function <name> (graph variant {train})", ...
 
     def describe(self) -> str:
-        return f"{self.node!r} ({self.op}, {self.reason}) in {self.location}"
+        return f"{self.node!r} ({self.op or 'no op type'}, {self.reason}) in {self.location}"
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

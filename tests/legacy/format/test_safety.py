@@ -295,3 +295,9 @@ def test_unsafe_module_really_does_what_the_scan_says(tmp_path):
     assert not check_graph_safe(module, allow_unsafe_ops=True).safe
     ModuleFunctions(module).signature(frozenset(), "default")(images=tf.zeros([1, 8, 8, 3]))
     assert leaked.exists()
+
+
+def test_a_node_without_an_op_type_is_named_as_such():
+    result = scan_model(_graph_def(("blank", "", {})))
+    assert _found(result) == {("blank", "", UNKNOWN)}
+    assert "'blank' (no op type, " in result.summary()

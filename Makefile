@@ -29,7 +29,7 @@ test: env legacy-env
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_JOBS) --dist loadfile --durations=15
 
 test-slow: env legacy-env
-	$(BIN)/python -m pytest -q -m slow --durations=5
+	$(BIN)/python -m pytest -q -m slow -n $(TEST_JOBS) --dist loadfile --durations=5
 
 testdata: legacy-env
 	$(LEGACY_VENV)/bin/python testdata/generate.py

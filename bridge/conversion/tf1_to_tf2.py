@@ -281,10 +281,17 @@ class ModuleAdapter(StoredModuleAdapter):
         `image_classification` of a TF1 classifier) are served by one function, unless the module has random ops
         (dropout): one function's random op draws its numbers in turn for every signature calling it, where each
         signature's own function draws from the start, as each signature of a fresh TF1 module does."""
+        from legacy.engine.graph_import import prune
         from legacy.engine.random_ops import random_ops
 
-        if any(random_ops(self._stored.variant(tags).meta_graph.graph_def) for tags in self._stored.tags):
-            return (name,)
+        # Only random ops the signature's outputs depend on count: variable initializers (TruncatedNormal in every
+        # tf-slim module) never run in a converted model.
+        for tags in self._stored.tags:
+            variant = self._stored.variant(tags)
+            if name in variant.signatures:
+                fetches = [c for info in variant.signature(name).outputs.values() for c in info.component_names()]
+                if random_ops(prune(variant.meta_graph.graph_def, fetches)):
+                    return (name,)
         outputs = []
         for tags in sorted({INFERENCE_TAGS, self._training_tags}, key=sorted):
             sig = self._stored.variant(tags).signature(name)

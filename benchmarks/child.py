@@ -66,7 +66,7 @@ def naive(src: str, dst: str) -> dict:
             "output_bytes": directory_bytes(dst), "variants": len(tag_sets)}
 
 
-def convert(src: str, dst: str, verify: bool = True) -> dict:
+def convert(src: str, dst: str, verify: bool = True, optimize: bool = False) -> dict:
     """`bridge convert SRC DST` as a user runs it: conversion, then the parity verification of what was written
     (`verify=False`: --no-verify). `phases`: exclusive seconds per phase (see `instrument`)."""
     import tensorflow as tf  # noqa: F401  (imported before the clock starts, as for the naive recipe)
@@ -76,7 +76,7 @@ def convert(src: str, dst: str, verify: bool = True) -> dict:
     timer = instrument()
     clock = PhaseClock()
     try:
-        result = bridge.convert(src, dst, progress=clock, verify=verify)
+        result = bridge.convert(src, dst, progress=clock, verify=verify, optimize=optimize)
     finally:
         timer.restore()
     seconds, cpu = time.perf_counter() - clock.start, cpu_seconds() - clock.cpu_start
@@ -88,7 +88,23 @@ def convert(src: str, dst: str, verify: bool = True) -> dict:
             "peak_rss_before_verify": verify_event[2] if verify_event else peak_rss_bytes(),
             "source_bytes": result.source_bytes, "output_bytes": result.destination_bytes,
             "direction": result.direction, "verified": None if result.verification is None else
-            result.verification.passed, "phases": timer.rounded(seconds)}
+            result.verification.passed, "phases": timer.rounded(seconds),
+            "parity": None if result.verification is None else _parity(result.verification)}
+
+
+def _parity(report) -> dict:
+    """What a verification found: per mode, the largest |A-B|, the largest |A-B| / max|A| of an output (its scale),
+    the largest relative difference, and whether every output of the mode was bit-identical."""
+    result = {"passed": report.passed}
+    for row in report.to_json()["outputs"]:
+        mode = result.setdefault(row["mode"], {"max_abs": 0.0, "max_abs_over_scale": 0.0, "max_rel": 0.0,
+                                               "identical": True})
+        mode["max_abs"] = max(mode["max_abs"], row["max_abs"] or 0.0)
+        if row.get("scale"):
+            mode["max_abs_over_scale"] = max(mode["max_abs_over_scale"], (row["max_abs"] or 0.0) / row["scale"])
+        mode["max_rel"] = max(mode["max_rel"], row.get("max_rel") or 0.0)
+        mode["identical"] = mode["identical"] and bool(row["identical"])
+    return result
 
 
 def instrument():
@@ -207,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("dst")
         if task == "convert":
             q.add_argument("--no-verify", action="store_true", help="bridge convert --no-verify")
+            q.add_argument("--optimize", action="store_true", help="bridge convert --optimize")
     q = sub.add_parser("baseline")
     q.add_argument("module")
     q = sub.add_parser("cold")
@@ -228,7 +245,7 @@ def run(argv) -> dict:
     if args.task == "naive":
         return naive(args.src, args.dst)
     if args.task == "convert":
-        return convert(args.src, args.dst, verify=not args.no_verify)
+        return convert(args.src, args.dst, verify=not args.no_verify, optimize=args.optimize)
     if args.task == "baseline":
         return baseline(args.module)
     if args.task == "cold":

@@ -27,6 +27,7 @@ LEARNING_RATE = 1e-6  # small: the weights are random and the logits large, and 
 LABELS = {
     "session": "Session: original graph (import_meta_graph + restore)",
     "converted": "converted TF2 model: obj(images, training=False)",
+    "optimized": "converted with --optimize: obj(images, training=False)",
     "hub_load": 'hub.load(module).signatures["default"]',
     "shim_eager": "shim hub.Module, eager",
     "shim_graph": "shim hub.Module, graph mode (Session)",
@@ -126,6 +127,12 @@ def converted_inference(saved_model_dir: str) -> Contender:
                      executed_graphs=_eager_graphs(fn))
 
 
+def optimized_inference(saved_model_dir: str) -> Contender:
+    """The same call on a `bridge convert --optimize` conversion (frozen, pre-optimized inference graph)."""
+    contender = converted_inference(saved_model_dir)
+    return dataclasses.replace(contender, key="optimized", label=LABELS["optimized"])
+
+
 def hub_load_inference(module_dir: str) -> Contender:
     import tensorflow as tf
     import tensorflow_hub as hub
@@ -165,6 +172,7 @@ def shim_graph_inference(module_dir: str) -> Contender:
 INFERENCE = {
     "session": session_inference,
     "converted": converted_inference,
+    "optimized": optimized_inference,
     "hub_load": hub_load_inference,
     "shim_eager": shim_eager_inference,
     "shim_graph": shim_graph_inference,

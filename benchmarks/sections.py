@@ -60,6 +60,15 @@ class Config:
         return os.path.join(self.work, "converted_tf2")
 
     @property
+    def optimized(self) -> str:
+        """The `bridge convert --optimize` conversion of the module (written by the inference section)."""
+        return os.path.join(self.work, "optimized_tf2")
+
+    def path_for(self, key: str) -> str:
+        """What inference contender `key` loads."""
+        return {"converted": self.converted, "optimized": self.optimized}.get(key, self.module)
+
+    @property
     def size_text(self) -> str:
         return f"{self.image_size[0]}x{self.image_size[1]}"
 
@@ -157,8 +166,7 @@ def executed_ops(cfg: Config, contenders: list, images: np.ndarray) -> dict:
     ops = {}
     for c in contenders:
         try:
-            fresh = c if c.key in ("session", "shim_graph") else cont.INFERENCE[c.key](
-                cfg.converted if c.key == "converted" else cfg.module)
+            fresh = c if c.key in ("session", "shim_graph") else cont.INFERENCE[c.key](cfg.path_for(c.key))
             ops[c.key] = compute_ops(fresh.executed_graphs(images))
             if fresh is not c:
                 fresh.close()
@@ -167,12 +175,27 @@ def executed_ops(cfg: Config, contenders: list, images: np.ndarray) -> dict:
     return ops
 
 
+def _optimized_conversion(cfg: Config) -> dict:
+    """`bridge convert --optimize` of the module (verified), in a process of its own: its result with the parity
+    the verification found."""
+    cfg.log("inference: converting the module with --optimize")
+    shutil.rmtree(cfg.optimized, ignore_errors=True)
+    return run_child(cfg, "convert", cfg.module, cfg.optimized, "--optimize")
+
+
 def inference(cfg: Config) -> tuple:
-    cfg.log("inference: loading the contenders")
     contenders, failed = [], {}
+    optimized = None
+    try:
+        optimized = _optimized_conversion(cfg)
+    except RuntimeError as e:
+        failed["optimized"] = failure(e)
+    cfg.log("inference: loading the contenders")
     for key, make in cont.INFERENCE.items():
+        if key in failed:
+            continue
         try:
-            contenders.append(make(cfg.converted if key == "converted" else cfg.module))
+            contenders.append(make(cfg.path_for(key)))
         except Exception as e:  # noqa: BLE001  (one broken contender must not hide the others)
             if key == "session":
                 raise
@@ -209,6 +232,18 @@ def inference(cfg: Config) -> tuple:
     if "converted" not in failed:
         table.notes.append("converted model throughput: " + ", ".join(
             f"{b / med[('converted', b)]:.1f} images/s at batch {b}" for b in cfg.batch_sizes))
+    if optimized is not None:
+        p = optimized.get("parity") or {}
+        inf, tr = p.get("inference", {}), p.get("training", {})
+        table.notes.append(
+            f"--optimize conversion: {optimized['seconds']:.1f} s verified ({optimized['verify_seconds']:.1f} s of "
+            f"it verification), output {optimized['output_bytes'] / 1e6:.1f} MB ({optimized['output_bytes'] / optimized['source_bytes']:.2f}x the module: "
+            f"the weights as variables and frozen); parity against the module: inference max |A-B| "
+            f"{inf.get('max_abs', float('nan')):.3g} ({inf.get('max_abs_over_scale', float('nan')):.2g} of the output's "
+            f"scale, max relative {inf.get('max_rel', float('nan')):.2g}), training mode "
+            f"{'bit-identical' if tr.get('identical') else 'max |A-B| %.3g' % tr.get('max_abs', float('nan'))}")
+        if any(r.key == "optimized" for r in table.rows):
+            table.row("optimized").data["conversion"] = optimized
     spreads = {c.key: max(_spread(samples[(c.key, b)]) for b in cfg.batch_sizes) for c in contenders}
     table.notes.append(_graph_note(ops))
     table.notes.append("run-to-run noise (half the range of the repetitions, relative to the median, worst batch "
@@ -232,9 +267,12 @@ def inference(cfg: Config) -> tuple:
 
     conv, eager, graph = ratios("converted", "session"), ratios("shim_eager", "converted"), \
         ratios("shim_graph", "session")
+    opt = ratios("optimized", "session")
     targets = [
         Target("converted_inference", "converted model inference ≤ 1.00x the Session baseline",
                measured(conv), met(conv, 1.00)),
+        Target("optimized_inference", "`--optimize` conversion's inference ≤ 0.90x the Session baseline (parity "
+                                      "in the notes of table 1)", measured(opt), met(opt, 0.90)),
         Target("shim_eager", "shim hub.Module (eager) ≤ 1.05x the converted model", measured(eager),
                met(eager, 1.05)),
         Target("shim_graph", "shim hub.Module (graph mode) ≤ 1.05x the Session baseline", measured(graph),

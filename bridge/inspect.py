@@ -421,6 +421,9 @@ def format_report(report: dict) -> str:
     lines.append(f"  variables: {variables['count']} ({variables['trainable']} trainable), "
                  f"{_fmt_bytes(variables['bytes'])}{kinds}{partitioned}")
     lines.append(f"  assets: {', '.join(report['assets']) or '-'}")
+    if (report.get("bridge_metadata") or {}).get("optimized_inference"):
+        lines.append("  optimized (--optimize): inference (training=False, the serving signatures) runs a frozen copy "
+                     "of the weights taken at conversion time; fine-tuning changes training mode, not inference")
     if "safety" in report:
         lines.append(f"  safety: {_safety_line(report['safety'])}")
     return "\n".join(lines)

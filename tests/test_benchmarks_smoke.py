@@ -17,14 +17,14 @@ from benchmarks import run, sections
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.path.join(ROOT, "testdata", "modules", "convnet_bn")
 ROWS = {
-    "inference": ["session", "converted", "hub_load", "shim_eager", "shim_graph"],
+    "inference": ["session", "converted", "optimized", "hub_load", "shim_eager", "shim_graph"],
     "training": ["session_train", "converted_train"],
     "conversion": ["naive", "tf1_tf2_fast", "tf1_tf2", "tf2_tf1"],
     "cold_start": ["converted", "hub_load", "shim"],
     "harness": ["own", "compare"] + [f"memory_{n}" for n in run.QUICK["harness_sizes"]],
     "beam": ["local harness", "Beam DirectRunner, 1 worker", "Beam DirectRunner, 2 workers"],
 }
-TARGETS = ["converted_inference", "shim_eager", "shim_graph", "conversion_time", "conversion_verified",
+TARGETS = ["converted_inference", "optimized_inference", "shim_eager", "shim_graph", "conversion_time", "conversion_verified",
            "conversion_back_time", "conversion_size", "conversion_size_back", "conversion_memory", "cold_start",
            "harness"]
 

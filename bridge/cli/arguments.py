@@ -78,8 +78,8 @@ def add_seed(group, help_text: str) -> None:
     group.add_argument("--seed", default="0", help=help_text)
 
 
-def add_conversion(parser) -> None:
-    """The options of a conversion (bridge convert, bridge migrate)."""
+def add_conversion(parser):
+    """The options of a conversion (bridge convert, bridge migrate); returns their argument group."""
     group = parser.add_argument_group("conversion")
     group.add_argument("--to", choices=("tf1", "tf2"), help="target format (default: the other one)")
     group.add_argument("--signature", metavar="NAME",
@@ -92,6 +92,7 @@ def add_conversion(parser) -> None:
     group.add_argument("--force", action="store_true",
                        help="replace an existing model (or fill an empty directory) at the destination, once the "
                             "new one is complete; never any other directory")
+    return group
 
 
 def add_verification(parser) -> None:

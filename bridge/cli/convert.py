@@ -16,6 +16,7 @@ Examples:
   bridge convert old_module/ new_savedmodel/ --verify-images photos/ --verify-images more.npz --verify-gradients
   bridge convert new_savedmodel/ old_module/ --kind feature_vector --image-size 224x224
   bridge convert old_module/ new_savedmodel/ --input batch_norm_momentum=0.9
+  bridge convert old_module/ fast_savedmodel/ --optimize
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ def register(sub) -> None:
         ("src", "SRC", None, "source model: a TF1 Hub module or TF2 SavedModel directory, a .tar.gz archive of one, "
                              "or a cached TF Hub handle"),
         ("dst", "DST", None, "destination directory: new, empty, or (with --force) a model to replace")])
-    arguments.add_conversion(p)
+    arguments.add_conversion(p).add_argument(
+        "--optimize", action="store_true",
+        help="TF1 -> TF2 only: inference (training=False and the serving signatures) runs a frozen copy of the "
+             "inference graph, weights as constants, constant-folded, batch norms folded into the weights before "
+             "them; verified like any conversion (outputs within the parity tolerance, not bit-identical). "
+             "Trade-offs: the frozen path does not see fine-tuned weights (training mode and the variables do), "
+             "and the SavedModel holds the weights twice")
     arguments.add_verification(p)
     arguments.add_output(p, full=True)
     p.set_defaults(run=run)
@@ -43,7 +50,8 @@ def conversion_options(args) -> dict:
     """The `bridge.convert` keyword arguments of parsed convert/migrate options."""
     return dict(to=args.to, signature=args.signature, force=args.force, kind=args.kind, image_size=args.image_size,
                 verify=args.verify, verify_images=args.verify_images, verify_gradients=args.verify_gradients,
-                seed=args.seed, inputs=args.input or None, allow_unsafe_ops=args.allow_unsafe_ops)
+                seed=args.seed, inputs=args.input or None, allow_unsafe_ops=args.allow_unsafe_ops,
+                optimize=args.optimize)
 
 
 def run(args) -> int:

@@ -65,13 +65,16 @@ def check_paths(src: str, dst: str, force: bool) -> None:
 def convert(src: str, dst: str, *, to: str | None = None, signature: str | None = None, force: bool = False,
             kind: str | None = None, image_size: tuple | str | None = None, verify: bool = True,
             verify_images=None, verify_gradients: bool = False, seed: int = 0, inputs: dict | None = None,
-            allow_unsafe_ops: bool = False, progress=_progress) -> ConversionResult:
+            allow_unsafe_ops: bool = False, optimize: bool = False, progress=_progress) -> ConversionResult:
     """Convert the model at `src` into the other format at `dst`; `to` ("tf1"/"tf2") overrides the detection.
 
     `src`: a model directory, a `.tar.gz` archive of one or a cached TF Hub handle (`bridge.formats.open_model`);
     its graphs are scanned before anything runs, and ops that touch files, processes or the network are refused
     unless `allow_unsafe_ops`.
-    TF1 -> TF2: `signature` picks the TF1 signature that `__call__` serves (default "default").
+    TF1 -> TF2: `signature` picks the TF1 signature that `__call__` serves (default "default"); `optimize` makes
+    the inference path (`training=False`, the serving signatures) run a frozen copy of the inference graph with the
+    weights as constants, constant-folded and with batch norms folded: faster, but it does not see fine-tuned
+    weights, and the SavedModel holds the weights twice (training mode and the variables are unchanged).
     TF2 -> TF1: `kind` ("feature_vector"/"classification") names the image signature to write besides "default"
     (taken from the model's bridge metadata when it has some); `image_size` (h, w) or "HxW" is needed when the
     model's input size is dynamic and nothing records it.
@@ -87,20 +90,20 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
     options = check_convert_arguments(src, dst, to=to, signature=signature, force=force, kind=kind,
                                       image_size=image_size, verify=verify, verify_images=verify_images,
                                       verify_gradients=verify_gradients, seed=seed, inputs=inputs,
-                                      allow_unsafe_ops=allow_unsafe_ops)
+                                      allow_unsafe_ops=allow_unsafe_ops, optimize=optimize)
     src, dst, image_size = os.fspath(src), os.fspath(dst), options["image_size"]
     progress = progress or (lambda message: None)
     fmt = check_source(src)  # cheap checks first: the safety scan below imports TensorFlow
     if fmt is not None:
         check_paths(src, dst, force)
-        _check_direction(src, fmt, to, signature, kind, image_size)
+        _check_direction(src, fmt, to, signature, kind, image_size, optimize)
     with open_model(src, check_safety=True, allow_unsafe_ops=allow_unsafe_ops) as opened:
         fmt, local = opened.format, opened.path
-        _check_direction(src, fmt, to, signature, kind, image_size)
+        _check_direction(src, fmt, to, signature, kind, image_size, optimize)
         check_paths(src, dst, force)
         if fmt.name == formats.TF1_HUB:
             (write, reference), direction = _tf1_to_tf2(local, src, signature, allow_unsafe_ops,
-                                                        progress), "tf1->tf2"
+                                                        progress, optimize), "tf1->tf2"
         else:
             _check_kind_known(src, local, kind)
             (write, reference), direction = _tf2_to_tf1(local, dst, kind, image_size, progress), "tf2->tf1"
@@ -116,7 +119,7 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
 
 def check_convert_arguments(src, dst, *, to=None, signature=None, force=False, kind=None, image_size=None,
                             verify=True, verify_images=None, verify_gradients=False, seed=0, inputs=None,
-                            allow_unsafe_ops=False) -> dict:
+                            allow_unsafe_ops=False, optimize=False) -> dict:
     """Every check of `convert`'s arguments that needs no model, before any work; errors name the parameter as
     the caller spelled it. Returns the normalized values (`image_size` as a (height, width) tuple)."""
     for name, value in (("src", src), ("dst", dst)):
@@ -127,7 +130,7 @@ def check_convert_arguments(src, dst, *, to=None, signature=None, force=False, k
     size = validate.parse_image_size(image_size)
     validate.text(signature, name="signature")
     for name, value in (("force", force), ("verify", verify), ("verify_gradients", verify_gradients),
-                        ("allow_unsafe_ops", allow_unsafe_ops)):
+                        ("allow_unsafe_ops", allow_unsafe_ops), ("optimize", optimize)):
         validate.flag(value, name=name)
     validate.integer(seed, name="seed", minimum=0)
     if not verify:
@@ -143,7 +146,7 @@ def check_convert_arguments(src, dst, *, to=None, signature=None, force=False, k
     return {"image_size": size, "inputs": validate.inputs(inputs)}
 
 
-def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size) -> str:
+def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size, optimize=False) -> str:
     """The target format; options that do not apply to the direction are refused, not ignored."""
     target = to or (TF2 if fmt.name == formats.TF1_HUB else TF1)
     if (fmt.name == formats.TF1_HUB) == (target == TF1):
@@ -156,8 +159,10 @@ def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size)
                   image_size)]
         applies = "TF2 -> TF1 conversions only (a TF1 module declares its own kind and image size)"
     else:
-        wrong = [(spell(f"signature={signature!r}", f"--signature {signature}"), signature)]
-        applies = "TF1 -> TF2 conversions only (it picks the TF1 signature that __call__ serves)"
+        wrong = [(spell(f"signature={signature!r}", f"--signature {signature}"), signature),
+                 (spell("optimize=True", "--optimize"), optimize)]
+        applies = ("TF1 -> TF2 conversions only (it picks the TF1 signature that __call__ serves, or optimizes "
+                   "the converted model's inference graph)")
     for given, value in wrong:
         validate.not_with(given, value, f"applies to {applies}, and {src} is a {fmt.label}", "drop it")
     return target
@@ -174,11 +179,12 @@ def _check_kind_known(src: str, local: str, kind) -> None:
         raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass {fix}")
 
 
-def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress):
+def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress, optimize=False):
     from bridge.conversion import tf1_to_tf2
 
     progress(f"reading TF1 Hub module {label}")
-    adapter = tf1_to_tf2.build(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops, progress=progress)
+    adapter = tf1_to_tf2.build(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops, progress=progress,
+                               optimize=optimize)
     return (lambda tmp: tf1_to_tf2.write(adapter, tmp, progress=progress)), (lambda: tf1_to_tf2.as_stored(adapter))
 
 

@@ -122,7 +122,10 @@ class ModuleAdapter(StoredModuleAdapter):
     that names the fix; `saveable` is the object `tf.saved_model.save` writes (see `bridge.conversion.converter`).
     """
 
-    def __init__(self, module: StoredModule, signature: str | None = None):
+    def __init__(self, module: StoredModule, signature: str | None = None, optimize: bool = False):
+        """optimize: the inference path (`training=False`, the serving signatures) runs a frozen, pre-optimized copy
+        of the inference graph with the weights as they are now (see `bridge.conversion.optimize`); training mode,
+        the variables and the regularization losses are unchanged."""
         self._stored = module
         self._primary = DEFAULT_SIGNATURE if signature is None else signature
         inference = module.variant(INFERENCE_TAGS)
@@ -154,6 +157,12 @@ class ModuleAdapter(StoredModuleAdapter):
         assets = [tf.saved_model.Asset(os.path.join(module.assets_dir, name)) for name in module.asset_files()]
         self._fns = ModuleFunctions(module, variables, {
             name: asset.asset_path for name, asset in zip(module.asset_files(), assets)})
+        self._inference = self._fns.outputs(INFERENCE_TAGS, self._image_signatures)
+        if optimize:
+            from bridge.conversion.optimize import freeze_and_optimize
+
+            with tf.init_scope():  # freezing reads the variables' values
+                self._inference = self._inference.with_functions(freeze_and_optimize)
         # One tf.function per loss, importing its graph when traced: a function calling a wrapped function would
         # save two functions per loss (ResNet V2 50 has 54 losses), each to trace, save and load.
         regularization_losses = [tf.function(body, input_signature=[], autograph=False)
@@ -174,7 +183,7 @@ class ModuleAdapter(StoredModuleAdapter):
         self._metadata = BridgeMetadata(image_size=size, signatures=[self._primary] + [
             s for s in self._image_signatures if s != self._primary], primary_signature=self._primary,
             kind=_kind(inference, self._primary), source_format="tf1_hub",
-            variants=[sorted(tags) for tags in module.tags])
+            variants=[sorted(tags) for tags in module.tags], optimized_inference=optimize)
 
     # -- the Reusable SavedModel API ---------------------------------------------------------------------------
 
@@ -264,7 +273,7 @@ class ModuleAdapter(StoredModuleAdapter):
         if training:
             return self._fns.outputs(self._training_tags, self._image_signatures, with_updates=True)(
                 name, images=images, **extra)
-        return self._fns.outputs(INFERENCE_TAGS, self._image_signatures)(name, images=images, **extra)
+        return self._inference(name, images=images, **extra)
 
     def _computes(self, name: str) -> tuple:
         """What signature `name`'s function computes, in every variant: its image spec, other inputs with their
@@ -272,10 +281,17 @@ class ModuleAdapter(StoredModuleAdapter):
         `image_classification` of a TF1 classifier) are served by one function, unless the module has random ops
         (dropout): one function's random op draws its numbers in turn for every signature calling it, where each
         signature's own function draws from the start, as each signature of a fresh TF1 module does."""
+        from legacy.engine.graph_import import prune
         from legacy.engine.random_ops import random_ops
 
-        if any(random_ops(self._stored.variant(tags).meta_graph.graph_def) for tags in self._stored.tags):
-            return (name,)
+        # Only random ops the signature's outputs depend on count: variable initializers (TruncatedNormal in every
+        # tf-slim module) never run in a converted model.
+        for tags in self._stored.tags:
+            variant = self._stored.variant(tags)
+            if name in variant.signatures:
+                fetches = [c for info in variant.signature(name).outputs.values() for c in info.component_names()]
+                if random_ops(prune(variant.meta_graph.graph_def, fetches)):
+                    return (name,)
         outputs = []
         for tags in sorted({INFERENCE_TAGS, self._training_tags}, key=sorted):
             sig = self._stored.variant(tags).signature(name)
@@ -440,10 +456,14 @@ def _kind(variant, primary: str) -> str | None:
     return None
 
 
-def build(module, signature: str | None = None, allow_unsafe_ops: bool = False, progress=None) -> ModuleAdapter:
-    """The converted model in memory: `adapt` with the functions traced for saving (what `write` saves)."""
-    adapter = adapt(module, signature=signature, allow_unsafe_ops=allow_unsafe_ops)
+def build(module, signature: str | None = None, allow_unsafe_ops: bool = False, progress=None,
+          optimize: bool = False) -> ModuleAdapter:
+    """The converted model in memory: `adapt` with the functions traced for saving (what `write` saves);
+    `optimize`: its inference path runs a frozen, pre-optimized graph (see `ModuleAdapter`)."""
     progress = progress or (lambda message: None)
+    if optimize:
+        progress("optimizing the inference graph (weights frozen as constants, batch norms folded)")
+    adapter = adapt(module, signature=signature, allow_unsafe_ops=allow_unsafe_ops, optimize=optimize)
     for name, reason in adapter.not_kept.items():  # never dropped without a word
         progress(f"signature {name} is not kept: {reason}")
     for name, keys in adapter.required_inputs.items():
@@ -473,11 +493,12 @@ def as_stored(adapter: ModuleAdapter) -> ModuleAdapter:
     return adapter
 
 
-def adapt(module, signature: str | None = None, allow_unsafe_ops: bool = False) -> ModuleAdapter:
+def adapt(module, signature: str | None = None, allow_unsafe_ops: bool = False,
+          optimize: bool = False) -> ModuleAdapter:
     """A Reusable SavedModel object over a TF1 Hub module (a path or a `StoredModule`), without writing to disk.
 
     The module's graphs are scanned first: ops that touch files, processes or the network are refused unless
-    `allow_unsafe_ops` (see `legacy.format.safety`).
+    `allow_unsafe_ops` (see `legacy.format.safety`). `optimize`: see `ModuleAdapter` (image modules only).
     """
     from legacy.format.safety import check_graph_safe
 
@@ -487,5 +508,8 @@ def adapt(module, signature: str | None = None, allow_unsafe_ops: bool = False) 
     from bridge.conversion.text_adapter import TextModuleAdapter, is_text_module
 
     if is_text_module(module):  # strings, sparse or ragged inputs, lookup tables: see text_adapter
+        if optimize:
+            raise InvalidInputError(f"{module.path} is a text module: optimize (--optimize) applies to image modules "
+                                    "only; convert it without")
         return TextModuleAdapter(module, signature=signature)
-    return ModuleAdapter(module, signature=signature)
+    return ModuleAdapter(module, signature=signature, optimize=optimize)

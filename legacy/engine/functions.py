@@ -251,6 +251,29 @@ class VariantOutputs:
             for name in members:
                 self._group_of[name] = index
 
+    def with_functions(self, transform) -> "VariantOutputs":
+        """A copy in which the signatures fed by one image tensor share one import computing all their outputs,
+        whose function is `transform(fn)` (a concrete function taking and returning the same flat tensors, e.g. a
+        frozen copy), and which no longer tells gradient tapes it reads the variables. Signatures served alone
+        (sparse or ragged inputs) keep their function."""
+        import copy
+
+        by_image: dict = {}
+        for name, sig in self._signatures.items():
+            if self._groups[self._group_of[name]] is not None:
+                by_image.setdefault(sig.inputs["images"].tensor_name, []).append(name)
+        result = copy.copy(self)
+        result._groups, result._group_of, result._together = list(self._groups), dict(self._group_of), {}
+        for members in by_image.values():
+            group = _OutputsGroup(self._fns, self._tags, members, self._with_updates)
+            result._groups.append(group.with_function(transform(group.function)))
+            result._group_of.update({name: len(result._groups) - 1 for name in members})
+        return result
+
+    def functions(self) -> list:
+        """The concrete functions computing the shared groups of signatures."""
+        return [self._groups[i].function for i in sorted(set(self._group_of.values())) if self._groups[i] is not None]
+
     def __call__(self, name: str, **inputs) -> dict:
         """Signature `name`'s outputs for `inputs` (keys as the signature names them; any it does not take, or
         that are omitted, keep their defaults)."""
@@ -326,6 +349,19 @@ class _OutputsGroup:
             return _import_outputs(variant, output_names, updates, feeds, fns.variables, tables)
 
         self._fn = tf.compat.v1.wrap_function(body, specs)
+
+    @property
+    def function(self):
+        """The concrete function: every input tensor (sorted by name) in, every output component out."""
+        return self._fn
+
+    def with_function(self, fn) -> "_OutputsGroup":
+        """A copy computing with `fn` instead (same arguments and results), reading no variables."""
+        import copy
+
+        result = copy.copy(self)
+        result._fn, result._variables = fn, []
+        return result
 
     def __call__(self, name: str, given: dict) -> dict:
         sig = self._signatures[name]

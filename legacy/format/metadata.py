@@ -25,6 +25,9 @@ class BridgeMetadata:
     kind: str | None = None  # "feature_vector" or "classification"
     source_format: str | None = None  # "tf1_hub" or "tf2_saved_model"
     variants: list | None = None  # the TF1 graph variants it came from, as sorted tag lists ([[], ["train"]])
+    # Converted with --optimize: inference (training=False, the serving signatures) runs a frozen copy of the weights
+    # taken at conversion time, so fine-tuning changes training mode and the variables but not inference outputs.
+    optimized_inference: bool = False
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -63,9 +66,12 @@ def read_metadata(saved_model_dir: str) -> BridgeMetadata | None:
     if variants is not None and not (isinstance(variants, list) and all(
             isinstance(v, list) and all(isinstance(t, str) for t in v) for v in variants)):
         raise _corrupt(path, f"variants is {_short(variants)}, not a list of tag lists")
+    optimized = data.get("optimized_inference", False)
+    if not isinstance(optimized, bool):
+        raise _corrupt(path, f"optimized_inference is {_short(optimized)}, not true or false")
     return BridgeMetadata(image_size=tuple(size) if size else None, signatures=list(signatures),
                           primary_signature=data.get("primary_signature") or "default", kind=data.get("kind"),
-                          source_format=data.get("source_format"), variants=variants)
+                          source_format=data.get("source_format"), variants=variants, optimized_inference=optimized)
 
 
 _MAX_BYTES = 1 << 20  # the file holds a few names and numbers

@@ -154,12 +154,9 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
     signatures = {}
     if metadata is not None and metadata.signatures:  # converted from TF1: every TF1 signature comes back
         for name in metadata.signatures:
-            fn = getattr(obj, name, None)
-            if fn is None or not getattr(fn, "concrete_functions", None):
-                raise ConversionError(f"{src}: its metadata lists signature {name!r}, but the model has no such "
-                                      "function; re-convert it from the TF1 module")
-            signatures[name] = (fn, True)
-        signatures[DEFAULT_SIGNATURE] = (getattr(obj, metadata.primary_signature), True)
+            signatures[name] = (_listed_function(src, obj, name, "lists signature"), True)
+        primary = _listed_function(src, obj, metadata.primary_signature, "names primary signature")
+        signatures[DEFAULT_SIGNATURE] = (primary, True)
         kind = kind or metadata.kind
         if kind in KINDS and KINDS[kind] not in signatures:
             signatures[KINDS[kind]] = (call, False)
@@ -183,6 +180,15 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
     return _Plan(signatures=signatures, image_size=tuple(image_size) if image_size else None,
                  input_shape=[None] + shape[1:], has_training=True in trainings and had_train_variant,
                  variable_names=names)
+
+
+def _listed_function(src: str, obj, name: str, listed: str):
+    """The function the bridge metadata names; a name the model does not hold is damaged metadata."""
+    fn = getattr(obj, name, None)
+    if fn is None or not getattr(fn, "concrete_functions", None):
+        raise ConversionError(f"{src}: its metadata {listed} {name!r}, but the model has no such function; "
+                              "re-convert it from the TF1 module")
+    return fn
 
 
 def _concrete(fn, spec, training: bool, extra: dict | None = None):

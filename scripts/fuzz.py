@@ -71,8 +71,8 @@ def main(argv=None) -> int:
             seeds = fuzzing.prepare_seeds(pool.seeds_dir)
             where = fuzzing.save_failure(case, result, seeds, args.crashes)
             failures.append(where)
-            print(f"fuzz: {result['outcome'].upper()} {case.describe()}\n  {result['detail'][:500]}\n  saved in "
-                  f"{where}", flush=True)
+            print(_printable(f"fuzz: {result['outcome'].upper()} {case.describe()}\n  {result['detail'][:500]}\n"
+                             f"  saved in {where}"), flush=True)
         done = sum(counts.values())
         if done % args.report_every == 0:
             print(f"fuzz: {done} cases, {time.monotonic() - started:.0f} s: {_counts(counts)}", flush=True)
@@ -88,8 +88,8 @@ def main(argv=None) -> int:
     def drain(block: bool) -> None:
         while pending and (block or len(pending) >= args.jobs):
             future, case, slot = pending.pop(0)
-            record(case, future.result())
             free_slots.append(slot)
+            record(case, future.result())
 
     @settings(max_examples=args.cases, database=None, deadline=None, derandomize=False, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
@@ -120,6 +120,11 @@ def main(argv=None) -> int:
 
     shutil.rmtree(workdir, ignore_errors=True)
     return 1 if any(counts[o] for o in fuzzing.BAD_OUTCOMES) else 0
+
+
+def _printable(text: str) -> str:
+    """`text` as UTF-8 can carry it: a damaged name may hold a lone surrogate ("\\ud800"), which print refuses."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _counts(counts) -> str:

@@ -16,7 +16,7 @@ from bridge import formats
 from legacy.format.archive import is_handle
 from legacy.format.metadata import read_metadata
 from legacy.errors import BridgeError
-from legacy.format.reader import read_module, read_saved_model_proto, read_signature, tag_label
+from legacy.format.reader import read_module, read_saved_model_proto, read_signature, tag_label, untrusted
 from legacy.format.safety import scan_model
 
 
@@ -140,7 +140,8 @@ def _inspect_tf2(path: str) -> dict:
             count *= max(d.size, 0)
         nbytes += count * dtypes.as_dtype(v.dtype).size
     metadata = read_metadata(path)
-    call = _call_function(meta_graph)
+    with untrusted(path, "the SavedModel's object graph"):  # its type specs decode in TensorFlow's own code
+        call = _call_function(meta_graph)
     report = {
         "safety": scan_model(saved_model, label=path).to_json(),
         "tags": [sorted(m.meta_info_def.tags) for m in saved_model.meta_graphs],

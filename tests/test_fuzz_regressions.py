@@ -38,6 +38,15 @@ def test_saved_fuzz_case_ends_in_the_projects_error(filename, seeds, tmp_path):
     assert result["outcome"] == saved.get("outcome", "error"), result
 
 
+@pytest.mark.parametrize("target", ["inspect", "convert", "parity"])
+def test_undecodable_type_spec_ends_in_the_projects_error_everywhere(target, seeds, tmp_path):
+    """The saved case found it through parity; inspect (which decodes the specs itself) and convert raised it too."""
+    with open(os.path.join(FUZZ_DIR, "tf2-type-spec-not-decodable.json")) as f:
+        case = fuzzing.Case.from_json(dict(json.load(f)["case"], target=target))
+    result = fuzzing.run_case(case, seeds, str(tmp_path / "case"))
+    assert result["outcome"] == "error" and "No encoder for object" in result["detail"], result
+
+
 # -- damage written out by hand ---------------------------------------------------------------------------------
 
 

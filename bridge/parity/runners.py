@@ -21,7 +21,7 @@ import re
 
 from bridge import formats, validate
 from legacy.errors import BridgeError, InvalidInputError, ModuleFormatError, NotAnImageModuleError
-from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY
+from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, is_corrupt_data
 
 SERVING_DEFAULT = "serving_default"
 
@@ -580,7 +580,9 @@ def _load_saved_model(path: str):
     try:
         return tf.saved_model.load(path)
     # All seen on damaged files (a cleared op in a function: RuntimeError "Op type not registered").
-    except (tf.errors.OpError, ValueError, OSError, TypeError, KeyError, IndexError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - narrowed just below
+        if not (isinstance(e, OSError) or is_corrupt_data(e)):
+            raise
         message = " ".join((getattr(e, "message", None) or str(e)).split())[:200]
         raise ModuleFormatError(f"{path}: the TF2 SavedModel cannot be loaded ({message}); re-export it with "
                                 "tf.saved_model.save") from None

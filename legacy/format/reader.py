@@ -276,14 +276,17 @@ _CORRUPT_DATA = (DecodeError, RuntimeWarning, RuntimeError, ValueError, TypeErro
                  OverflowError, FileNotFoundError)
 
 
-def _is_corrupt_data(e: BaseException) -> bool:
+def is_corrupt_data(e: BaseException) -> bool:
+    """Whether `e` is what TensorFlow's loaders raise on bad model data (not a project error, not an interrupt)."""
     if isinstance(e, BridgeError):
         return False
     if isinstance(e, _CORRUPT_DATA):
         return True
     import tensorflow as tf
+    # A type spec in the object graph that does not decode (found by fuzzing: a bit flip in a TF2 SavedModel).
+    from tensorflow.python.saved_model.nested_structure_coder import NotEncodableError
 
-    return isinstance(e, tf.errors.OpError)
+    return isinstance(e, (tf.errors.OpError, NotEncodableError))
 
 
 def first_line(e: BaseException) -> str:
@@ -304,8 +307,8 @@ def untrusted(path: str, what: str, fix: str = "re-download or re-export the mod
     """
     try:
         yield
-    except Exception as e:  # noqa: BLE001 - narrowed by _is_corrupt_data just below
-        if not _is_corrupt_data(e):
+    except Exception as e:  # noqa: BLE001 - narrowed by is_corrupt_data just below
+        if not is_corrupt_data(e):
             raise
         raise ModuleFormatError(f"{path}: {what} is corrupt or inconsistent ({type(e).__name__}: {first_line(e)}); "
                                 f"{fix}") from None

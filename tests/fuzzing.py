@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import io
 import json
@@ -49,6 +50,7 @@ BAD_OUTCOMES = ("escape", "hang", "crash", "write", "source_changed")
 TIME_LIMITS = {"inspect": 60, "images": 60}
 DEFAULT_TIME_LIMIT = 240
 HUGE = 100_000  # elements a "huge repeated field" grows to
+_PRISTINE: dict = {}  # seed path -> its tree_digest as built (prepare_seeds) or when first seen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,30 +110,57 @@ def mutate_bytes(data: bytes, kind: str, p: dict) -> bytes:
     raise ValueError(f"unknown byte mutation {kind!r}")
 
 
-def _messages(message):
-    """Every message in a proto tree, parents first (map entries in key order, so the order is stable)."""
-    yield message
-    for field, value in message.ListFields():
-        if field.type != field.TYPE_MESSAGE:
-            continue
-        if field.is_repeated:
-            if field.message_type.GetOptions().map_entry:
-                if field.message_type.fields_by_name["value"].type == field.TYPE_MESSAGE:
-                    for key in sorted(value):
-                        yield from _messages(value[key])
+def _walk(message) -> list:
+    """Every message in a proto tree with its set fields, parents first (map entries in key order, so the order
+    is stable): [(message, message.ListFields()), ...].
+
+    A loop over a stack rather than nested generators, and one `ListFields` per message: a tree grown by
+    `huge_repeated` holds hundreds of thousands of messages, and walking it was half of a campaign's time.
+    """
+    found = []
+    stack = [message]
+    while stack:
+        current = stack.pop()
+        fields = current.ListFields()
+        found.append((current, fields))
+        children = []
+        for field, value in fields:
+            if field.type != _TYPE_MESSAGE:
+                continue
+            if field.is_repeated:
+                if _is_map(field):
+                    if _map_holds_messages(field):
+                        children.extend(value[key] for key in sorted(value))
+                else:
+                    children.extend(value)
             else:
-                for item in value:
-                    yield from _messages(item)
-        else:
-            yield from _messages(value)
+                children.append(value)
+        stack.extend(reversed(children))
+    return found
+
+
+_TYPE_MESSAGE = 11  # FieldDescriptor.TYPE_MESSAGE
+_MAP_ENTRY: dict = {}  # message descriptor full name -> (is a map entry, its values are messages)
+
+
+def _map_kind(field) -> tuple:
+    key = field.message_type.full_name
+    if key not in _MAP_ENTRY:
+        entry = field.message_type.GetOptions().map_entry
+        _MAP_ENTRY[key] = (entry, entry and field.message_type.fields_by_name["value"].type == _TYPE_MESSAGE)
+    return _MAP_ENTRY[key]
 
 
 def _is_map(field) -> bool:
-    return field.type == field.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
+    return field.type == _TYPE_MESSAGE and _map_kind(field)[0]
 
 
-def _set_fields(messages, want) -> list:
-    return [(m, f) for m in messages for f, _ in m.ListFields() if want(f)]
+def _map_holds_messages(field) -> bool:
+    return _map_kind(field)[1]
+
+
+def _set_fields(walked, want) -> list:
+    return [(m, f) for m, fields in walked for f, _ in fields if want(f)]
 
 
 def _pick(items: list, index: int):
@@ -157,10 +186,30 @@ def _int_kind(field) -> str | None:
 
 def mutate_proto(message, kind: str, p: dict) -> None:
     """One structure-aware edit of a parsed proto, in place (a no-op when the tree has nothing of that kind)."""
-    messages = list(_messages(message))
+    with _gc_paused():
+        _mutate_proto(message, kind, p)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """No cyclic garbage collection while a proto tree is walked: the walk holds hundreds of thousands of small
+    lists, nothing in it is cyclic (reference counting frees it), and the collections it triggered scanned every
+    object of TensorFlow over and over (more time than the walk itself)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _mutate_proto(message, kind: str, p: dict) -> None:
+    walked = _walk(message)
+    messages = [m for m, _ in walked]
     pick = p.get("pick", 0)
     if kind == "clear_field":
-        found = _pick(_set_fields(messages, lambda f: True), pick)
+        found = _pick(_set_fields(walked, lambda f: True), pick)
         if found:
             found[0].ClearField(found[1].name)
     elif kind == "enum_out_of_range":
@@ -170,14 +219,14 @@ def mutate_proto(message, kind: str, p: dict) -> None:
             value = max(v.number for v in found[1].enum_type.values) + 1 + p.get("offset", 0) % 1000
             setattr(found[0], found[1].name, value)
     elif kind == "extreme_int":
-        found = _pick(_set_fields(messages, lambda f: _int_kind(f) and not f.is_repeated), pick)
+        found = _pick(_set_fields(walked, lambda f: _int_kind(f) and not f.is_repeated), pick)
         if found:
             values = _EXTREMES[_int_kind(found[1])]
             setattr(found[0], found[1].name, values[p.get("which", 0) % len(values)])
     elif kind == "wrong_type":
         _wrong_type(messages, pick, p.get("which", 0))
     elif kind == "huge_repeated":
-        found = _pick(_set_fields(messages, lambda f: f.is_repeated and not _is_map(f)), pick)
+        found = _pick(_set_fields(walked, lambda f: f.is_repeated and not _is_map(f)), pick)
         if found:
             container = getattr(found[0], found[1].name)
             if len(container):
@@ -190,7 +239,7 @@ def mutate_proto(message, kind: str, p: dict) -> None:
                 else:
                     container.extend([first] * (target - len(container)))
     elif kind == "drop_element":
-        found = _pick(_set_fields(messages, lambda f: f.is_repeated and not _is_map(f)), pick)
+        found = _pick(_set_fields(walked, lambda f: f.is_repeated and not _is_map(f)), pick)
         if found:
             container = getattr(found[0], found[1].name)
             del container[p.get("which", 0) % len(container)]
@@ -210,7 +259,7 @@ def mutate_proto(message, kind: str, p: dict) -> None:
         if info is not None:
             info.name = ("missing_tensor:0", "", "images:7", ":0")[p.get("which", 0) % 4]
     elif kind == "nested_bytes":
-        found = _pick(_set_fields(messages, lambda f: f.type == f.TYPE_BYTES), pick)
+        found = _pick(_set_fields(walked, lambda f: f.type == f.TYPE_BYTES), pick)
         if found:
             m, f = found
             ops = p["ops"]
@@ -290,8 +339,10 @@ def mutate_json(data: bytes, kind: str, p: dict) -> bytes:
 def prepare_seeds(directory: str) -> dict:
     """The undamaged seeds under `directory` (built once, reused by every worker): name -> path."""
     seeds = {name: os.path.join(directory, name) for name in TF1_SEEDS + (TF2_SEED, "inputs")}
-    done = os.path.join(directory, ".complete")
+    done = os.path.join(directory, ".complete")  # the digest of each seed as built: what "unchanged" means
     if os.path.exists(done):
+        with open(done) as f:
+            _PRISTINE.update({seeds[name]: digest for name, digest in json.load(f).items()})
         return seeds
     import numpy as np
     import tensorflow as tf
@@ -313,8 +364,10 @@ def prepare_seeds(directory: str) -> dict:
     np.savez(os.path.join(seeds["inputs"], "images.npz"), batch=rng.uniform(size=(2, 32, 32, 3)).astype("float32"))
     for name in TF1_SEEDS + (TF2_SEED,):
         pack(seeds[name], seeds[name] + ".tar.gz")
+    digests = {name: tree_digest(seeds[name]) for name in TF1_SEEDS + (TF2_SEED,)}
     with open(done, "w") as f:
-        f.write("ok\n")
+        json.dump(digests, f)
+    _PRISTINE.update({seeds[name]: digest for name, digest in digests.items()})
     return seeds
 
 
@@ -397,7 +450,7 @@ def _mutate_proto_file(data: bytes, file: str, kind: str, params: dict) -> bytes
     except (DecodeError, RuntimeWarning):
         return data  # already broken by an earlier byte mutation
     mutate_proto(message, kind, params)
-    return message.SerializeToString()
+    return message.SerializeToString(deterministic=True)  # map entries in key order: a seed reproduces its bytes
 
 
 # -- case generation (hypothesis) ------------------------------------------------------------------------------
@@ -486,6 +539,12 @@ def tree_digest(path: str) -> str:
     return digest.hexdigest()
 
 
+def _pristine_digest(path: str) -> str:
+    if path not in _PRISTINE:
+        _PRISTINE[path] = tree_digest(path)
+    return _PRISTINE[path]
+
+
 def _cli(argv: list) -> tuple:
     """Run `bridge` in-process: (outcome, detail). Exit 0 ok, 1 mismatch, 2 with one error line: error."""
     from bridge.cli import main
@@ -571,7 +630,10 @@ def run_case(case: Case, seeds: dict, workdir: str, keep: bool = False) -> dict:
     start = time.monotonic()
     path = materialize(case, seeds, os.path.join(workdir, "in"))
     before = tree_digest(path)
-    seeds_before = tree_digest(seeds[case.seed]) if case.seed != "inputs" else None
+    # The undamaged model the target may also read (parity's reference): compared with its digest as built, so a
+    # seed changed by any earlier case, in any worker, is caught too.
+    original = seeds["classifier_assets"] if case.seed == "inputs" else seeds[case.seed]
+    pristine = _pristine_digest(original)
     out = os.path.join(workdir, "out")
     tmp = os.path.join(workdir, "tmp")
     os.makedirs(out)
@@ -587,7 +649,7 @@ def run_case(case: Case, seeds: dict, workdir: str, keep: bool = False) -> dict:
     finally:
         tempfile.tempdir = saved_tempdir
     if outcome in OK_OUTCOMES:
-        if tree_digest(path) != before or (seeds_before and tree_digest(seeds[case.seed]) != seeds_before):
+        if tree_digest(path) != before or tree_digest(original) != pristine:
             outcome, detail = "source_changed", f"{case.target} changed its source ({detail})"
         else:
             left = [n for n in os.listdir(tmp) if not n.startswith("__autograph_generated_file")]
@@ -605,29 +667,56 @@ def run_case(case: Case, seeds: dict, workdir: str, keep: bool = False) -> dict:
 def _worker_main(conn, seeds_dir: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import logging
+    import resource
 
     logging.disable(logging.WARNING)  # the shim logs fallbacks; not what a fuzz run is about
     seeds = prepare_seeds(seeds_dir)
+    _warm_up()
     conn.send({"ready": True})
     while True:
         request = conn.recv()
         if request is None:
             return
         case = Case.from_json(request["case"])
-        conn.send(run_case(case, seeds, request["workdir"], keep=request.get("keep", False)))
+        result = run_case(case, seeds, request["workdir"], keep=request.get("keep", False))
+        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # peak, in MiB (Linux: KiB)
+        conn.send(result)
+
+
+def _warm_up() -> None:
+    """Import what the targets use, then move every object alive so far out of the garbage collector's reach.
+
+    A worker runs thousands of cases; each full collection used to scan all of TensorFlow's objects again
+    (`gc.freeze` leaves them out; what the cases themselves allocate is still collected).
+    """
+    import importlib
+
+    import tensorflow  # noqa: F401
+
+    for name in ("bridge", "bridge.cli", "bridge.cli.inspect", "bridge.cli.convert", "bridge.cli.parity",
+                 "bridge.conversion.converter", "bridge.conversion.tf1_to_tf2", "bridge.conversion.tf2_to_tf1",
+                 "bridge.parity.comparison", "bridge.parity.runners", "bridge.parity.images", "legacy.hub",
+                 "tensorflow.core.protobuf.saved_model_pb2"):
+        importlib.import_module(name)
+    gc.collect()
+    gc.freeze()
 
 
 class WorkerPool:
     """Runs cases in worker processes with a time limit each; a hung or dead worker is replaced.
 
-    One worker per slot; each is restarted after `recycle` cases to keep memory bounded.
+    One worker per slot, kept for many cases (starting one costs seconds: TensorFlow's import); each is
+    restarted after `recycle` cases, or sooner once its peak memory passes `memory_limit_mb`, to keep memory
+    bounded.
     """
 
-    def __init__(self, workdir: str, processes: int = 1, recycle: int = 300, startup_limit: float = 600):
+    def __init__(self, workdir: str, processes: int = 1, recycle: int = 5000, startup_limit: float = 600,
+                 memory_limit_mb: int = 3072):
         self.workdir = workdir
         self.seeds_dir = os.path.join(workdir, "seeds")
         os.makedirs(self.seeds_dir, exist_ok=True)
         self.recycle = recycle
+        self.memory_limit_mb = memory_limit_mb
         self.startup_limit = startup_limit
         self._ctx = multiprocessing.get_context("spawn")
         self._slots = [None] * processes
@@ -674,7 +763,7 @@ class WorkerPool:
             self._slots[slot] = None
         else:
             worker["cases"] += 1
-            if worker["cases"] >= self.recycle:
+            if worker["cases"] >= self.recycle or result.get("rss_mb", 0) >= self.memory_limit_mb:
                 self._stop(slot)
         shutil.rmtree(case_dir, ignore_errors=True)
         return result

@@ -10,6 +10,7 @@ the project's one-line error, with nothing written and the source unchanged.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -56,6 +57,10 @@ def test_the_pool_reports_a_hang_and_a_crash_and_goes_on(pool, monkeypatch):
     assert crash["outcome"] == "crash", crash
     after = pool.run(fuzzing.Case("classifier_assets", "dir", "tfhub_module.pb", noop, "inspect"))
     assert after["outcome"] == "ok", after
+    # A worker whose memory passes the limit is retired after its case (workers otherwise live for many cases).
+    monkeypatch.setattr(pool, "memory_limit_mb", 1)
+    assert pool.run(fuzzing.Case("classifier_assets", "dir", "tfhub_module.pb", noop, "inspect"))["outcome"] == "ok"
+    assert pool._slots[0] is None
 
 
 def test_a_changed_source_or_a_leftover_is_a_failure(tmp_path, monkeypatch):
@@ -78,3 +83,22 @@ def test_a_changed_source_or_a_leftover_is_a_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fuzzing, "_run_target", leaves_a_destination)
     assert fuzzing.run_case(case, seeds, str(tmp_path / "b"))["outcome"] == "write"
+
+
+def test_a_changed_seed_is_a_failure_in_every_later_case(tmp_path, monkeypatch):
+    """Parity also reads the undamaged seed: a target that changes it fails, and so does each case after it."""
+    seed = str(tmp_path / "seed")
+    shutil.copytree(os.path.join(fuzzing.MODULES_DIR, "classifier_assets"), seed)
+    seeds = {"classifier_assets": seed}
+    noop = (("bit_flip", (("at", 0),)), ("bit_flip", (("at", 0),)))
+    case = fuzzing.Case("classifier_assets", "dir", "tfhub_module.pb", noop, "inspect")
+
+    def writes_into_the_seed(case, path, seeds, out):
+        with open(os.path.join(seeds["classifier_assets"], "extra.txt"), "w") as f:
+            f.write("x")
+        return "ok", ""
+
+    monkeypatch.setattr(fuzzing, "_run_target", writes_into_the_seed)
+    assert fuzzing.run_case(case, seeds, str(tmp_path / "a"))["outcome"] == "source_changed"
+    monkeypatch.setattr(fuzzing, "_run_target", lambda case, path, seeds, out: ("ok", ""))
+    assert fuzzing.run_case(case, seeds, str(tmp_path / "b"))["outcome"] == "source_changed"

@@ -1,8 +1,9 @@
 """Every crash fuzzing found, kept as a regression case: it must now end in the project's one-line error.
 
 Two kinds: cases the fuzzer saved (testdata/fuzz/*.json, each a `tests.fuzzing.Case` reproduced from the committed
-testdata modules, with what it used to raise and, when it is not the project's error, the outcome it has now), and the known damage written out by hand below (nested messages of
-a collection that do not parse, structure that parses but does not fit together, a damaged metadata file or array).
+testdata modules, with what it used to raise and, when it is not the project's error, the outcome it has now),
+and the known damage written out by hand below (nested messages of a collection that do not parse, structure
+that parses but does not fit together, a damaged metadata file or array).
 """
 
 from __future__ import annotations

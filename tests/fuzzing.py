@@ -28,6 +28,7 @@ import random
 import shutil
 import tarfile
 import tempfile
+import threading
 import time
 import traceback
 
@@ -721,8 +722,15 @@ class WorkerPool:
         self._ctx = multiprocessing.get_context("spawn")
         self._slots = [None] * processes
         self._counter = 0
+        # Workers start one at a time: the first builds the seeds, the others find them built (two building them
+        # at once collided in the same directory).
+        self._start_lock = threading.Lock()
 
     def _start(self, slot: int):
+        with self._start_lock:
+            return self._start_one(slot)
+
+    def _start_one(self, slot: int):
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(target=_worker_main, args=(child, self.seeds_dir), daemon=True)
         process.start()
@@ -743,8 +751,8 @@ class WorkerPool:
     def run(self, case: Case, slot: int = 0) -> dict:
         """Run `case` in worker `slot`; a failing case's input is kept under `result["input"]`."""
         worker = self._slots[slot] or self._start(slot)
-        self._counter += 1
-        case_dir = os.path.join(self.workdir, f"case-{os.getpid()}-{self._counter}")
+        self._counter += 1  # slots run in threads of their own: the slot keeps their directories apart
+        case_dir = os.path.join(self.workdir, f"case-{slot}-{self._counter}")
         limit = TIME_LIMITS.get(case.target, DEFAULT_TIME_LIMIT)
         try:
             worker["conn"].send({"case": case.to_json(), "workdir": case_dir, "keep": False})

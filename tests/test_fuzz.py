@@ -102,3 +102,18 @@ def test_a_changed_seed_is_a_failure_in_every_later_case(tmp_path, monkeypatch):
     assert fuzzing.run_case(case, seeds, str(tmp_path / "a"))["outcome"] == "source_changed"
     monkeypatch.setattr(fuzzing, "_run_target", lambda case, path, seeds, out: ("ok", ""))
     assert fuzzing.run_case(case, seeds, str(tmp_path / "b"))["outcome"] == "source_changed"
+
+
+def test_two_workers_starting_together_share_one_set_of_seeds(tmp_path):
+    """`make fuzz JOBS=2` starts both workers at once; the seeds are built once, and each case has its own folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = fuzzing.WorkerPool(str(tmp_path), processes=2)
+    noop = (("bit_flip", (("at", 0),)), ("bit_flip", (("at", 0),)))
+    case = fuzzing.Case("classifier_assets", "dir", "tfhub_module.pb", noop, "inspect")
+    try:
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            results = list(executor.map(lambda slot: pool.run(case, slot), [0, 1]))
+    finally:
+        pool.close()
+    assert [r["outcome"] for r in results] == ["ok", "ok"], results

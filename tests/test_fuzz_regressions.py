@@ -212,6 +212,24 @@ def test_metadata_naming_a_missing_primary_signature_is_refused_by_convert_and_s
     assert module(np.zeros((1, 28, 28, 3), np.float32)).shape == (1, 5)
 
 
+def test_npy_whose_header_does_not_tokenize_gives_the_projects_error(tmp_path):
+    """The saved case npz-header-token-error, for a plain .npy: numpy parses both headers the same way."""
+    from bridge.parity.images import collect_inputs
+    from legacy.errors import InvalidInputError
+
+    path = str(tmp_path / "images.npy")
+    np.save(path, np.zeros((2, 32, 32, 3), np.float32))
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    start = data.index(b"(2, 32")  # the header is the literal "{'descr': '<f4', ..., 'shape': (2, 32, 32, 3), }"
+    data[start + 4:128] = bytes(128 - start - 4)  # "(2, 3" and zeros: unclosed brackets, as in the saved case
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    with pytest.raises(InvalidInputError, match="not a readable numpy array"):
+        for _ in collect_inputs([path], image_size=(32, 32), batch_size=2).batches():
+            pass
+
+
 def test_npz_with_a_bad_checksum_gives_the_projects_error(seeds, tmp_path):
     """Found by fuzzing: a flipped bit in an .npz member's data showed only as zipfile.BadZipFile while reading."""
     from bridge.parity.images import collect_inputs

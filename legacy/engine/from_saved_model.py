@@ -21,11 +21,11 @@ from typing import Callable, Iterable
 
 import tensorflow as tf
 
-from legacy.errors import ConversionError, spell
+from legacy.errors import ConversionError, ModuleFormatError, spell
 from legacy.engine.inline import detach_updates, inline_function_calls
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
-from legacy.format.reader import untrusted
+from legacy.format.reader import first_line, untrusted
 from legacy.format.writer import attach_image_size
 from legacy.engine.native_log import quiet_native_log
 
@@ -87,7 +87,13 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
         variants = [(INFERENCE_TAGS, False)] + ([(TRAIN_TAGS, True)] if plan.has_training else [])
         for tags, training in variants:
             progress(f"building graph variant {sorted(tags) or '{}'} (training={training})")
-            meta_graphs.append(_build_variant(obj, plan, variables, trainable_ids, tags, training))
+            try:
+                meta_graphs.append(_build_variant(obj, plan, variables, trainable_ids, tags, training))
+            except AssertionError as e:
+                # TensorFlow's own checks on the graph built from the model's functions (found by fuzzing: a
+                # node attr `_output_shapes` where export_meta_graph asserts there is none).
+                raise ModuleFormatError(f"{path}: the SavedModel's functions do not form a valid graph "
+                                        f"({first_line(e)}); re-export it with tf.saved_model.save") from None
     assets = {}
     assets_dir = os.path.join(path, "assets")
     if os.path.isdir(assets_dir):

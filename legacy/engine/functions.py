@@ -16,7 +16,7 @@ from typing import Mapping
 from legacy.engine import composites, graph_import
 from legacy.errors import ModuleFormatError
 from legacy.format.graph_defs import op_name
-from legacy.format.reader import VARIABLE_OPS, StoredModule, VariableInfo, tag_label
+from legacy.format.reader import VARIABLE_OPS, StoredModule, VariableInfo, first_line, tag_label
 
 
 _instances = 0  # module instances with tables so far: their tables' shared names stay apart
@@ -227,6 +227,7 @@ class VariantOutputs:
     def __init__(self, fns: ModuleFunctions, tags: frozenset, names: list, with_updates: bool):
         self._fns, self._tags, self._with_updates = fns, tags, with_updates
         variant = fns.module.variant(tags)
+        self._path = fns.module.path
         self._signatures = {name: variant.runnable_signature(name) for name in names}
         # Signatures share an import when the same image tensor feeds them and their outputs reach the same
         # variables: a gradient tape then finds no gradient (None, as in TF1) for a variable the signature does not
@@ -320,6 +321,7 @@ class _OutputsGroup:
         import tensorflow as tf
 
         variant = fns.module.variant(tags)
+        self._path = fns.module.path
         self._signatures = {name: variant.runnable_signature(name) for name in names}
         inputs: dict = {}  # input tensor name -> TensorInfo
         outputs: dict = {}  # output component tensor name -> position
@@ -404,7 +406,14 @@ class _OutputsGroup:
         # As in _KeywordFunction: gradient tapes must know the variables are used.
         for var in self._variables:
             resource_variable_ops.variable_accessed(var)
-        flat = list(self._fn(*args))
+        try:
+            flat = list(self._fn(*args))
+        except ValueError as e:
+            # The inputs were checked against the signatures already: this is the graph contradicting itself, e.g.
+            # an output shape it records against the one it computes (found by fuzzing: a batch dimension of 2**40
+            # in a recorded shape, refused by TensorFlow's shape check while the call is traced).
+            raise ModuleFormatError(f"{self._path}: the module's graph cannot run ({first_line(e)}); re-download or "
+                                    "re-export the module") from None
         return {name: {key: composites.pack(info, [flat[self._output_positions[c]] for c in info.component_names()])
                        for key, info in self._signatures[name].outputs.items()} for name in names
                 if not {i.tensor_name for i in self._signatures[name].inputs.values()} & absent}

@@ -271,9 +271,10 @@ def _shape_str(shape) -> str:
 # A model file can parse and still not fit together (a signature naming a missing tensor, a node whose inputs do
 # not match its op, an object graph pointing past its end); TensorFlow's own loaders then raise whatever their
 # code happens to hit. These are the exceptions they raise on bad data, as seen by fuzzing them (a function
-# node whose op was cleared makes tf.saved_model.load raise RuntimeError "Op type not registered ''").
+# node whose op was cleared makes tf.saved_model.load raise RuntimeError "Op type not registered ''"; a function
+# spec missing a field makes it raise AttributeError "'FullArgSpec' object has no attribute 'args'").
 _CORRUPT_DATA = (DecodeError, RuntimeWarning, RuntimeError, ValueError, TypeError, KeyError, IndexError,
-                 OverflowError, FileNotFoundError)
+                 OverflowError, FileNotFoundError, AttributeError)
 
 
 def is_corrupt_data(e: BaseException) -> bool:

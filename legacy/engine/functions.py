@@ -38,7 +38,9 @@ def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool 
         return {}
     try:
         reader = tf.train.load_checkpoint(module.variables_prefix)
-    except (tf.errors.OpError, ValueError, IndexError) as e:  # a short index file raises IndexError
+    # A short index file raises IndexError; a damaged one can make the reader allocate by a size it read there
+    # (found by fuzzing: std::bad_alloc, raised as MemoryError).
+    except (tf.errors.OpError, ValueError, IndexError, MemoryError) as e:
         raise ModuleFormatError(f"{module.path}: the variables checkpoint cannot be read "
                                 f"({_first_line(e)}); the module is incomplete: re-download or re-export it") from None
     shapes = reader.get_variable_to_shape_map()
@@ -64,7 +66,7 @@ def _checkpoint_value(module: StoredModule, reader, shapes: Mapping, var: Variab
                                 f"{shapes[key]} in the checkpoint; re-export the module")
     try:
         return var.slice_of(reader.get_tensor(key))
-    except (tf.errors.OpError, IndexError, ValueError) as e:  # a short data file raises IndexError
+    except (tf.errors.OpError, IndexError, ValueError, MemoryError) as e:  # a short data file raises IndexError
         raise ModuleFormatError(f"{module.path}: reading variable {var.name!r} failed ({_first_line(e)}); the "
                                 "checkpoint is corrupt: re-download or re-export the module") from None
 

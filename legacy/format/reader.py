@@ -272,9 +272,10 @@ def _shape_str(shape) -> str:
 # not match its op, an object graph pointing past its end); TensorFlow's own loaders then raise whatever their
 # code happens to hit. These are the exceptions they raise on bad data, as seen by fuzzing them (a function
 # node whose op was cleared makes tf.saved_model.load raise RuntimeError "Op type not registered ''"; a function
-# spec missing a field makes it raise AttributeError "'FullArgSpec' object has no attribute 'args'").
+# spec missing a field makes it raise AttributeError "'FullArgSpec' object has no attribute 'args'"; a damaged
+# checkpoint index makes the C++ reader allocate by a size read from it: std::bad_alloc, raised as MemoryError).
 _CORRUPT_DATA = (DecodeError, RuntimeWarning, RuntimeError, ValueError, TypeError, KeyError, IndexError,
-                 OverflowError, FileNotFoundError, AttributeError)
+                 OverflowError, FileNotFoundError, AttributeError, MemoryError)
 
 
 def is_corrupt_data(e: BaseException) -> bool:

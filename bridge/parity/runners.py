@@ -40,6 +40,10 @@ class Runner:
     _names: dict | None = None
     _trainable_names: list = []
 
+    def _labelled(self, e: BridgeError) -> BridgeError:
+        """`e` naming this model first (once: errors about the model's own files name it already)."""
+        return e if str(e).startswith(f"{self.label}:") else type(e)(f"{self.label}: {e}")
+
     @property
     def signature_names(self) -> list:
         raise NotImplementedError
@@ -104,7 +108,7 @@ class Runner:
         try:
             outputs = self._call(signature, images, training, fed)
         except BridgeError as e:
-            raise type(e)(f"{self.label}: {e}") from None
+            raise self._labelled(e) from None
         except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
             shape = list(getattr(images, "shape", []))
             raise InvalidInputError(
@@ -284,7 +288,7 @@ class ModuleRunner(Runner):
         try:
             outputs = self.adapter.call_signatures(list(signatures), images, training=training, **fed)
         except BridgeError as e:
-            raise type(e)(f"{self.label}: {e}") from None
+            raise self._labelled(e) from None
         return {sig: dict(out) for sig, out in outputs.items()}
 
     def output_aliases(self, signatures):
@@ -577,8 +581,12 @@ def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False,
 def _load_saved_model(path: str):
     import tensorflow as tf
 
+    from legacy.engine.from_saved_model import check_reusable_attributes
+
     try:
-        return tf.saved_model.load(path)
+        obj = tf.saved_model.load(path)
+        check_reusable_attributes(obj, path)
+        return obj
     # All seen on damaged files (a cleared op in a function: RuntimeError "Op type not registered").
     except Exception as e:  # noqa: BLE001 - narrowed just below
         if not (isinstance(e, OSError) or is_corrupt_data(e)):

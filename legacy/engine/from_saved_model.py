@@ -75,6 +75,7 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
     with _eager():  # the restored functions and values are read eagerly, whatever the caller's mode
         with untrusted(path, "the SavedModel"):
             obj = tf.saved_model.load(path)
+        check_reusable_attributes(obj, path)
         from legacy.engine.text_variants import is_text_model
 
         if is_text_model(obj):  # strings, sparse or ragged inputs and lookup tables: see text_variants
@@ -113,6 +114,24 @@ def _text_meta_graphs(path: str, obj, progress) -> tuple:
     progress("building graph variant {} (text)")
     meta_graph, assets = text_meta_graph(path, obj, read_metadata(path), names, trainable_ids, _import_function)
     return [meta_graph], {names[id(v)]: v.numpy() for v in variables}, assets
+
+
+def check_reusable_attributes(obj, path: str) -> None:
+    """Refuse a loaded SavedModel whose `variables`, `trainable_variables` or `regularization_losses` are not lists
+    of variables and functions (found by fuzzing: a damaged object graph made `trainable_variables` some other
+    object, and the code iterating it raised TypeError)."""
+    import collections.abc
+
+    for name, kind in (("variables", "variables"), ("trainable_variables", "variables"),
+                       ("regularization_losses", "functions")):
+        if not hasattr(obj, name):
+            continue
+        value = getattr(obj, name)
+        fits = isinstance(value, collections.abc.Sequence) and not isinstance(value, (str, bytes)) and all(
+            isinstance(item, tf.Variable) if kind == "variables" else callable(item) for item in value)
+        if not fits:
+            raise ModuleFormatError(f"{path}: its {name} is not a list of {kind} (its object graph is damaged); "
+                                    "re-export it with tf.saved_model.save")
 
 
 def _eager():

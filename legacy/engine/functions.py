@@ -410,15 +410,26 @@ class _OutputsGroup:
             resource_variable_ops.variable_accessed(var)
         try:
             flat = list(self._fn(*args))
-        except ValueError as e:
-            # The inputs were checked against the signatures already: this is the graph contradicting itself, e.g.
-            # an output shape it records against the one it computes (found by fuzzing: a batch dimension of 2**40
-            # in a recorded shape, refused by TensorFlow's shape check while the call is traced).
-            raise ModuleFormatError(f"{self._path}: the module's graph cannot run ({first_line(e)}); re-download or "
+        except (ValueError, tf.errors.InvalidArgumentError) as e:
+            # The inputs were checked against the signatures already: this is the graph contradicting itself (found
+            # by fuzzing: a batch dimension of 2**40 in a recorded output shape, refused by TensorFlow's shape check
+            # while the call is traced; a damaged constant, refused by a kernel while the call runs).
+            raise ModuleFormatError(f"{self._path}: the module's graph cannot run ({_run_error(e)}); re-download or "
                                     "re-export the module") from None
         return {name: {key: composites.pack(info, [flat[self._output_positions[c]] for c in info.component_names()])
                        for key, info in self._signatures[name].outputs.items()} for name in names
                 if not {i.tensor_name for i in self._signatures[name].inputs.values()} & absent}
+
+
+def _run_error(e: Exception) -> str:
+    """What a failed call says, without TensorFlow's framing ("Graph execution error:", "Detected at node ...")."""
+    lines = [line.strip() for line in (getattr(e, "message", None) or str(e)).splitlines()]
+    node = next((line[len("Detected at node "):].split()[0] for line in lines if line.startswith("Detected at node ")),
+                None)
+    text = next((line for line in lines if line and line != "Graph execution error:" and not line.startswith(
+        ("Detected at node ", "<stack traces", "[[")) and not line.startswith("File ")), first_line(e))
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"node {node}: {text}" if node else text
 
 
 def _reachable_variables(graph_def, fetches) -> frozenset:

@@ -41,7 +41,8 @@ import shutil
 
 import tensorflow as tf
 
-from legacy.engine.from_saved_model import meta_graphs_from_saved_model, unique_variable_names
+from legacy.engine.from_saved_model import (check_reusable_attributes, meta_graphs_from_saved_model,
+                                             unique_variable_names)
 from legacy.format.atomic import atomic_directory
 from legacy.errors import (ConversionError, DestinationExistsError, ModuleFormatError, NotAModuleError,
                            UnknownSignatureError)
@@ -318,6 +319,7 @@ class LoadedModel:
         else:
             with tf.init_scope(), untrusted(spec.path, "the SavedModel"):
                 self._obj = tf.saved_model.load(spec.path)
+        check_reusable_attributes(self._obj, spec.path)
         variables = list(getattr(self._obj, "variables", []))
         if len(variables) != len(spec.variable_names):
             raise ModuleFormatError(f"{spec.path}: the model has {len(variables)} variables but its object graph "

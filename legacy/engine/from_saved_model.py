@@ -25,7 +25,7 @@ from legacy.errors import ConversionError, ModuleFormatError, spell
 from legacy.engine.inline import detach_updates, inline_function_calls
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
-from legacy.format.reader import first_line, untrusted
+from legacy.format.reader import first_line, is_corrupt_data, untrusted
 from legacy.format.writer import attach_image_size
 from legacy.engine.native_log import quiet_native_log
 
@@ -90,11 +90,16 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
             progress(f"building graph variant {sorted(tags) or '{}'} (training={training})")
             try:
                 meta_graphs.append(_build_variant(obj, plan, variables, trainable_ids, tags, training))
-            except AssertionError as e:
+            except Exception as e:  # noqa: BLE001 - narrowed just below
                 # TensorFlow's own checks on the graph built from the model's functions (found by fuzzing: a
-                # node attr `_output_shapes` where export_meta_graph asserts there is none).
-                raise ModuleFormatError(f"{path}: the SavedModel's functions do not form a valid graph "
-                                        f"({first_line(e)}); re-export it with tf.saved_model.save") from None
+                # node attr `_output_shapes` where export_meta_graph asserts there is none; a function node
+                # input dropped, refused by import_graph_def with ValueError).
+                if not (isinstance(e, AssertionError) or is_corrupt_data(e)):
+                    raise
+                said = first_line(e)
+                said = said if said == type(e).__name__ else f"{type(e).__name__}: {said}"
+                raise ModuleFormatError(f"{path}: the SavedModel's functions do not form a valid graph ({said}); "
+                                        "re-export it with tf.saved_model.save") from None
     assets = {}
     assets_dir = os.path.join(path, "assets")
     if os.path.isdir(assets_dir):

@@ -285,10 +285,13 @@ def is_corrupt_data(e: BaseException) -> bool:
     if isinstance(e, _CORRUPT_DATA):
         return True
     import tensorflow as tf
-    # A type spec in the object graph that does not decode (found by fuzzing: a bit flip in a TF2 SavedModel).
+    # Found by fuzzing TF2 SavedModels: a type spec in the object graph that does not decode (a bit flip); a
+    # signature whose outputs need a placeholder it does not feed, once the object graph is gone and the model
+    # loads as a TF1 SavedModel (a field cleared).
+    from tensorflow.python.ops.op_selector import UnliftableError
     from tensorflow.python.saved_model.nested_structure_coder import NotEncodableError
 
-    return isinstance(e, (tf.errors.OpError, NotEncodableError))
+    return isinstance(e, (tf.errors.OpError, NotEncodableError, UnliftableError))
 
 
 def first_line(e: BaseException) -> str:

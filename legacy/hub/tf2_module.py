@@ -160,7 +160,10 @@ class SavedModelSpec(ModuleSpec):
                                   ".signatures")
 
         def endpoint(attribute: str) -> Endpoint:
-            return _read_endpoint(path, attribute, graph, functions[attribute], nested_structure_coder)
+            # The specs decode in TensorFlow's own code (found by fuzzing: an element dropped from one made it
+            # raise ValueError "not enough values to unpack").
+            with untrusted(path, "the SavedModel's object graph"):
+                return _read_endpoint(path, attribute, graph, functions[attribute], nested_structure_coder)
 
         endpoints = {DEFAULT_SIGNATURE: endpoint(_CALL)}
         has_train = True in endpoints[DEFAULT_SIGNATURE].trainings

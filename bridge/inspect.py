@@ -140,8 +140,12 @@ def _inspect_tf2(path: str) -> dict:
             count *= max(d.size, 0)
         nbytes += count * dtypes.as_dtype(v.dtype).size
     metadata = read_metadata(path)
-    with untrusted(path, "the SavedModel's object graph"):  # its type specs decode in TensorFlow's own code
+    # The object graph's node references and type specs (decoded in TensorFlow's own code) may be damaged (found by
+    # fuzzing: a child id past the end of the node list).
+    with untrusted(path, "the SavedModel's object graph"):
         call = _call_function(meta_graph)
+        functions = _other_functions(meta_graph)
+        tables = _tables_tf2(meta_graph)
     report = {
         "safety": scan_model(saved_model, label=path).to_json(),
         "tags": [sorted(m.meta_info_def.tags) for m in saved_model.meta_graphs],
@@ -155,8 +159,8 @@ def _inspect_tf2(path: str) -> dict:
         else [],
         "bridge_metadata": None if metadata is None else metadata.to_json(),
         "call": call,
-        "functions": _other_functions(meta_graph),
-        "tables": _tables_tf2(meta_graph),
+        "functions": functions,
+        "tables": tables,
     }
     if _takes_text(call, report["functions"]):
         report["input_kind"] = "text"

@@ -48,6 +48,16 @@ def test_undecodable_type_spec_ends_in_the_projects_error_everywhere(target, see
     assert result["outcome"] == "error" and "No encoder for object" in result["detail"], result
 
 
+def test_object_graph_child_out_of_range_ends_in_the_projects_error(tmp_path, capsys):
+    """Found by the campaign with seed 20249 (IndexError in bridge inspect's walk of a TF2 object graph). Kept as
+    the damaged archive itself: its case drew different bytes when replayed, so the input is what reproduces."""
+    archive = os.path.join(FUZZ_DIR, "object-graph-child-out-of-range.tar.gz")
+    assert main(["inspect", archive]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("bridge inspect: error: ") and archive in err[-1], err
+    assert "object graph is corrupt or inconsistent (IndexError" in err[-1], err
+
+
 # -- damage written out by hand ---------------------------------------------------------------------------------
 
 

@@ -22,12 +22,11 @@ from typing import Callable, Iterable
 import tensorflow as tf
 
 from legacy.errors import ConversionError, ModuleFormatError, spell
-from legacy.engine.inline import detach_updates, inline_function_calls
+from legacy.engine.function_import import import_function, import_regularization_losses
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
 from legacy.format.reader import first_line, is_corrupt_data, untrusted
 from legacy.format.writer import attach_image_size
-from legacy.engine.native_log import quiet_native_log
 
 
 
@@ -117,7 +116,7 @@ def _text_meta_graphs(path: str, obj, progress) -> tuple:
     names = dict(zip((id(v) for v in variables), unique_variable_names(v.name.split(":")[0] for v in variables)))
     trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
     progress("building graph variant {} (text)")
-    meta_graph, assets = text_meta_graph(path, obj, read_metadata(path), names, trainable_ids, _import_function)
+    meta_graph, assets = text_meta_graph(path, obj, read_metadata(path), names, trainable_ids)
     return [meta_graph], {names[id(v)]: v.numpy() for v in variables}, assets
 
 
@@ -276,7 +275,7 @@ def _updates_with_hyperparameters(obj, spec, images, hyperparameters: dict, hand
         return None
     concrete = call.get_concrete_function(spec, training=True, **best)
     args = _flat_arguments(concrete, images, {k: hyperparameters[k] for k in best})
-    return _import_function(concrete, args, handles, "update_apply")[1]
+    return import_function(concrete, args, handles, "update_apply")[1]
 
 
 def _extra_placeholder(key: str, spec, default):
@@ -324,7 +323,7 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
             # by the bridge) share its import: the graph holds the network once for them.
             key = (id(concrete), tuple(id(a) for a in args))
             if key not in imported:
-                imported[key] = (concrete, _import_function(concrete, args, handles, f"{name}_apply"))
+                imported[key] = (concrete, import_function(concrete, args, handles, f"{name}_apply"))
             outputs, updates = imported[key][1]
             if primary_updates is None or name == DEFAULT_SIGNATURE:
                 primary_updates = updates
@@ -341,9 +340,7 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
                 or primary_updates
         for update in primary_updates or []:
             tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
-        for loss_fn in getattr(obj, "regularization_losses", []):
-            loss, _ = _import_function(loss_fn.get_concrete_function(), [], handles, "regularization_loss")
-            tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, loss[0])
+        import_regularization_losses(obj, handles)
         meta_graph = tf.compat.v1.train.export_meta_graph(
             graph=graph, clear_devices=True, strip_default_attrs=True,
             collection_list=[tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,
@@ -355,43 +352,3 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
     if plan.image_size:
         attach_image_size(meta_graph, *plan.image_size)
     return meta_graph
-
-
-def _import_function(concrete, args: list, handles: dict, scope: str) -> tuple:
-    """Import a concrete function's flattened graph into the current graph: (outputs, update ops)."""
-    graph_def = inline_function_calls(concrete.graph.as_graph_def())
-    for node in graph_def.node:
-        node.device = ""
-        if "_class" in node.attr:
-            del node.attr["_class"]
-        if "_gradient_op_type" in node.attr:
-            # A tf.custom_gradient (Keras' swish, say) marks an IdentityN with a gradient function that exists only
-            # in the process that registered it; a TF1 graph loaded elsewhere fails with "No gradient defined".
-            # Without the mark, gradients flow through the forward ops the function computes, which gives the
-            # mathematical gradient (custom gradients that change it on purpose are listed in the README).
-            del node.attr["_gradient_op_type"]
-    inputs = concrete.graph.inputs
-    input_map = {}
-    arg_inputs, captured = inputs[:len(inputs) - len(concrete.captured_inputs)], inputs[
-        len(inputs) - len(concrete.captured_inputs):]
-    if len(arg_inputs) != len(args):
-        raise ConversionError(f"function {concrete.name} takes {len(arg_inputs)} inputs, expected {len(args)}")
-    for placeholder, tensor in zip(arg_inputs, args):
-        input_map[placeholder.name] = tensor
-    variable_inputs = set()
-    for placeholder, value in zip(captured, concrete.captured_inputs):
-        var = handles.get(id(value))
-        if var is not None:
-            input_map[placeholder.name] = var.handle
-            variable_inputs.add(placeholder.op.name)
-        elif value.dtype == tf.resource:
-            raise ConversionError("the model's function captures a resource that is not one of its variables (a "
-                                  "lookup table or dataset); such models cannot be written as TF1 Hub modules")
-        else:
-            input_map[placeholder.name] = tf.constant(value.numpy())
-    updates = detach_updates(graph_def, variable_inputs)
-    output_names = [t.name for t in concrete.graph.outputs]
-    with quiet_native_log():
-        imported = tf.compat.v1.import_graph_def(graph_def, input_map=input_map,
-                                                 return_elements=output_names + updates, name=scope)
-    return imported[:len(output_names)], imported[len(output_names):]

@@ -17,6 +17,7 @@ import os
 
 import tensorflow as tf
 
+from legacy.engine.function_import import import_function, import_regularization_losses
 from legacy.engine.tables import NAMED_TABLE_OPS
 from legacy.errors import ConversionError
 from legacy.format.conventions import DEFAULT_SIGNATURE
@@ -35,15 +36,11 @@ def is_text_model(obj) -> bool:
 
 @dataclasses.dataclass
 class _Handle:
-    handle: object  # what `_import_function` maps a captured tensor to
+    handle: object  # what `import_function` maps a captured tensor to
 
 
-def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set, import_function) -> tuple:
-    """(inference MetaGraphDef, {asset file name: path}) of a bridge-converted text model (see the docstring).
-    `import_function(concrete, args, handles, scope)`: from_saved_model's flattening import (passed in, so that
-    this module does not import the one that imports it)."""
-    _import_function = import_function
-
+def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set) -> tuple:
+    """(inference MetaGraphDef, {asset file name: path}) of a bridge-converted text model (see the docstring)."""
     if metadata is None or not metadata.signatures:
         raise ConversionError(f"{src} takes text but has no bridge metadata naming its signatures; only text models "
                               "converted from TF1 by the bridge can be written back as TF1 Hub modules")
@@ -69,7 +66,7 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
             handles[id(resource.resource_handle)] = _Handle(table)
             init = getattr(resource, "_initialize", None)
             if init is not None:
-                outputs, _ = _import_function(_concrete(init), [], handles, f"table_init_{k}" if k else "table_init")
+                outputs, _ = import_function(_concrete(init), [], handles, f"table_init_{k}" if k else "table_init")
                 initializers += [t.op for t in outputs]
         signature_defs = {}
         for name in metadata.signatures:
@@ -82,7 +79,7 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
             keys = list(_argument_names(fn))[:len(args)]
             placeholders = {key: _placeholder(spec, key) for key, spec in zip(keys, args)}
             flat = [t for key in keys for t in tf.nest.flatten(placeholders[key], expand_composites=True)]
-            outputs, _ = _import_function(concrete, flat, handles, f"{name}_apply")
+            outputs, _ = import_function(concrete, flat, handles, f"{name}_apply")
             structured = tf.nest.pack_sequence_as(concrete.structured_outputs, list(outputs), expand_composites=True)
             if not isinstance(structured, dict):
                 structured = {DEFAULT_SIGNATURE: structured}
@@ -91,9 +88,7 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
                 outputs={k: tf.compat.v1.saved_model.build_tensor_info(v) for k, v in structured.items()})
         if metadata.primary_signature != DEFAULT_SIGNATURE:
             signature_defs[DEFAULT_SIGNATURE] = signature_defs[metadata.primary_signature]
-        for loss_fn in getattr(obj, "regularization_losses", []):
-            loss, _ = _import_function(loss_fn.get_concrete_function(), [], handles, "regularization_loss")
-            tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, loss[0])
+        import_regularization_losses(obj, handles)
         meta_graph = tf.compat.v1.train.export_meta_graph(
             graph=graph, clear_devices=True, strip_default_attrs=True,
             collection_list=[tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,

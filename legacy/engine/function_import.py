@@ -1,0 +1,58 @@
+"""A TF2 concrete function imported into the current TF1 graph, flattened: its calls inlined, its arguments and
+captured variables mapped to the graph's tensors and variables. Both ways of building TF1 graph variants from a
+SavedModel use it (`from_saved_model` for image models, `text_variants` for text models)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from legacy.engine.inline import detach_updates, inline_function_calls
+from legacy.engine.native_log import quiet_native_log
+from legacy.errors import ConversionError
+
+
+def import_function(concrete, args: list, handles: dict, scope: str) -> tuple:
+    """Import a concrete function's flattened graph into the current graph: (outputs, update ops)."""
+    graph_def = inline_function_calls(concrete.graph.as_graph_def())
+    for node in graph_def.node:
+        node.device = ""
+        if "_class" in node.attr:
+            del node.attr["_class"]
+        if "_gradient_op_type" in node.attr:
+            # A tf.custom_gradient (Keras' swish, say) marks an IdentityN with a gradient function that exists only
+            # in the process that registered it; a TF1 graph loaded elsewhere fails with "No gradient defined".
+            # Without the mark, gradients flow through the forward ops the function computes, which gives the
+            # mathematical gradient (custom gradients that change it on purpose are listed in the README).
+            del node.attr["_gradient_op_type"]
+    inputs = concrete.graph.inputs
+    input_map = {}
+    arg_inputs, captured = inputs[:len(inputs) - len(concrete.captured_inputs)], inputs[
+        len(inputs) - len(concrete.captured_inputs):]
+    if len(arg_inputs) != len(args):
+        raise ConversionError(f"function {concrete.name} takes {len(arg_inputs)} inputs, expected {len(args)}")
+    for placeholder, tensor in zip(arg_inputs, args):
+        input_map[placeholder.name] = tensor
+    variable_inputs = set()
+    for placeholder, value in zip(captured, concrete.captured_inputs):
+        var = handles.get(id(value))
+        if var is not None:
+            input_map[placeholder.name] = var.handle
+            variable_inputs.add(placeholder.op.name)
+        elif value.dtype == tf.resource:
+            raise ConversionError("the model's function captures a resource that is not one of its variables (a "
+                                  "lookup table or dataset); such models cannot be written as TF1 Hub modules")
+        else:
+            input_map[placeholder.name] = tf.constant(value.numpy())
+    updates = detach_updates(graph_def, variable_inputs)
+    output_names = [t.name for t in concrete.graph.outputs]
+    with quiet_native_log():
+        imported = tf.compat.v1.import_graph_def(graph_def, input_map=input_map,
+                                                 return_elements=output_names + updates, name=scope)
+    return imported[:len(output_names)], imported[len(output_names):]
+
+
+def import_regularization_losses(obj, handles: dict) -> None:
+    """Each of the model's regularization losses imported and added to REGULARIZATION_LOSSES."""
+    for loss_fn in getattr(obj, "regularization_losses", []):
+        loss, _ = import_function(loss_fn.get_concrete_function(), [], handles, "regularization_loss")
+        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, loss[0])

@@ -4,14 +4,16 @@ sparse inputs, tables) build these in their constructors and differ in everythin
 
 from __future__ import annotations
 
+from legacy.format.conventions import tag_label
 from legacy.format.metadata import BridgeMetadata
 from legacy.format.reader import StoredModule
 
 
 class StoredModuleAdapter:
-    """Base of the adapters: subclasses set `_stored`, `_metadata` and `_saved` in `__init__`."""
+    """Base of the adapters: subclasses set `_stored`, `_primary`, `_metadata` and `_saved` in `__init__`."""
 
     _stored: StoredModule
+    _primary: str
     _metadata: BridgeMetadata
     _saved: object
 
@@ -32,3 +34,7 @@ class StoredModuleAdapter:
     @property
     def stored_module(self) -> StoredModule:
         return self._stored
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self._stored.path} signature={self._primary!r} "
+                f"variants={', '.join(tag_label(t) for t in self._stored.tags)}>")

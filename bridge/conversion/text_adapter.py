@@ -32,7 +32,7 @@ from legacy.engine import composites
 from legacy.engine.functions import ModuleFunctions, input_defaults, load_variables
 from legacy.engine.tables import create_anonymous, definition, initialize, module_tables
 from legacy.errors import InvalidInputError, NotAnImageModuleError
-from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, TRAIN_TAGS, tag_label
+from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, TRAIN_TAGS
 from legacy.format.metadata import BridgeMetadata
 from legacy.format.reader import StoredModule
 
@@ -322,9 +322,6 @@ class TextModuleAdapter(StoredModuleAdapter):
                 loss.get_concrete_function()
             return signatures
 
-    def __repr__(self) -> str:
-        return (f"<TextModuleAdapter {self._stored.path} signature={self._primary!r} "
-                f"variants={', '.join(tag_label(t) for t in self._stored.tags)}>")
 
 
 def signatures_not_kept(module: StoredModule) -> dict:

@@ -24,7 +24,7 @@ from legacy.format.metadata import BridgeMetadata, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.engine.functions import ModuleFunctions, input_defaults, load_variables
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS,
-                                       kind_of_signature, tag_label)
+                                       kind_of_signature)
 from legacy.format.reader import StoredModule, read_module
 # Attributes of the Reusable SavedModel API and of this class that a TF1 signature name must not shadow.
 _RESERVED = frozenset({"variables", "trainable_variables", "regularization_losses", "signatures",
@@ -374,10 +374,6 @@ class ModuleAdapter(StoredModuleAdapter):
         for loss in self.regularization_losses:
             loss.get_concrete_function()
         return signatures
-
-    def __repr__(self) -> str:
-        return (f"<ModuleAdapter {self._stored.path} signature={self._primary!r} "
-                f"variants={', '.join(tag_label(t) for t in self._stored.tags)}>")
 
 
 def _spec_shape(shape):

@@ -11,13 +11,10 @@ worker under the same paths (a shared filesystem), and the workers must have the
 
 from __future__ import annotations
 
-import tempfile
-import uuid
 from typing import Callable, Sequence
 
 # Importing the parity pipeline's module first: without Beam it raises the one-line install hint.
-from bridge.parity.beam import _join, _read_results, _remove, _unwrap, _write_results, beam, pipeline_options
-from legacy.errors import BridgeError
+from bridge.parity.beam import beam, pipeline_options, run_gathered
 
 RESULTS_FILE = "bridge-migrate-records.pkl"
 
@@ -30,26 +27,14 @@ def migrate_on_beam(models: Sequence, work: Callable[[object], dict], beam_optio
     a "name". `beam_options`: Beam pipeline flags (default: DirectRunner with 2 workers as threads).
     """
     options = pipeline_options(beam_options)
-    temp = options.get_all_options().get("temp_location")
-    local_dir = None if temp else tempfile.mkdtemp(prefix="bridge-beam-")
-    results_path = _join(temp or local_dir, f"{uuid.uuid4().hex}-{RESULTS_FILE}")
     if progress:
         progress(f"running {len(models)} model{'s' if len(models) != 1 else ''} on Beam "
                  f"({options.get_all_options().get('runner') or 'DirectRunner'})")
-    try:
-        with beam.Pipeline(options=options) as pipeline:
-            _ = (pipeline
-                 | "Models" >> beam.Create(list(models))
-                 | "Spread" >> beam.Reshuffle()
-                 | "Migrate" >> beam.Map(work)
-                 | "Gather" >> beam.combiners.ToList()
-                 | "Write" >> beam.Map(_write_results, results_path))
-        records = {record["name"]: record for record in _read_results(results_path)}
-    except BridgeError:
-        raise
-    except Exception as e:  # a worker's error comes back wrapped by the runner: one line again
-        raise _unwrap(e) from None
-    finally:
-        _remove(results_path, local_dir)
+    gathered = run_gathered(options, RESULTS_FILE, lambda pipeline: (
+        pipeline
+        | "Models" >> beam.Create(list(models))
+        | "Spread" >> beam.Reshuffle()
+        | "Migrate" >> beam.Map(work)))
+    records = {record["name"]: record for record in gathered}
     return [records[model.name] for model in models]
 

@@ -374,35 +374,22 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
                       for side, r in (("A", ra), ("B", rb))}
         paths = (os.fspath(a), os.fspath(b))
 
-    temp = options.get_all_options().get("temp_location")
-    local_dir = None if temp else tempfile.mkdtemp(prefix="bridge-beam-")
-    results_path = _join(temp or local_dir, f"{uuid.uuid4().hex}-{RESULTS_FILE}")
     progress(f"running {len(inputs)} images in {len(plans)} batches on Beam "
              f"({options.get_all_options().get('runner') or 'DirectRunner'})")
     handler_a = RunnerModelHandler(paths[0], chosen, allow_unsafe_ops)
     handler_b = RunnerModelHandler(paths[1], chosen, allow_unsafe_ops)
     user_logits = tuple(logits)
-    try:
-        with beam.Pipeline(options=options) as pipeline:
-            _ = (pipeline
-                 | "Batches" >> beam.Create(plans)
-                 | "Spread" >> beam.Reshuffle()
-                 | "Decode" >> beam.Map(read_batch, size)
-                 | "RunA" >> RunInference(handler_a)
-                 | "CarryA" >> beam.Map(lambda r: _WithA(r.example, r.inference))
-                 | "RunB" >> RunInference(handler_b)
-                 | "Statistics" >> beam.FlatMap(lambda r: batch_statistics(
-                     r.example.a, r.inference, r.example.batch, chosen, tolerances, user_logits))
-                 | "Combine" >> beam.CombinePerKey(StatsCombineFn())
-                 | "Gather" >> beam.combiners.ToList()
-                 | "Write" >> beam.Map(_write_results, results_path))
-        combined = dict(_read_results(results_path))
-    except BridgeError:
-        raise
-    except Exception as e:  # a worker's BridgeError comes back wrapped by the runner: one line again
-        raise _unwrap(e) from None
-    finally:
-        _remove(results_path, local_dir)
+    combined = dict(run_gathered(options, RESULTS_FILE, lambda pipeline: (
+        pipeline
+        | "Batches" >> beam.Create(plans)
+        | "Spread" >> beam.Reshuffle()
+        | "Decode" >> beam.Map(read_batch, size)
+        | "RunA" >> RunInference(handler_a)
+        | "CarryA" >> beam.Map(lambda r: _WithA(r.example, r.inference))
+        | "RunB" >> RunInference(handler_b)
+        | "Statistics" >> beam.FlatMap(lambda r: batch_statistics(
+            r.example.a, r.inference, r.example.batch, chosen, tolerances, user_logits))
+        | "Combine" >> beam.CombinePerKey(StatsCombineFn()))))
 
     report = _report(combined, chosen, tolerances, inputs, images, a_desc, b_desc, seed, only_in, labels, random_ops)
     progress(f"{len(inputs)} images compared")
@@ -442,6 +429,28 @@ def _report(combined: dict, chosen: list, tolerances: Tolerances, inputs: InputS
              f"{', '.join(names)}" for (side, names), label in zip(only_in.items(), labels) if names]
     notes += _missing_outputs_notes(results)
     return Report(a=a_desc, b=b_desc, inputs=describe, results=results, settings=settings, notes=notes)
+
+
+def run_gathered(options, results_name: str, build: Callable) -> list:
+    """Run the pipeline whose steps `build(pipeline)` adds, and return every element of the PCollection it returns,
+    gathered on the launching machine through a file `results_name` under --temp_location (any filesystem Beam
+    writes, e.g. gs://), else a local temporary directory, removed afterwards. A worker's BridgeError comes back as
+    itself (one line), any other failure as a BridgeError naming where to look."""
+    temp = options.get_all_options().get("temp_location")
+    local_dir = None if temp else tempfile.mkdtemp(prefix="bridge-beam-")
+    results_path = _join(temp or local_dir, f"{uuid.uuid4().hex}-{results_name}")
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            _ = (build(pipeline)
+                 | "Gather" >> beam.combiners.ToList()
+                 | "Write" >> beam.Map(_write_results, results_path))
+        return _read_results(results_path)
+    except BridgeError:
+        raise
+    except Exception as e:  # a worker's error comes back wrapped by the runner: one line again
+        raise _unwrap(e) from None
+    finally:
+        _remove(results_path, local_dir)
 
 
 def _join(base: str, name: str) -> str:

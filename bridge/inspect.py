@@ -263,6 +263,7 @@ def _tables_tf2(meta_graph) -> list:
     from tensorflow.python.framework import dtypes
 
     from legacy.engine.tables import NAMED_TABLE_OPS
+    from legacy.format.graph_defs import called_functions
 
     graph = meta_graph.object_graph_def
     library = {f.signature.name: f for f in meta_graph.graph_def.library.function}
@@ -274,26 +275,19 @@ def _tables_tf2(meta_graph) -> list:
                 paths[child.node_id] = f"{paths[node_id]}.{child.local_name}".lstrip(".")
                 stack.append(child.node_id)
 
-    def function_nodes(node_id: int, seen: set) -> list:
-        found = []
-        for concrete in graph.nodes[node_id].function.concrete_functions:
-            pending = [concrete]
-            while pending:
-                name = pending.pop()
-                if name in seen or name not in library:
-                    continue
-                seen.add(name)
-                for node in library[name].node_def:
-                    found.append(node)
-                    pending.extend(a.func.name for a in node.attr.values() if a.func.name)
-        return found
+    def function_nodes(node_id: int) -> list:
+        """The nodes of an object's concrete functions and of every function they call (roots first)."""
+        roots = [name for name in graph.nodes[node_id].function.concrete_functions if name in library]
+        called = called_functions((node for name in roots for node in library[name].node_def), library)
+        names = roots + sorted(called - set(roots))
+        return [node for name in names for node in library[name].node_def]
 
     tables = []
     for node_id, node in enumerate(graph.nodes):
         if node.WhichOneof("kind") != "resource":
             continue
         children = {c.local_name: c.node_id for c in node.children}
-        created = [n for n in function_nodes(children.get("_create_resource", node_id), set())
+        created = [n for n in function_nodes(children.get("_create_resource", node_id))
                    if n.op in NAMED_TABLE_OPS] if "_create_resource" in children else []
         if not created:
             continue
@@ -305,7 +299,7 @@ def _tables_tf2(meta_graph) -> list:
                         else ():
                     if graph.nodes[bound].WhichOneof("kind") == "asset":
                         files.append(meta_graph.asset_file_def[graph.nodes[bound].asset.asset_file_def_index].filename)
-            initializers = sorted({n.op for n in function_nodes(children["_initialize"], set())
+            initializers = sorted({n.op for n in function_nodes(children["_initialize"])
                                    if n.op.startswith(("InitializeTable", "LookupTableImport"))})
         table = created[0]
         tables.append({"table": paths.get(node_id, str(node_id)), "op": table.op,

@@ -184,6 +184,13 @@ def _inspect_tf2(path: str) -> dict:
     return report
 
 
+def saved_model_takes_text(path: str) -> bool:
+    """Whether the TF2 SavedModel at `path` is a text model (see `_takes_text`), from its object graph alone."""
+    meta_graph = read_saved_model_proto(path).meta_graphs[0]
+    with untrusted(path, "the SavedModel's object graph"):
+        return _takes_text(_call_function(meta_graph), _other_functions(meta_graph))
+
+
 def _takes_text(call: dict | None, functions: dict) -> bool:
     """Whether the model's functions take strings, sparse or ragged tensors and no image batch: a text model,
     for which the image facts (expected size, channels) do not apply."""

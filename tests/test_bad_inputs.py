@@ -66,6 +66,17 @@ def built(tmp_path_factory, converted):
     models["two_inputs"] = str(root / "two_inputs")
     tf.saved_model.save(TwoInputs(), models["two_inputs"])
 
+    class Features(tf.Module):  # an image model saved by TensorFlow: nothing says feature vector or classifier
+        def __init__(self):
+            self.w = tf.Variable(2.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)])
+        def __call__(self, images):
+            return tf.reduce_mean(images, axis=[1, 2]) * self.w
+
+    models["no_kind"] = str(root / "no_kind")
+    tf.saved_model.save(Features(), models["no_kind"])
+
     graph = tf.Graph()  # a text module whose only signature takes two string inputs: no __call__ can serve it
     with graph.as_default():
         text = tf.compat.v1.placeholder(tf.string, [None], name="sentences")
@@ -373,6 +384,9 @@ CASES = [
     # -- TF2 SavedModels that are not Reusable image models ------------------------------------------------------
     Case("tf2-without-call", lambda ws: _convert(ws, ws.built("no_call"), "--kind", "feature_vector"),
          "has no __call__ function", "re-export it with a tf.function __call__(images, training=False)"),
+    Case("tf2-image-model-without-kind", lambda ws: _convert(ws, ws.built("no_kind")),
+         "does not say whether it is a feature vector or a classifier",
+         "pass --kind feature_vector or --kind classification"),
     Case("tf2-two-inputs", lambda ws: _convert(ws, ws.built("two_inputs"), "--kind", "feature_vector"),
          "__call__ takes 2 input tensors", "exactly one"),
     # -- untrusted graphs ---------------------------------------------------------------------------------------------

@@ -169,12 +169,14 @@ def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size,
 
 
 def _check_kind_known(src: str, local: str, kind) -> None:
-    """TF2 -> TF1 needs a kind: from `kind`, else from the bridge metadata (a model converted from TF1 brings its
-    signatures back). Checked from the metadata file before the model loads."""
+    """TF2 -> TF1 of an image model needs a kind: from `kind`, else from the bridge metadata (a model converted from
+    TF1 brings its signatures back); a text model's `__call__` becomes the `default` signature. Checked from the
+    model's files before it loads."""
+    from bridge.inspect import saved_model_takes_text
     from legacy.format.metadata import read_metadata
 
     metadata = read_metadata(local)
-    if kind is None and (metadata is None or not metadata.signatures):
+    if kind is None and (metadata is None or not metadata.signatures) and not saved_model_takes_text(local):
         fix = spell("kind='feature_vector' or kind='classification'", "--kind feature_vector or --kind classification")
         raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass {fix}")
 

@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 import tensorflow as tf
 
 from legacy.errors import ConversionError, ModuleFormatError, spell
-from legacy.engine.function_import import import_function, import_regularization_losses
+from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
 from legacy.format.reader import first_line, is_corrupt_data, untrusted
@@ -331,9 +331,9 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
             if not isinstance(structured, dict):
                 structured = {DEFAULT_SIGNATURE: structured}
             signature_defs[name] = tf.compat.v1.saved_model.build_signature_def(
-                inputs={IMAGE_INPUT_KEY: tf.compat.v1.saved_model.build_tensor_info(images),
-                        **{k: tf.compat.v1.saved_model.build_tensor_info(t) for k, (_, t) in extra.items()}},
-                outputs={k: tf.compat.v1.saved_model.build_tensor_info(v) for k, v in structured.items()})
+                inputs={IMAGE_INPUT_KEY: tensor_info(images),
+                        **{k: tensor_info(t) for k, (_, t) in extra.items()}},
+                outputs={k: tensor_info(v) for k, v in structured.items()})
         hyperparameters = {key: tensor for (key, _, _, default), tensor in placeholders.items() if default is not None}
         if training and hyperparameters:
             primary_updates = _updates_with_hyperparameters(obj, spec, images, hyperparameters, handles) \

@@ -56,3 +56,12 @@ def import_regularization_losses(obj, handles: dict) -> None:
     for loss_fn in getattr(obj, "regularization_losses", []):
         loss, _ = import_function(loss_fn.get_concrete_function(), [], handles, "regularization_loss")
         tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, loss[0])
+
+
+def tensor_info(tensor):
+    """The TensorInfo of a tensor (dense, sparse or ragged) for a TF1 SignatureDef, without TensorFlow's warning that
+    its TF1 API (`build_tensor_info`) is deprecated: writing TF1 signatures is what this project does."""
+    from tensorflow.python.util import deprecation
+
+    with deprecation.silence():
+        return tf.compat.v1.saved_model.build_tensor_info(tensor)

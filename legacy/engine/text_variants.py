@@ -3,7 +3,8 @@
     if is_text_model(obj): meta_graph, assets = text_meta_graph(obj, metadata, names, trainable_ids)
 
 The counterpart of `bridge.conversion.text_adapter`: each TF1 signature the model's bridge metadata lists comes
-back from its function `obj.<signature>(inputs, training=False)`, with inputs as TF1 placeholders of the function's
+back from its function `obj.<signature>(inputs, training=False)` (a model saved by TensorFlow itself, without the
+metadata, has one: `default`, from its `__call__`), with inputs as TF1 placeholders of the function's
 own types (`tf.compat.v1.sparse_placeholder` for a SparseTensor, a ragged placeholder for a RaggedTensor). Each of
 the model's tables becomes a named `HashTableV2` (node-name sharing: one table per module instance) filled by the
 model's own initializer function, imported into the graph and listed in the `table_initializer` collection; the
@@ -17,7 +18,7 @@ import os
 
 import tensorflow as tf
 
-from legacy.engine.function_import import import_function, import_regularization_losses
+from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
 from legacy.engine.tables import NAMED_TABLE_OPS
 from legacy.errors import ConversionError
 from legacy.format.conventions import DEFAULT_SIGNATURE
@@ -40,10 +41,13 @@ class _Handle:
 
 
 def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set) -> tuple:
-    """(inference MetaGraphDef, {asset file name: path}) of a bridge-converted text model (see the docstring)."""
-    if metadata is None or not metadata.signatures:
-        raise ConversionError(f"{src} takes text but has no bridge metadata naming its signatures; only text models "
-                              "converted from TF1 by the bridge can be written back as TF1 Hub modules")
+    """(inference MetaGraphDef, {asset file name: path}) of a text model (see the module docstring): the signatures
+    its bridge metadata lists, or for a model without, its `__call__` as the `default` signature."""
+    if metadata is not None and metadata.signatures:
+        functions = {name: name for name in metadata.signatures}  # signature name: the model's function
+        primary = metadata.primary_signature
+    else:  # a model saved by TensorFlow: its `__call__` is the module's `default` signature
+        functions, primary = {DEFAULT_SIGNATURE: "__call__"}, DEFAULT_SIGNATURE
     variables = list(getattr(obj, "variables", []))
     graph = tf.Graph()
     assets, asset_nodes, initializers = {}, [], []
@@ -69,14 +73,16 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
                 outputs, _ = import_function(_concrete(init), [], handles, f"table_init_{k}" if k else "table_init")
                 initializers += [t.op for t in outputs]
         signature_defs = {}
-        for name in metadata.signatures:
-            fn = getattr(obj, name, None)
+        for name, attribute in functions.items():
+            fn = getattr(obj, attribute, None)
             if fn is None:
                 raise ConversionError(f"{src}: its metadata lists signature {name!r}, but the model has no such "
                                       "function; re-convert it from the TF1 module")
             concrete = _inference_trace(fn)
             args, _ = concrete.structured_input_signature
             keys = list(_argument_names(fn))[:len(args)]
+            if attribute == "__call__" and len(keys) == 1:
+                keys = [DEFAULT_SIGNATURE]  # TF1 text modules' single input is named `default`
             placeholders = {key: _placeholder(spec, key) for key, spec in zip(keys, args)}
             flat = [t for key in keys for t in tf.nest.flatten(placeholders[key], expand_composites=True)]
             outputs, _ = import_function(concrete, flat, handles, f"{name}_apply")
@@ -84,10 +90,10 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
             if not isinstance(structured, dict):
                 structured = {DEFAULT_SIGNATURE: structured}
             signature_defs[name] = tf.compat.v1.saved_model.build_signature_def(
-                inputs={k: tf.compat.v1.saved_model.build_tensor_info(v) for k, v in placeholders.items()},
-                outputs={k: tf.compat.v1.saved_model.build_tensor_info(v) for k, v in structured.items()})
-        if metadata.primary_signature != DEFAULT_SIGNATURE:
-            signature_defs[DEFAULT_SIGNATURE] = signature_defs[metadata.primary_signature]
+                inputs={k: tensor_info(v) for k, v in placeholders.items()},
+                outputs={k: tensor_info(v) for k, v in structured.items()})
+        if primary != DEFAULT_SIGNATURE:
+            signature_defs[DEFAULT_SIGNATURE] = signature_defs[primary]
         import_regularization_losses(obj, handles)
         meta_graph = tf.compat.v1.train.export_meta_graph(
             graph=graph, clear_devices=True, strip_default_attrs=True,

@@ -377,22 +377,31 @@ def main(out_dir):
 
 def run_module(path, out_npz):
   """Genuine hub.Module on another text module (e.g. one written back by the bridge): its `default` outputs on
-  SENTENCES and `tokens` outputs on TOKENS, from one graph, after the tables initializer."""
+  SENTENCES and, if it has a `tokens` signature, its outputs on TOKENS, from one graph, after the tables
+  initializer; also its signatures, input names and regularization losses (trainable=True, which adds them; the
+  graph variant is the inference one either way, variables as exported)."""
   tf.config.experimental.enable_op_determinism()
   arrays = {}
   with tf.Graph().as_default():
-    module = hub.Module(path)
+    module = hub.Module(path, trainable=True)
+    signatures = sorted(module.get_signature_names())
+    arrays["signatures"] = np.array(signatures)
+    arrays["default/inputs"] = np.array(sorted(module.get_input_info_dict()))
     sentences = tf.compat.v1.placeholder(tf.string, [None])
     out = module(sentences)
-    tokens = tf.compat.v1.sparse_placeholder(tf.string, [None, None])
-    token_out = module(tokens, signature="tokens", as_dict=True)
+    losses = tf.compat.v1.losses.get_regularization_losses()
+    if "tokens" in signatures:
+      tokens = tf.compat.v1.sparse_placeholder(tf.string, [None, None])
+      token_out = module(tokens, signature="tokens", as_dict=True)
     with tf.compat.v1.Session() as sess:
       sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
       arrays["text/default"] = sess.run(out, {sentences: SENTENCES})
-      result = sess.run(token_out, {tokens: _tokens_value()})
-      arrays["tokens/default"] = result["default"]
-      arrays["tokens/ids/values"] = result["ids"].values
-      arrays["tokens/ragged_ids/flat_values"] = result["ragged_ids"].flat_values
+      arrays["regularization_losses"] = np.array(sess.run(losses), np.float32)
+      if "tokens" in signatures:
+        result = sess.run(token_out, {tokens: _tokens_value()})
+        arrays["tokens/default"] = result["default"]
+        arrays["tokens/ids/values"] = result["ids"].values
+        arrays["tokens/ragged_ids/flat_values"] = result["ragged_ids"].flat_values
   np.savez(out_npz, **arrays)
 
 

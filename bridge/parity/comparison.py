@@ -125,6 +125,7 @@ class _Session:
         self.initial: dict = {}
         self.train_state: dict = {}
         self.notes: list = []
+        self._parallel = None  # whether A and B run at the same time (see _each_side)
         # A signature computing the same tensors as an earlier one, in A by its graph and in B by running the very
         # same function, is compared once: its outputs are rows of the earlier one, named as aliases.
         self.aliases = {sig: earlier for sig, earlier in ra.output_aliases(signatures).items()
@@ -177,37 +178,56 @@ class _Session:
             return f"depends on random ops whose draws could not be matched in {', '.join(unmatched)}"
         return "depends on random ops: both models drew the same numbers"
 
+    def _each_side(self, work: Callable) -> dict:
+        """{side: work(side, runner)} for A and B, run at the same time when the two models share no variable:
+        each model's first calls (graph optimization, kernel setup) and its loading overlap the other's work.
+        The results are those of running them one after the other (each model runs its own kernels on its own
+        variables)."""
+        if self._parallel is None:
+            ids = [{id(v) for v in r.variables.values()} for r in self.runners.values()]
+            self._parallel = self.runners["A"] is not self.runners["B"] and not (ids[0] & ids[1])
+        if not self._parallel:
+            return {side: work(side, runner) for side, runner in self.runners.items()}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(self.runners), thread_name_prefix="parity") as pool:
+            futures = {side: pool.submit(work, side, runner) for side, runner in self.runners.items()}
+            return {side: future.result() for side, future in futures.items()}
+
     def step(self, batch, index: int) -> None:
-        outputs = {side: {sig: _numpy(out) for sig, out in
-                          r.run_many(self.distinct, batch.images, inputs=self.inputs).items()}
-                   for side, r in self.runners.items()}
+        outputs = self._each_side(lambda side, r: {
+            sig: _numpy(out) for sig, out in r.run_many(self.distinct, batch.images, inputs=self.inputs).items()})
         self._feed(INFERENCE, outputs, batch, index)
         if self.training:
-            trained, states = {}, {}
-            for side, runner in self.runners.items():
-                trained[side], states[side] = {}, {}
-                # One call, its updates applied once: each signature's state. Not with values for extra inputs:
-                # one call feeds them to the update ops of every signature (a TF1 graph shares the placeholder),
-                # where a call of a signature that does not take them keeps the default.
-                if runner.computes_together and not any(self.inputs.values()):
-                    runner.restore(self.train_state[side])
-                    trained[side] = {sig: _numpy(out) for sig, out in
-                                     runner.run_many(self.distinct, batch.images, training=True,
-                                                     inputs=self.inputs).items()}
-                    state = runner.snapshot(list(self.initial[side]))
-                    states[side] = {sig: state for sig in self.distinct}
-                else:
-                    for sig in self.distinct:
-                        runner.restore(self.train_state[side])
-                        trained[side][sig] = _numpy(runner.run(sig, batch.images, training=True,
-                                                               inputs=self.inputs.get(sig)))
-                        states[side][sig] = runner.snapshot(list(self.initial[side]))
-                self.train_state[side] = states[side][self.distinct[0]]
-                runner.restore(self.initial[side])
+            results = self._each_side(lambda side, runner: self._train(side, runner, batch))
+            trained = {side: result[0] for side, result in results.items()}
+            states = {side: result[1] for side, result in results.items()}
             self._feed(TRAINING, trained, batch, index)
             self._feed_updates(states, index)
         if self.gradients:
             self._gradients(batch, index, outputs)
+
+    def _train(self, side: str, runner: Runner, batch) -> tuple:
+        """({signature: training-mode outputs}, {signature: non-trainable state after its call}) of one model, each
+        signature's call starting from the state the previous batch left; the variables end as they started."""
+        trained, states = {}, {}
+        # One call, its updates applied once: each signature's state. Not with values for extra inputs: one call
+        # feeds them to the update ops of every signature (a TF1 graph shares the placeholder), where a call of a
+        # signature that does not take them keeps the default.
+        if runner.computes_together and not any(self.inputs.values()):
+            runner.restore(self.train_state[side])
+            trained = {sig: _numpy(out) for sig, out in
+                       runner.run_many(self.distinct, batch.images, training=True, inputs=self.inputs).items()}
+            state = runner.snapshot(list(self.initial[side]))
+            states = {sig: state for sig in self.distinct}
+        else:
+            for sig in self.distinct:
+                runner.restore(self.train_state[side])
+                trained[sig] = _numpy(runner.run(sig, batch.images, training=True, inputs=self.inputs.get(sig)))
+                states[sig] = runner.snapshot(list(self.initial[side]))
+        self.train_state[side] = states[self.distinct[0]]
+        runner.restore(self.initial[side])
+        return trained, states
 
     def _feed(self, mode: str, outputs: dict, batch, index: int) -> None:
         for sig in self.distinct:
@@ -248,7 +268,7 @@ class _Session:
         if not weights:
             self._note("no float output of the same shape in both models, so no gradients were compared")
             return
-        grads = {side: self._side_gradients(side, batch.images, weights) for side in self.runners}
+        grads = self._each_side(lambda side, runner: self._side_gradients(side, batch.images, weights))
         for var in _union(list(grads["A"]), list(grads["B"])):
             entry = self._entry(GRADIENTS, None, f"gradients/{var}")
             if var not in grads["A"] or var not in grads["B"]:

@@ -106,7 +106,7 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
                                                         progress, optimize), "tf1->tf2"
         else:
             _check_kind_known(src, local, kind)
-            (write, reference), direction = _tf2_to_tf1(local, dst, kind, image_size, progress), "tf2->tf1"
+            (write, reference), direction = _tf2_to_tf1(local, src, dst, kind, image_size, progress), "tf2->tf1"
         report = None
         with atomic_directory(dst, force=force, protect=(src,)) as tmp:
             write(tmp)
@@ -190,21 +190,27 @@ def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: b
     return (lambda tmp: tf1_to_tf2.write(adapter, tmp, progress=progress)), (lambda: tf1_to_tf2.as_stored(adapter))
 
 
-def _tf2_to_tf1(src: str, dst: str, kind: str | None, image_size, progress):
+def _tf2_to_tf1(src: str, label: str, dst: str, kind: str | None, image_size, progress):
     from bridge.conversion import tf2_to_tf1
 
     module = tf2_to_tf1.build(src, kind=kind, image_size=image_size, progress=progress)
+
+    def reference():
+        """The source as loaded for the conversion (verification loads only what was written)."""
+        from bridge.parity.runners import saved_model_runner
+
+        return saved_model_runner(src, module.source, label=label)
+
     # write() is atomic itself: with force=True it replaces the (empty) temporary directory, which then holds the
     # complete module until verification lets the outer atomic_directory rename it into place.
     return (lambda tmp: tf2_to_tf1.write(module, tmp, force=True,
-                                         progress=lambda message: progress(message.replace(tmp, dst)))), \
-        (lambda: src)
+                                         progress=lambda message: progress(message.replace(tmp, dst)))), reference
 
 
 def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, seed: int, allow_unsafe_ops: bool,
             progress, inputs: dict | None = None):
-    """Compare the written model (still in `tmp`) with its source (`reference`: the source's path or its
-    in-memory adapter); raise VerificationError on a mismatch."""
+    """Compare the written model (still in `tmp`) with its source (`reference`: its in-memory adapter or a runner
+    on the model loaded for the conversion); raise VerificationError on a mismatch."""
     from bridge.parity.comparison import verify_conversion
     from bridge.parity.report import describe_inputs, minimum_line, summary_line
 

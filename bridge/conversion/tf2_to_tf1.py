@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from legacy.engine.from_saved_model import meta_graphs_from_saved_model
+from legacy.engine.from_saved_model import load_reusable, meta_graphs_from_saved_model
 from legacy.format.conventions import parse_image_size
 from legacy.format.writer import write_module
 
@@ -24,21 +24,25 @@ __all__ = ["TF1Module", "build", "export_tf1", "write"]
 
 @dataclasses.dataclass
 class TF1Module:
-    """A TF1 Hub module in memory, ready to write: its graph variants, variable values and asset files."""
+    """A TF1 Hub module in memory, ready to write: its graph variants, variable values and asset files; `source`
+    is the TF2 model it was built from, as loaded (verification compares the written module with it)."""
 
     meta_graphs: list
     variables: dict
     assets: dict
+    source: object = None
 
 
 def build(src: str, *, kind: str | None = None, image_size: tuple | None = None,
           progress=lambda message: None) -> TF1Module:
     """The TF1 graph variants of the TF2 Reusable SavedModel at `src` (kind and image size as `export_tf1`)."""
     image_size = parse_image_size(image_size)
+    progress(f"loading TF2 SavedModel {src}")
+    obj = load_reusable(src)
     meta_graphs, values, assets = meta_graphs_from_saved_model(
         src, kind, image_size, require_kind=True, require_image_size=True, size_from_input_shape=True,
-        progress=progress)
-    return TF1Module(meta_graphs, values, assets)
+        progress=progress, obj=obj)
+    return TF1Module(meta_graphs, values, assets, source=obj)
 
 
 def write(module: TF1Module, dst: str, *, force: bool = False, progress=lambda message: None) -> str:

@@ -552,16 +552,7 @@ def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False,
             seeded, random = _seeded(module, match_random)
             return ModuleRunner(_adapt(seeded, path, allow_unsafe_ops), label=label or path, random=random,
                                 original=module)
-        from bridge.parity.random_draws import RandomOps, seeded_saved_model
-        from legacy.format.metadata import read_metadata
-
-        holder = _Holder()
-        load_path, random = seeded_saved_model(path, holder) if match_random else (path, None)
-        runner = SavedModelRunner(_load_saved_model(load_path), metadata=read_metadata(path), label=label or path)
-        runner.directory = path
-        runner.random = random if random is not None else RandomOps(_saved_model_random_ops(path), False)
-        runner._tmp_holder = holder  # keeps the rewritten copy until the runner goes
-        return runner
+        return saved_model_runner(path, label=label, match_random=match_random)
     from bridge.conversion.text_adapter import TextModuleAdapter
     from bridge.conversion.tf1_to_tf2 import ModuleAdapter
 
@@ -576,6 +567,22 @@ def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False,
 
     metadata = getattr(model, "metadata", None)
     return SavedModelRunner(model, metadata=metadata if isinstance(metadata, BridgeMetadata) else None, label=label)
+
+
+def saved_model_runner(path: str, obj=None, label: str | None = None, match_random: bool = True) -> Runner:
+    """A runner for the TF2 SavedModel at `path` (see `open_runner`). `obj`: the model already loaded from `path`,
+    run instead of loading it again unless matching random draws needs a seeded copy of it."""
+    from bridge.parity.random_draws import RandomOps, seeded_saved_model
+    from legacy.format.metadata import read_metadata
+
+    holder = _Holder()
+    load_path, random = seeded_saved_model(path, holder) if match_random else (path, None)
+    loaded = obj if obj is not None and load_path == path else _load_saved_model(load_path)
+    runner = SavedModelRunner(loaded, metadata=read_metadata(path), label=label or path)
+    runner.directory = path
+    runner.random = random if random is not None else RandomOps(_saved_model_random_ops(path), False)
+    runner._tmp_holder = holder  # keeps the rewritten copy until the runner goes
+    return runner
 
 
 def _load_saved_model(path: str):

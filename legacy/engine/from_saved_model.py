@@ -60,7 +60,8 @@ def unique_variable_names(names: Iterable[str]) -> list:
 
 def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size: tuple | None = None, *,
                                  require_kind: bool = False, require_image_size: bool = False,
-                                 size_from_input_shape: bool = False, progress: Callable[[str], None] = lambda message: None) -> tuple:
+                                 size_from_input_shape: bool = False, progress: Callable[[str], None] = lambda message: None,
+                                 obj=None) -> tuple:
     """(meta_graphs, variable_values, asset_files) of the TF2 Reusable SavedModel at `path`, as a TF1 Hub module.
 
     variable_values: checkpoint name -> numpy value; asset_files: file name under assets/ -> its path.
@@ -68,13 +69,13 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
     as a TF1 image module file must declare them; without, the variants carry only what the model states.
     size_from_input_shape: attach the static height and width of the input as the image size when neither the
     arguments nor the model's metadata give one (readers fall back to the static shape anyway).
+    obj: the model as `load_reusable(path)` returned it, when the caller has it already.
     Raises ConversionError when the model cannot be expressed as TF1 graph variants.
     """
-    progress(f"loading TF2 SavedModel {path}")
     with _eager():  # the restored functions and values are read eagerly, whatever the caller's mode
-        with untrusted(path, "the SavedModel"):
-            obj = tf.saved_model.load(path)
-        check_reusable_attributes(obj, path)
+        if obj is None:
+            progress(f"loading TF2 SavedModel {path}")
+            obj = load_reusable(path)
         from legacy.engine.text_variants import is_text_model
 
         if is_text_model(obj):  # strings, sparse or ragged inputs and lookup tables: see text_variants
@@ -106,6 +107,16 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
             for f in files:
                 assets[os.path.relpath(os.path.join(root, f), assets_dir)] = os.path.join(root, f)
     return meta_graphs, values, assets
+
+
+def load_reusable(path: str):
+    """The TF2 SavedModel at `path`, loaded eagerly (whatever the caller's mode); its damage reported as the
+    project's error, and its Reusable SavedModel attributes checked (see `check_reusable_attributes`)."""
+    with _eager():
+        with untrusted(path, "the SavedModel"):
+            obj = tf.saved_model.load(path)
+        check_reusable_attributes(obj, path)
+    return obj
 
 
 def _text_meta_graphs(path: str, obj, progress) -> tuple:

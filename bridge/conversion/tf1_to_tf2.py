@@ -22,7 +22,7 @@ import tensorflow as tf
 from bridge.conversion.adapter_base import StoredModuleAdapter
 from legacy.format.metadata import BridgeMetadata, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
-from legacy.engine.functions import ModuleFunctions, input_defaults, load_variables
+from legacy.engine.functions import ModuleFunctions, checkpoint_values, input_defaults, load_variables
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS,
                                        kind_of_signature)
 from legacy.format.reader import StoredModule, read_module
@@ -481,11 +481,11 @@ def write(adapter: ModuleAdapter, path: str, progress=None) -> None:
 def as_stored(adapter: ModuleAdapter) -> ModuleAdapter:
     """The adapter with every variable back at the checkpoint's value: exactly the module on disk, without
     importing its graphs a second time (the reference a verification compares the written model with)."""
-    if hasattr(adapter, "restore_stored"):  # a text module's adapter (partitioned variables are slices)
+    if hasattr(adapter, "restore_stored"):  # a text module's adapter
         return adapter.restore_stored()
-    reader = tf.train.load_checkpoint(adapter.stored_module.variables_prefix) if adapter.variables else None
-    for var in adapter.variables:
-        var.assign(reader.get_tensor(var.name.split(":")[0]))
+    values = checkpoint_values(adapter.stored_module) if adapter.variables else {}
+    for var in adapter.variables:  # a part of a partitioned variable (`.../part_0`) is a slice of the stored whole
+        var.assign(values[var.name.split(":")[0]])
     return adapter
 
 

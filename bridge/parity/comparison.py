@@ -576,6 +576,11 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
             if training and not runner.supports_training:
                 raise InvalidInputError(f"{side} ({runner.label}) has no training mode (only serving signatures); "
                                         "drop --training")
+            if gradients and runner.has_tf1_loops:
+                raise InvalidInputError(
+                    f"{side} ({runner.label}) holds a TF1 while loop (tf.compat.v1.while_loop): TensorFlow computes "
+                    "gradients through one only in a tf.compat.v1 graph (the import shim's hub.Module there), not "
+                    f"in the TF2 functions compared here; compare without {spell('gradients=True', '--gradients')}")
     kind = input_kind(ra, rb)
     if images is None and random is None and not text_sources:
         random = DEFAULT_RANDOM

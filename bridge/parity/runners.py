@@ -21,7 +21,7 @@ import re
 
 from bridge import formats, validate
 from legacy.errors import BridgeError, InvalidInputError, ModuleFormatError, NotAnImageModuleError
-from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, is_corrupt_data
+from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, first_line, is_corrupt_data
 
 SERVING_DEFAULT = "serving_default"
 
@@ -98,6 +98,17 @@ class Runner:
         """(all variables, trainable variables) as lists of tf.Variable."""
         return [], []
 
+    @property
+    def has_tf1_loops(self) -> bool:
+        """Whether the model's graphs hold a TF1 while loop (no gradients through it outside graph mode)."""
+        from legacy.format.graph_defs import has_tf1_loops
+        from legacy.format.reader import read_saved_model_proto
+
+        directory = getattr(self, "directory", None)
+        if directory is None or not os.path.isfile(os.path.join(directory, "saved_model.pb")):
+            return False
+        return any(has_tf1_loops(mg.graph_def) for mg in read_saved_model_proto(directory).meta_graphs)
+
     def run(self, signature: str, images, training: bool = False, inputs: dict | None = None) -> dict:
         """All outputs of `signature` on `images` (float32 NHWC) as a dict of tensors, so gradient tapes see them;
         `inputs`: values of its other inputs (those it takes; the rest keep the model's defaults)."""
@@ -114,6 +125,13 @@ class Runner:
             raise InvalidInputError(
                 f"{self.label}: signature {signature!r} failed on images of shape {shape} "
                 f"({' '.join(str(e).split())[:300]}); check the image size (--image-size HxW)") from None
+        except tf.errors.ResourceExhaustedError as e:
+            raise InvalidInputError(f"{self.label}: signature {signature!r} ran out of memory ({first_line(e)}); "
+                                    "pass a smaller --batch-size") from None
+        except tf.errors.OpError as e:
+            # Found by fuzzing: a damaged function that loads but cannot be instantiated ("invalid output index").
+            raise ModuleFormatError(f"{self.label}: running signature {signature!r} failed ({first_line(e)}); "
+                                    "the model is damaged: re-download or re-export it") from None
         if not isinstance(outputs, dict):
             outputs = {DEFAULT_SIGNATURE: outputs}
         return dict(outputs)

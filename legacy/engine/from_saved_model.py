@@ -25,6 +25,7 @@ from legacy.errors import ConversionError, ModuleFormatError, spell
 from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
+from legacy.format.graph_defs import name_functions_by_content
 from legacy.format.reader import first_line, is_corrupt_data, untrusted
 from legacy.format.writer import attach_image_size
 
@@ -356,6 +357,7 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
             graph=graph, clear_devices=True, strip_default_attrs=True,
             collection_list=[tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,
                              tf.compat.v1.GraphKeys.UPDATE_OPS, tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES])
+    name_functions_by_content(meta_graph.graph_def)  # not the TF2 model's names: both may run in one process
     meta_graph.meta_info_def.ClearField("tags")
     meta_graph.meta_info_def.tags.extend(sorted(tags))
     for name, sig in signature_defs.items():

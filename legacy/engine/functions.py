@@ -15,6 +15,7 @@ from typing import Mapping
 
 from legacy.engine import composites, graph_import
 from legacy.errors import ModuleFormatError
+from legacy.format.conventions import INFERENCE_TAGS
 from legacy.format.graph_defs import op_name
 from legacy.format.reader import VARIABLE_OPS, StoredModule, VariableInfo, first_line, tag_label
 
@@ -22,8 +23,9 @@ from legacy.format.reader import VARIABLE_OPS, StoredModule, VariableInfo, first
 _instances = 0  # module instances with tables so far: their tables' shared names stay apart
 
 
-def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool = True) -> dict:
-    """One `tf.Variable` per module variable, holding the checkpoint's value (`trainable` per the module).
+def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool = True, tags=None) -> dict:
+    """One `tf.Variable` per module variable (of graph variant `tags` only, when given), holding the checkpoint's
+    value (`trainable` per the module).
 
     trainable=False makes every variable non-trainable (a `hub.Module(..., trainable=False)`), so that gradient
     tapes do not watch them.
@@ -33,7 +35,21 @@ def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool 
     from legacy.engine.native_log import start_devices
 
     start_devices()
-    variables = module.variables()
+    infos = {var.name: var for var in module.variables()}
+    result = {}
+    for name, value in checkpoint_values(module, tags).items():
+        with tf.init_scope():
+            result[name] = tf.Variable(value, trainable=trainable and infos[name].trainable, name=name_prefix + name)
+    return result
+
+
+def checkpoint_values(module: StoredModule, tags=None) -> dict:
+    """Variable name -> its value in the module's checkpoint, for every variable of the module's graphs, or of
+    graph variant `tags` (a part of a partitioned variable under its own name, `.../part_0`, sliced from the whole
+    variable the checkpoint holds)."""
+    import tensorflow as tf
+
+    variables = module.variables() if tags is None else module.variant(tags).variables
     if not variables:
         return {}
     try:
@@ -44,13 +60,7 @@ def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool 
         raise ModuleFormatError(f"{module.path}: the variables checkpoint cannot be read "
                                 f"({_first_line(e)}); the module is incomplete: re-download or re-export it") from None
     shapes = reader.get_variable_to_shape_map()
-    result = {}
-    for var in variables:
-        value = _checkpoint_value(module, reader, shapes, var)
-        with tf.init_scope():
-            result[var.name] = tf.Variable(value, trainable=trainable and var.trainable,
-                                          name=name_prefix + var.name)
-    return result
+    return {var.name: _checkpoint_value(module, reader, shapes, var) for var in variables}
 
 
 def _checkpoint_value(module: StoredModule, reader, shapes: Mapping, var: VariableInfo):
@@ -58,6 +68,15 @@ def _checkpoint_value(module: StoredModule, reader, shapes: Mapping, var: Variab
 
     key = var.checkpoint_key  # a part of a partitioned variable is a slice of the whole one in the checkpoint
     if key not in shapes:
+        users = [tags for tags, variant in sorted(module.variants.items(), key=lambda kv: sorted(kv[0]))
+                 if any(v.name == var.name for v in variant.variables)]
+        if INFERENCE_TAGS in module.variants and users and INFERENCE_TAGS not in users:
+            only = " and ".join(tag_label(tags) for tags in users)
+            raise ModuleFormatError(
+                f"{module.path}: variable {key!r} of graph variant {only} has no value in the checkpoint (the module "
+                "was exported from its inference variant, which lacks it; tensorflow_hub 0.15 cannot load that "
+                "variant either): re-export the module with every variant's variables, or use its inference "
+                "variant only (hub.Module without tags)")
         raise ModuleFormatError(f"{module.path}: the checkpoint has no value for variable {key!r}; the module "
                                 "is incomplete: re-download or re-export it")
     expected = var.full_shape if var.is_part else var.shape
@@ -465,7 +484,7 @@ def _import_outputs(variant, output_names: list, updates: list, feeds: dict, var
 
     fetches = [n for n in output_names if n not in feeds]
     fetched = graph_import.import_fetches(variant.meta_graph.graph_def, fetches + updates, feeds, variables,
-                                          states=tables)
+                                          states=tables, collections=variant.meta_graph.collection_def)
     tensors = dict(feeds)
     tensors.update(zip(fetches, fetched[:len(fetches)]))
     outputs = [tf.identity(tensors[n]) for n in output_names]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from legacy.errors import ConversionError, ModuleFormatError
-from legacy.format.graph_defs import op_name
+from legacy.format.graph_defs import name_functions_by_content, op_name
 from legacy.format.reader import REF_VARIABLE_OPS, VARIABLE_OPS
 from legacy.engine.native_log import quiet_native_log
 
@@ -35,8 +35,12 @@ def _tensor_name(name: str) -> str:
     return name if ":" in name else name + ":0"
 
 
-def prune(graph_def, fetches: Sequence[str]):
-    """The part of `graph_def` that the fetched tensors or ops depend on (data and control inputs), in order."""
+def prune(graph_def, fetches: Sequence[str], groups: Sequence[set] = ()):
+    """The part of `graph_def` that the fetched tensors or ops depend on (data and control inputs), in order.
+
+    groups: sets of node names kept whole: once one of them is needed, all are (with what they depend on). A TF1
+    control-flow context is restored only when every op it names was imported (see `restore_control_flow`).
+    """
     from tensorflow.core.framework import graph_pb2
 
     nodes = {n.name: n for n in graph_def.node}
@@ -45,15 +49,20 @@ def prune(graph_def, fetches: Sequence[str]):
         raise ModuleFormatError(f"the graph has no node {missing[0]!r} although a signature or collection names "
                                 "it; the module is corrupt: re-export it")
     keep, stack = set(), [op_name(f) for f in fetches]
+    pending = [set(g) & set(nodes) for g in groups]
     while stack:
-        name = stack.pop()
-        if name in keep:
-            continue
-        if name not in nodes:
-            raise ModuleFormatError(f"node {name!r} is used but missing from the graph; the module is corrupt: "
-                                    "re-export it")
-        keep.add(name)
-        stack.extend(op_name(i) for i in nodes[name].input)
+        while stack:
+            name = stack.pop()
+            if name in keep:
+                continue
+            if name not in nodes:
+                raise ModuleFormatError(f"node {name!r} is used but missing from the graph; the module is corrupt: "
+                                        "re-export it")
+            keep.add(name)
+            stack.extend(op_name(i) for i in nodes[name].input)
+        for group in pending:
+            if group & keep and not group <= keep:
+                stack.extend(group - keep)
     out = graph_pb2.GraphDef()
     out.versions.CopyFrom(graph_def.versions)
     out.library.CopyFrom(graph_def.library)
@@ -168,16 +177,79 @@ def _prefix_shared_names(graph_def, prefix: str) -> None:
 
 
 def prepare(graph_def, fetches: Sequence[str], keep_reference: frozenset = frozenset(),
-            shared_name_prefix: str | None = None) -> tuple:
-    """Prune to `fetches`, convert reference variables (except `keep_reference`), drop device placement.
+            shared_name_prefix: str | None = None, collections=None) -> tuple:
+    """Prune to `fetches` (each TF1 control-flow context of `collections` whole or not at all), convert reference
+    variables (except `keep_reference`), drop device placement.
 
     Returns (graph_def, colocation constraints that were dropped: node name -> `_class` values).
     """
-    pruned = prune(graph_def, fetches)
+    pruned = prune(graph_def, fetches, control_flow_groups(collections) if collections is not None else ())
+    name_functions_by_content(pruned)  # another model's functions may be registered under the same names
     pruned = to_resource_variables(pruned, keep=frozenset(keep_reference))
+    order_reads_before_writes(pruned)
     if shared_name_prefix is not None:
         _prefix_shared_names(pruned, shared_name_prefix)
     return pruned, _strip_placement(pruned)
+
+
+# Ops that read a resource variable's value, and ops that change it (input 0 is the variable's handle).
+_RESOURCE_READS = frozenset({"ReadVariableOp", "ResourceGather", "ResourceGatherNd"})
+_RESOURCE_WRITES = frozenset({"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
+                              "ResourceStridedSliceAssign"})
+_RESOURCE_WRITE_PREFIXES = ("ResourceApply", "ResourceSparseApply", "ResourceScatter")
+
+
+def order_reads_before_writes(graph_def) -> None:
+    """Make every write of a resource variable wait for the graph's reads of it that do not depend on that write
+    (in place: control inputs added to the writes).
+
+    A TF1 graph leaves the order open between, say, the forward pass reading a quantization range and the update op
+    that assigns its moving average in the same `session.run`; TensorFlow 1 happened to run the cheap read first.
+    Imported into a function (which adds no ordering of its own), either may come first, so the outputs would
+    change from call to call. Here the outputs always see the values from before the call, and a read that is
+    meant to see the new value (it depends on the write, e.g. through a control input) keeps doing so.
+    """
+    nodes = {n.name: n for n in graph_def.node}
+
+    def variable_of(name: str) -> str | None:
+        node = nodes.get(op_name(name))
+        while node is not None and node.op == "Identity" and node.input:
+            node = nodes.get(op_name(node.input[0]))
+        return node.name if node is not None and node.op == "VarHandleOp" else None
+
+    reads: dict = {}
+    writes: dict = {}
+    for node in graph_def.node:
+        if not node.input or node.input[0].startswith("^"):
+            continue
+        if node.op in _RESOURCE_READS:
+            found = reads
+        elif node.op in _RESOURCE_WRITES or node.op.startswith(_RESOURCE_WRITE_PREFIXES):
+            found = writes
+        else:
+            continue
+        variable = variable_of(node.input[0])
+        if variable is not None:
+            found.setdefault(variable, []).append(node)
+
+    def depends_on(name: str, target: str) -> bool:
+        """Whether node `name` depends on node `target`, through the graph as it stands (edges added included)."""
+        seen, stack = {name}, [name]
+        while stack:
+            for parent in nodes[stack.pop()].input:
+                parent = op_name(parent)
+                if parent == target:
+                    return True
+                if parent not in seen and parent in nodes:
+                    seen.add(parent)
+                    stack.append(parent)
+        return False
+
+    for variable, written in writes.items():
+        for write in written:
+            for read in reads.get(variable, ()):
+                if f"^{read.name}" not in write.input and not depends_on(read.name, write.name):
+                    write.input.append(f"^{read.name}")
 
 
 def rewrite_colocation(colocation: dict, prefix: str, imported: set, input_map: Mapping) -> None:
@@ -260,7 +332,8 @@ def _without_replaced_nodes(graph_def, input_map: dict, fetches: Sequence[str]) 
     for node in graph_def.node:
         for name in node.input:
             if name.startswith("^"):
-                controlled.add(name[1:])
+                if name not in input_map:  # a control input on a replaced node waits for its replacement
+                    controlled.add(name[1:])
             else:
                 used.setdefault(op_name(name), set()).add(_tensor_name(name))
     drop = {node.name for node in graph_def.node if node.name not in controlled and node.name in used
@@ -271,14 +344,15 @@ def _without_replaced_nodes(graph_def, input_map: dict, fetches: Sequence[str]) 
     out.versions.CopyFrom(graph_def.versions)
     out.library.CopyFrom(graph_def.library)
     out.node.extend(n for n in graph_def.node if n.name not in drop)
-    referenced = {_tensor_name(i) for n in out.node for i in n.input if not i.startswith("^")}
+    referenced = {i if i.startswith("^") else _tensor_name(i) for n in out.node for i in n.input}
     kept = {n.name for n in out.node}
     return out, {k: v for k, v in input_map.items() if k in referenced or op_name(k) in kept}
 
 
 def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, object],
                    variables: Mapping[str, object], name: str = "", states: Mapping[str, object] | None = None,
-                   colocate: bool = False, shared_name_prefix: str | None = None) -> list:
+                   colocate: bool = False, shared_name_prefix: str | None = None,
+                   collections=None) -> list:
     """Import what `fetches` need into the current graph and return them (tensors, or ops for op names).
 
     inputs: graph tensor name -> tensor to use instead (the signature's placeholders, asset paths).
@@ -288,13 +362,16 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
     colocate: rewrite the module's colocation constraints onto the new names (graph mode; needs `name` to be an
       absolute scope ending in "/").
     shared_name_prefix: prefix the `shared_name` of imported stateful ops (tables created by this import).
+    collections: the MetaGraphDef's `collection_def`, for the contexts of TF1 control flow (`tf.compat.v1.while_loop`,
+      `tf.compat.v1.cond`) imported here: gradients through a TF1 loop need them (see `restore_control_flow`).
     """
     import tensorflow as tf
 
     states = states or {}
     keep_reference = frozenset(k for k, v in variables.items() if _is_reference(v))
-    graph_def, colocation = prepare(graph_def, fetches, keep_reference, shared_name_prefix)
+    graph_def, colocation = prepare(graph_def, fetches, keep_reference, shared_name_prefix, collections)
     nodes = {n.name: n for n in graph_def.node}
+    waited_for = {i[1:] for n in graph_def.node for i in n.input if i.startswith("^")}  # control inputs
     input_map = {_tensor_name(k): _in_graph(v) for k, v in inputs.items() if op_name(k) in nodes}
     for node in graph_def.node:
         if node.name in states:
@@ -311,8 +388,11 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
         elif (node.op == "ReadVariableOp" and len(node.input) == 1 and op_name(node.input[0]) in nodes
               and nodes[op_name(node.input[0])].op in VARIABLE_OPS):
             # A plain read (its input may be spelled `var` or `var:0`): read through the variable object, so
-            # that a GradientTape watches it.
+            # that a GradientTape watches it; writes ordered after the read (order_reads_before_writes) wait
+            # for this read instead.
             input_map[node.name + ":0"] = variables[op_name(node.input[0])].value()
+            if node.name in waited_for:
+                input_map["^" + node.name] = input_map[node.name + ":0"]
     if not colocate:
         graph_def, input_map = _without_replaced_nodes(graph_def, input_map, fetches)
     try:
@@ -326,4 +406,68 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
                                 "was made for another TensorFlow: re-download or re-export it") from None
     if colocate and colocation:
         rewrite_colocation(colocation, name, set(nodes), input_map)
+    if collections is not None:
+        restore_control_flow(collections, name)
     return result
+
+
+_CONTROL_FLOW_COLLECTIONS = ("cond_context", "while_context")
+
+
+def _context_defs(collections) -> list:
+    """The outermost TF1 control-flow contexts in `collections`: [(collection key, parsed context proto)]."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import control_flow_pb2
+
+    protos = {"cond_context": control_flow_pb2.CondContextDef, "while_context": control_flow_pb2.WhileContextDef}
+    found = []
+    for key in _CONTROL_FLOW_COLLECTIONS:
+        if key in collections:
+            for raw in collections[key].bytes_list.value:
+                try:
+                    found.append((key, protos[key].FromString(raw)))
+                except DecodeError:
+                    continue  # damaged: not restored (see restore_control_flow)
+    return found
+
+
+def control_flow_groups(collections) -> list:
+    """For each outermost TF1 control-flow context: the names of every node it (or a context nested in it) names."""
+    def names(context_def, into: set) -> set:
+        for field in ("pred_name", "pivot_name", "pivot_for_pred_name", "pivot_for_body_name",
+                      "maximum_iterations_name"):
+            value = getattr(context_def, field, "")
+            if value:
+                into.add(op_name(value))
+        for field in ("loop_exit_names", "loop_enter_names"):
+            into.update(op_name(v) for v in getattr(context_def, field, ()))
+        into.update(op_name(v) for v in context_def.values_def.values)
+        into.update(op_name(v) for v in context_def.values_def.external_values.values())
+        for nested in context_def.nested_contexts:
+            inner = nested.cond_ctxt if nested.WhichOneof("ctxt") == "cond_ctxt" else nested.while_ctxt
+            names(inner, into)
+        return into
+
+    return [names(context_def, set()) for _, context_def in _context_defs(collections)]
+
+
+def restore_control_flow(collections, scope: str) -> int:
+    """Rebuild the TF1 control-flow contexts (`WhileContext`, `CondContext`) of the ops just imported under `scope`
+    from the module's collections, as `tf.compat.v1.train.import_meta_graph` does; returns how many.
+
+    import_graph_def brings the ops of a `tf.compat.v1.while_loop` but not the context that tells the gradient code
+    which ops form the loop; without it, gradients through the loop fail ('NoneType' object has no attribute
+    'outer_context'). A context whose ops were not all imported (pruned away, or renamed by the import because the
+    graph already had those names) is left out: gradients through that loop stay unavailable.
+    """
+    from tensorflow.python.ops import control_flow_ops
+
+    kinds = {"cond_context": control_flow_ops.CondContext, "while_context": control_flow_ops.WhileContext}
+    restored = 0
+    for key, context_def in _context_defs(collections):
+        try:
+            kinds[key].from_proto(context_def, import_scope=scope.rstrip("/") or None)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            continue  # its ops are not all here (see the docstring), or the entry is damaged
+        restored += 1
+    return restored

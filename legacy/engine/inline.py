@@ -151,6 +151,9 @@ def detach_updates(graph_def, variable_inputs: set) -> list:
 
     variable_inputs: names of the nodes (placeholders) that carry the variables' resource handles. An assignment
     is an `Assign*VariableOp` whose resource comes from one of them, directly or through Identity nodes.
+    The edges dropped are those that make the outputs wait for the updates (a TF1 graph runs its updates apart,
+    from UPDATE_OPS); an edge inside the updates' own computation stays (batch renorm's moving variance is
+    computed from the moving standard deviation after its update: its read waits for that assignment).
     """
     nodes = {n.name: n for n in graph_def.node}
 
@@ -163,7 +166,16 @@ def detach_updates(graph_def, variable_inputs: set) -> list:
     updates = [n.name for n in graph_def.node
                if n.op in ASSIGN_OPS and resource_source(n.input[0]) in variable_inputs]
     update_set = set(updates)
+    feeding_updates, stack = set(), list(updates)  # the updates and every node they depend on
+    while stack:
+        name = stack.pop()
+        if name in feeding_updates or name not in nodes:
+            continue
+        feeding_updates.add(name)
+        stack.extend(op_name(i) for i in nodes[name].input)
     for node in graph_def.node:
+        if node.name in feeding_updates:
+            continue
         kept = [i for i in node.input if not (i.startswith("^") and i[1:] in update_set)]
         if len(kept) != len(node.input):
             del node.input[:]

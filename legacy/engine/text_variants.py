@@ -22,6 +22,7 @@ from legacy.engine.function_import import import_function, import_regularization
 from legacy.engine.tables import NAMED_TABLE_OPS
 from legacy.errors import ConversionError
 from legacy.format.conventions import DEFAULT_SIGNATURE
+from legacy.format.graph_defs import name_functions_by_content
 
 
 def is_text_model(obj) -> bool:
@@ -101,7 +102,7 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
                              tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES])
     for name, sig in signature_defs.items():
         meta_graph.signature_def[name].CopyFrom(sig)
-    _rename_functions(meta_graph.graph_def, "_tf1")
+    name_functions_by_content(meta_graph.graph_def)  # not the TF2 model's names: both may run in one process
     from tensorflow.core.protobuf import meta_graph_pb2
 
     for op in initializers:
@@ -112,34 +113,6 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
         asset_def.tensor_info.name = node.name
         meta_graph.collection_def["saved_model_assets"].any_list.value.add().Pack(asset_def)
     return meta_graph, assets
-
-
-def _rename_functions(graph_def, suffix: str) -> None:
-    """Give the graph's library functions (If branches left after inlining) names of their own: the TF2 model's
-    functions of the same name are registered already in a process that loaded it, with other definitions."""
-    renamed = {f.signature.name: f.signature.name + suffix for f in graph_def.library.function}
-    if not renamed:
-        return
-
-    def fix_attrs(attrs) -> None:
-        for value in attrs.values():
-            if value.HasField("func") and value.func.name in renamed:
-                value.func.name = renamed[value.func.name]
-            for func in value.list.func:
-                if func.name in renamed:
-                    func.name = renamed[func.name]
-
-    nodes = list(graph_def.node)
-    for fdef in graph_def.library.function:
-        fdef.signature.name = renamed[fdef.signature.name]
-        nodes += list(fdef.node_def)
-    for node in nodes:
-        if node.op in renamed:
-            node.op = renamed[node.op]
-        fix_attrs(node.attr)
-    for gradient in graph_def.library.gradient:
-        if gradient.function_name in renamed:
-            gradient.function_name = renamed[gradient.function_name]
 
 
 def _descendants(obj, kind) -> list:

@@ -277,7 +277,7 @@ class GraphModuleImpl:
             with tf.compat.v1.name_scope(f"{self._name}_apply_{_safe_scope(signature)}") as scope:
                 fetched = graph_import.import_fetches(
                     self._variant.meta_graph.graph_def, fetches + updates, feeds, self._variables, name=scope,
-                    states=self._tables, colocate=True)
+                    states=self._tables, colocate=True, collections=self._variant.meta_graph.collection_def)
             tensors.update(zip(fetches, fetched))
             for update in fetched[len(fetches):]:
                 tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
@@ -340,7 +340,9 @@ class EagerModuleImpl:
         if spec.checkpoint_prefix and spec.checkpoint_keys is not None:
             self._variables = _keyed_variables(spec, name + "/", trainable)
         elif spec.checkpoint_prefix:
-            self._variables = load_variables(spec.stored, name_prefix=name + "/", trainable=trainable)
+            # The variant's variables only, as tensorflow_hub 0.15 creates them: another variant may have more
+            # (a zero-debiased moving average of a {"train"} variant), which the checkpoint may then lack.
+            self._variables = load_variables(spec.stored, name_prefix=name + "/", trainable=trainable, tags=tags)
         else:
             self._variables = _initial_variables(spec, tags, name + "/", trainable)
         self._infos = spec.stored.variables()

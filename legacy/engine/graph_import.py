@@ -204,10 +204,10 @@ def order_reads_before_writes(graph_def) -> None:
     (in place: control inputs added to the writes).
 
     A TF1 graph leaves the order open between, say, the forward pass reading a quantization range and the update op
-    that assigns its moving average in the same `session.run`; TensorFlow 1 happened to run the cheap read first.
-    Imported into a function (which adds no ordering of its own), either may come first, so the outputs would
-    change from call to call. Here the outputs always see the values from before the call, and a read that is
-    meant to see the new value (it depends on the write, e.g. through a control input) keeps doing so.
+    that assigns its moving average in the same `session.run` (tensorflow_hub 0.15's outputs on such a module vary
+    from run to run), and so does a function it is imported into. Here the outputs always see the values from
+    before the call, and a read that is meant to see the new value (it depends on the write, e.g. through a control
+    input) keeps doing so.
     """
     nodes = {n.name: n for n in graph_def.node}
 

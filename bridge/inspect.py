@@ -14,6 +14,7 @@ import os
 
 from bridge import formats
 from legacy.format.archive import is_handle
+from legacy.format.graph_defs import has_tf1_loops
 from legacy.format.metadata import read_metadata
 from legacy.errors import BridgeError
 from legacy.format.reader import read_module, read_saved_model_proto, read_signature, tag_label, untrusted
@@ -91,6 +92,7 @@ def _inspect_tf1(path: str) -> dict:
             "update_ops": len(module.variants[tags].update_ops),
             "regularization_losses": len(module.variants[tags].regularization_losses),
             "tables": _tables_json(module.variants[tags]),
+            "tf1_while_loop": has_tf1_loops(module.variants[tags].meta_graph.graph_def),
         } for tags in module.tags],
         "tags": [sorted(t) for t in module.tags],
         "variables": {
@@ -391,6 +393,9 @@ def format_report(report: dict) -> str:
             for table in variant.get("tables", []):
                 lines.append(f"    table {table['table']}: {table['key_dtype']} -> {table['value_dtype']}, from "
                              f"{table['vocabulary'] or '(not an asset)'} ({table['initializer']})")
+            if variant.get("tf1_while_loop"):
+                lines.append("    TF1 while loop: gradients through it in a tf.compat.v1 graph only (not in a "
+                             "converted model)")
         for name, reason in report.get("signatures_not_kept", {}).items():
             lines.append(f"  signature {name} cannot be converted: {reason}")
         for name, keys in report.get("required_inputs", {}).items():

@@ -225,6 +225,17 @@ def test_cf_v1_gradients_outside_graph_mode_are_refused_in_one_line(conversions,
     assert any(n.startswith("note: the module holds a TF1 while loop") for n in notes), notes
 
 
+def test_inspect_names_the_tf1_loop(capsys):
+    from bridge.cli import main
+
+    assert main(["inspect", real_module("cf_v1_net")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("TF1 while loop: gradients through it in a tf.compat.v1 graph only") == 2, out  # both variants
+    assert max(len(line) for line in out.splitlines()) <= 120, out
+    assert main(["inspect", real_module("while_v2_net")]) == 0
+    assert "TF1 while loop" not in capsys.readouterr().out  # a control-flow-v2 loop differentiates anywhere
+
+
 def test_cf_v1_outputs_in_the_eager_shim(genuine):
     from legacy import hub
 

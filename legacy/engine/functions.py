@@ -196,7 +196,7 @@ class ModuleFunctions:
         fn = tf.compat.v1.wrap_function(body, specs)
         return _KeywordFunction(fn, input_keys, f"signature {sig.name!r} of variant {tag_label(tags)}",
                                 [sig.inputs[k] for k in input_keys], {k: sig.outputs[k] for k in output_keys},
-                                list(self.variables.values()))
+                                list(self.variables.values()), path=self.module.path)
 
     def outputs(self, tags, names, with_updates: bool = False) -> "VariantOutputs":
         """One function computing every output of signatures `names` of a variant, from one import of its graph.
@@ -504,8 +504,9 @@ class _KeywordFunction:
     """Calls a wrapped function with the signature's inputs given by key, checking them first; sparse and ragged
     inputs and outputs are passed as their components and rebuilt."""
 
-    def __init__(self, fn, input_keys, description, input_infos=None, output_infos=None, variables=()):
+    def __init__(self, fn, input_keys, description, input_infos=None, output_infos=None, variables=(), path=""):
         self.fn = fn
+        self._path = path
         self._variables = variables
         self.input_keys = input_keys
         self.description = description
@@ -528,7 +529,17 @@ class _KeywordFunction:
         args = []
         for key, info in zip(self.input_keys, self._input_infos):
             args.extend(composites.flatten(info, inputs[key]))
-        flat = list(self.fn(*args))
+        import tensorflow as tf
+
+        try:
+            flat = list(self.fn(*args))
+        except tf.errors.InvalidArgumentError as e:
+            # The callers check the inputs against the signature first, so this is the graph contradicting itself
+            # (found by fuzzing through the shim: a damaged constant refused by a kernel), as in _OutputsGroup.
+            shapes = ", ".join(str(list(getattr(a, "shape", []))) for a in args)
+            raise ModuleFormatError(f"{self._path}: {self.description} cannot run on inputs of shape {shapes} "
+                                    f"({_run_error(e)}); if those shapes are right, the module is damaged: "
+                                    "re-download or re-export it") from None
         outputs = {}
         for key, info in self._output_infos.items():
             count = len(info.component_names())

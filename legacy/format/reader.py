@@ -273,9 +273,11 @@ def _shape_str(shape) -> str:
 # code happens to hit. These are the exceptions they raise on bad data, as seen by fuzzing them (a function
 # node whose op was cleared makes tf.saved_model.load raise RuntimeError "Op type not registered ''"; a function
 # spec missing a field makes it raise AttributeError "'FullArgSpec' object has no attribute 'args'"; a damaged
-# checkpoint index makes the C++ reader allocate by a size read from it: std::bad_alloc, raised as MemoryError).
+# checkpoint index makes the C++ reader allocate by a size read from it: std::bad_alloc, raised as MemoryError;
+# an extreme integer in saved_model.pb leaves a variable of the object graph without its checkpoint value, and
+# tf.saved_model.load's own check raises AssertionError "objects that were not bound to checkpointed values").
 _CORRUPT_DATA = (DecodeError, RuntimeWarning, RuntimeError, ValueError, TypeError, KeyError, IndexError,
-                 OverflowError, FileNotFoundError, AttributeError, MemoryError)
+                 OverflowError, FileNotFoundError, AttributeError, MemoryError, AssertionError)
 
 
 def is_corrupt_data(e: BaseException) -> bool:

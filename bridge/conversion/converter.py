@@ -187,9 +187,7 @@ def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: b
     progress(f"reading TF1 Hub module {label}")
     adapter = tf1_to_tf2.build(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops, progress=progress,
                                optimize=optimize)
-    from legacy.format.graph_defs import has_tf1_loops
-
-    if any(has_tf1_loops(v.meta_graph.graph_def) for v in adapter.stored_module.variants.values()):
+    if adapter.stored_module.has_tf1_loops:
         progress("note: the module holds a TF1 while loop (tf.compat.v1.while_loop): the converted model runs in "
                  "both modes, but TensorFlow cannot compute gradients through that loop in a TF2 function; "
                  "fine-tune it with the import shim's hub.Module in a tf.compat.v1 graph")

@@ -235,6 +235,11 @@ class ModuleRunner(Runner):
         self.random = random
         self._original = original or adapter.stored_module
 
+    @property
+    def has_tf1_loops(self) -> bool:
+        """From the module's graph variants as read already (the base reads saved_model.pb)."""
+        return self._original.has_tf1_loops
+
     def random_outputs(self, signature, training):
         from legacy.engine.random_ops import depends_on_random_ops
 

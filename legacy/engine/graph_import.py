@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 from legacy.errors import ConversionError, ModuleFormatError
 from legacy.format.graph_defs import name_functions_by_content, op_name
 from legacy.format.reader import REF_VARIABLE_OPS, VARIABLE_OPS
+from legacy.engine.inline import ASSIGN_OPS
 from legacy.engine.native_log import quiet_native_log
 
 # Reference-variable ops and their resource-variable counterparts (the ref is always input 0).
@@ -49,7 +50,8 @@ def prune(graph_def, fetches: Sequence[str], groups: Sequence[set] = ()):
         raise ModuleFormatError(f"the graph has no node {missing[0]!r} although a signature or collection names "
                                 "it; the module is corrupt: re-export it")
     keep, stack = set(), [op_name(f) for f in fetches]
-    pending = [set(g) & set(nodes) for g in groups]
+    known = set(nodes)
+    pending = [set(g) & known for g in groups]
     while stack:
         while stack:
             name = stack.pop()
@@ -177,13 +179,13 @@ def _prefix_shared_names(graph_def, prefix: str) -> None:
 
 
 def prepare(graph_def, fetches: Sequence[str], keep_reference: frozenset = frozenset(),
-            shared_name_prefix: str | None = None, collections=None) -> tuple:
-    """Prune to `fetches` (each TF1 control-flow context of `collections` whole or not at all), convert reference
-    variables (except `keep_reference`), drop device placement.
+            shared_name_prefix: str | None = None, contexts: Sequence = ()) -> tuple:
+    """Prune to `fetches` (each TF1 control-flow context of `contexts`, from `context_defs`, whole or not at all),
+    convert reference variables (except `keep_reference`), drop device placement.
 
     Returns (graph_def, colocation constraints that were dropped: node name -> `_class` values).
     """
-    pruned = prune(graph_def, fetches, control_flow_groups(collections) if collections is not None else ())
+    pruned = prune(graph_def, fetches, control_flow_groups(contexts))
     name_functions_by_content(pruned)  # another model's functions may be registered under the same names
     pruned = to_resource_variables(pruned, keep=frozenset(keep_reference))
     order_reads_before_writes(pruned)
@@ -194,8 +196,7 @@ def prepare(graph_def, fetches: Sequence[str], keep_reference: frozenset = froze
 
 # Ops that read a resource variable's value, and ops that change it (input 0 is the variable's handle).
 _RESOURCE_READS = frozenset({"ReadVariableOp", "ResourceGather", "ResourceGatherNd"})
-_RESOURCE_WRITES = frozenset({"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
-                              "ResourceStridedSliceAssign"})
+_RESOURCE_WRITES = ASSIGN_OPS | {"ResourceStridedSliceAssign"}
 _RESOURCE_WRITE_PREFIXES = ("ResourceApply", "ResourceSparseApply", "ResourceScatter")
 
 
@@ -369,7 +370,8 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
 
     states = states or {}
     keep_reference = frozenset(k for k, v in variables.items() if _is_reference(v))
-    graph_def, colocation = prepare(graph_def, fetches, keep_reference, shared_name_prefix, collections)
+    contexts = context_defs(collections) if collections is not None else []
+    graph_def, colocation = prepare(graph_def, fetches, keep_reference, shared_name_prefix, contexts)
     nodes = {n.name: n for n in graph_def.node}
     waited_for = {i[1:] for n in graph_def.node for i in n.input if i.startswith("^")}  # control inputs
     input_map = {_tensor_name(k): _in_graph(v) for k, v in inputs.items() if op_name(k) in nodes}
@@ -406,15 +408,15 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
                                 "was made for another TensorFlow: re-download or re-export it") from None
     if colocate and colocation:
         rewrite_colocation(colocation, name, set(nodes), input_map)
-    if collections is not None:
-        restore_control_flow(collections, name)
+    if contexts:
+        restore_control_flow(contexts, name)
     return result
 
 
 _CONTROL_FLOW_COLLECTIONS = ("cond_context", "while_context")
 
 
-def _context_defs(collections) -> list:
+def context_defs(collections) -> list:
     """The outermost TF1 control-flow contexts in `collections`: [(collection key, parsed context proto)]."""
     from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import control_flow_pb2
@@ -431,8 +433,9 @@ def _context_defs(collections) -> list:
     return found
 
 
-def control_flow_groups(collections) -> list:
-    """For each outermost TF1 control-flow context: the names of every node it (or a context nested in it) names."""
+def control_flow_groups(contexts: Sequence) -> list:
+    """For each outermost TF1 control-flow context (`context_defs`): the names of every node it (or a context nested
+    in it) names."""
     def names(context_def, into: set) -> set:
         for field in ("pred_name", "pivot_name", "pivot_for_pred_name", "pivot_for_body_name",
                       "maximum_iterations_name"):
@@ -448,12 +451,12 @@ def control_flow_groups(collections) -> list:
             names(inner, into)
         return into
 
-    return [names(context_def, set()) for _, context_def in _context_defs(collections)]
+    return [names(context_def, set()) for _, context_def in contexts]
 
 
-def restore_control_flow(collections, scope: str) -> int:
-    """Rebuild the TF1 control-flow contexts (`WhileContext`, `CondContext`) of the ops just imported under `scope`
-    from the module's collections, as `tf.compat.v1.train.import_meta_graph` does; returns how many.
+def restore_control_flow(contexts: Sequence, scope: str) -> int:
+    """Rebuild the TF1 control-flow contexts (`WhileContext`, `CondContext`, from `context_defs`) of the ops just
+    imported under `scope`, as `tf.compat.v1.train.import_meta_graph` does from the collections; returns how many.
 
     import_graph_def brings the ops of a `tf.compat.v1.while_loop` but not the context that tells the gradient code
     which ops form the loop; without it, gradients through the loop fail ('NoneType' object has no attribute
@@ -464,7 +467,7 @@ def restore_control_flow(collections, scope: str) -> int:
 
     kinds = {"cond_context": control_flow_ops.CondContext, "while_context": control_flow_ops.WhileContext}
     restored = 0
-    for key, context_def in _context_defs(collections):
+    for key, context_def in contexts:
         try:
             kinds[key].from_proto(context_def, import_scope=scope.rstrip("/") or None)
         except (KeyError, ValueError, TypeError, AttributeError):

@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Mapping
 from google.protobuf.message import DecodeError
 
 from legacy.format import protos
-from legacy.format.graph_defs import op_name
+from legacy.format.graph_defs import has_tf1_loops, op_name
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY,  # noqa: F401
                                        MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, TRAIN_TAGS, is_tf1_hub_module,
                                        require_directory, tag_label)
@@ -224,6 +224,11 @@ class StoredModule:
                     seen.add(var.name)
                     result.append(var)
         return result
+
+    @property
+    def has_tf1_loops(self) -> bool:
+        """Whether a graph variant holds a TF1 while loop (TensorFlow differentiates it in a TF1 graph only)."""
+        return any(has_tf1_loops(v.meta_graph.graph_def) for v in self.variants.values())
 
     def image_module_info(self, tags: Iterable[str] | None = None):
         """The attached `ImageModuleInfo`, or None."""

@@ -110,7 +110,9 @@ def _inspect_tf1(path: str) -> dict:
         from bridge.conversion.tf1_to_tf2 import required_inputs, signatures_not_kept
 
         if text_adapter.is_text_module(module):
-            report["input_kind"] = "text"
+            report["input_kind"] = _input_kind([
+                {"dtype": info.dtype, **({} if info.is_dense else {"kind": "composite"})}
+                for sig in module.variant(frozenset()).signatures.values() for info in sig.inputs.values()])
             report["signatures_not_kept"] = text_adapter.signatures_not_kept(module)
             return report
 
@@ -165,7 +167,7 @@ def _inspect_tf2(path: str) -> dict:
         "tables": tables,
     }
     if _takes_text(call, report["functions"]):
-        report["input_kind"] = "text"
+        report["input_kind"] = _input_kind(_all_inputs(call, report["functions"]))
         return report
 
     def size():
@@ -194,10 +196,21 @@ def saved_model_takes_text(path: str) -> bool:
 
 
 def _takes_text(call: dict | None, functions: dict) -> bool:
-    """Whether the model's functions take strings, sparse or ragged tensors and no image batch: a text model,
-    for which the image facts (expected size, channels) do not apply."""
-    inputs = [spec for f in ([call] if call else []) + list(functions.values()) for spec in f["inputs"].values()]
-    return bool(inputs) and all(spec["dtype"] == "string" or spec.get("kind") for spec in inputs)
+    """Whether no input of the model's functions can be an image batch (a float tensor of rank 4): it takes
+    strings, sparse or ragged tensors, or named tensors such as token ids (see `_input_kind`), and the image
+    facts (expected size, channels) do not apply."""
+    inputs = _all_inputs(call, functions)
+    return bool(inputs) and not any(spec["dtype"].startswith(("float", "bfloat")) and not spec.get("kind")
+                                    and (spec["shape"] is None or len(spec["shape"]) == 4) for spec in inputs)
+
+
+def _all_inputs(call: dict | None, functions: dict) -> list:
+    return [spec for f in ([call] if call else []) + list(functions.values()) for spec in f["inputs"].values()]
+
+
+def _input_kind(inputs: list) -> str:
+    """"text" when every input is a string (plain, sparse or ragged), else "tensors" (named tensors)."""
+    return "text" if all(spec["dtype"] == "string" or spec.get("kind") for spec in inputs) else "tensors"
 
 
 def _call_function(meta_graph) -> dict | None:
@@ -421,6 +434,8 @@ def format_report(report: dict) -> str:
                          f"{table['vocabulary'] or '(not an asset)'} ({table['initializer'] or 'no initializer'})")
     if report.get("input_kind") == "text":
         lines.append("  inputs: text (strings, sparse or ragged tensors; no image size applies)")
+    elif report.get("input_kind") == "tensors":
+        lines.append("  inputs: named tensors (e.g. token ids and masks; no image size applies)")
     else:
         size = report.get("expected_image_size")
         lines.append(f"  expected image size: {'x'.join(map(str, size)) if size else 'unknown'}"

@@ -109,7 +109,9 @@ class KerasLayer(keras.layers.Layer):
                 self.add_loss(loss())
         endpoint = self._endpoint
         args, kwargs = [], dict(self._arguments)
-        if endpoint.input_key is None:
+        if endpoint.input_key is None and endpoint.named_inputs and isinstance(inputs, dict):
+            kwargs.update(inputs)  # a TF1 signature of several inputs, called on a dict of them
+        elif endpoint.input_key is None:
             args.append(inputs)
         elif isinstance(inputs, dict):  # a serving signature takes keyword arguments only
             kwargs.update(inputs)
@@ -211,6 +213,7 @@ class _Endpoint:
     # feeds ("" when several are left open by `arguments`: the layer is then called on a dict of them).
     input_key: str | None = None
     output_key: str | None = None  # the output picked from a dict, None to return what fn returns
+    named_inputs: bool = False  # fn takes a TF1 signature's inputs as keyword arguments (a dict input is spread)
 
 
 def _endpoint(obj, label: str, signature, output_key, as_dict: bool, trainable: bool, arguments: dict) -> _Endpoint:
@@ -229,7 +232,7 @@ def _endpoint(obj, label: str, signature, output_key, as_dict: bool, trainable: 
                                         f"{', '.join(sorted(tf1_signatures))}")
         fn = tf1_signatures[name]
         key = None if as_dict else _check_output_key(output_key or DEFAULT_OUTPUT, fn, label, f"signature {name!r}")
-        return _Endpoint(fn, True, output_key=key)
+        return _Endpoint(fn, True, output_key=key, named_inputs=True)
     if signature is None:
         if as_dict:
             raise InvalidInputError("signature_outputs_as_dict=True needs a signature (a TF2 model's __call__ has "
@@ -290,7 +293,7 @@ def _tf1_signature_functions(obj) -> dict | None:
 
 
 def _bound_signature(adapter, name: str):
-    def call(images, training=False, **kwargs):
+    def call(images=None, training=False, **kwargs):
         return adapter.call_signature(name, images, training=training, **kwargs)
 
     stored = getattr(adapter, "stored_module", None)

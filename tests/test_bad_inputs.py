@@ -77,7 +77,7 @@ def built(tmp_path_factory, converted):
     models["no_kind"] = str(root / "no_kind")
     tf.saved_model.save(Features(), models["no_kind"])
 
-    graph = tf.Graph()  # a text module whose only signature takes two string inputs: no __call__ can serve it
+    graph = tf.Graph()  # a text module whose only signature takes two string inputs: __call__ takes a dict
     with graph.as_default():
         text = tf.compat.v1.placeholder(tf.string, [None], name="sentences")
         other = tf.compat.v1.placeholder(tf.string, [None], name="other")
@@ -239,6 +239,12 @@ def _parity(ws, a, b, *extra) -> list:
     return ["parity", a, b, "--quiet", *extra]
 
 
+def _npz(ws, **arrays) -> str:
+    path = ws.path("inputs.npz")
+    np.savez(path, **arrays)
+    return path
+
+
 def _write(path, data: bytes) -> str:
     with open(path, "wb") as f:
         f.write(data)
@@ -351,10 +357,14 @@ CASES = [
     # -- graph variants and signatures ----------------------------------------------------------------------------
     Case("no-inference-variant", lambda ws: _convert(ws, _damaged(ws, "convnet_bn", drop_inference_variant)),
          "no inference variant (tags set())", "re-export the module with an inference variant"),
-    Case("text-module-two-inputs", lambda ws: _convert(ws, ws.built("text")),
-         "signature 'default' takes 2 inputs, but __call__ takes one", "with --signature"),
-    Case("text-module-parity", lambda ws: _parity(ws, ws.built("text"), module_path("classifier_assets")),
-         "signature 'default' takes 2 inputs, but __call__ takes one", "with --signature"),
+    Case("named-tensors-vs-images", lambda ws: _parity(ws, ws.built("text"), module_path("classifier_assets")),
+         "takes tensors but B", "compare models that take the same inputs"),
+    Case("named-tensors-npz-missing-input", lambda ws: _parity(
+        ws, ws.built("text"), ws.models["text"], "--images", _npz(ws, default=np.array(["a", "b"]))),
+         "has no array 'other'", "the models take default, other"),
+    Case("named-tensors-not-npz", lambda ws: _parity(ws, ws.built("text"), ws.models["text"], "--images",
+                                                     ws.images()),
+         "is not an .npz file: these models take named tensors", "pass an .npz file with one array per input"),
     Case("unknown-signature", lambda ws: _convert(ws, ws.module(), "--signature", "logits"),
          "signature 'logits' not found", "available: default, image_classification, image_feature_vector"),
     Case("signature-without-images", lambda ws: _convert(ws, ws.built("mixed"), "--signature", "describe"),

@@ -37,6 +37,7 @@ from legacy.format.metadata import BridgeMetadata
 from legacy.format.reader import StoredModule
 
 INPUT_KIND = "text"
+TENSORS_KIND = "tensors"
 _RESERVED = frozenset({"variables", "trainable_variables", "regularization_losses", "signatures", "metadata",
                        "signature_names", "call_signature", "serve", "serve_training", "tables"})
 
@@ -119,7 +120,7 @@ class SavedTextAdapter(tf.__internal__.tracking.AutoTrackable):
         primary, key = adapter._primary, adapter._primary_key
 
         def call(inputs, training=False):
-            outputs = adapter._run(primary, {key: inputs}, training)
+            outputs = adapter._run(primary, dict(inputs) if key is None else {key: inputs}, training)
             return outputs[DEFAULT_SIGNATURE] if DEFAULT_SIGNATURE in outputs else outputs
 
         self.__call__ = tf.function(call, reduce_retracing=True, autograph=False)
@@ -140,11 +141,13 @@ class SavedTextAdapter(tf.__internal__.tracking.AutoTrackable):
             self.signature_functions[name] = tf.function(call_signature, reduce_retracing=True, autograph=False)
             if name.isidentifier() and name not in _RESERVED:
                 setattr(self, name, self.signature_functions[name])
-        spec = adapter._specs[primary][key]
-        if isinstance(spec, tf.TensorSpec):
-            self.serve = tf.function(lambda inputs: adapter._run(primary, {key: inputs}, False),
+        # `serve`/`serve_training`: one input as a tensor, several as a dict of tensors (what TFSMLayer feeds).
+        spec = adapter.call_spec
+        if all(isinstance(s, tf.TensorSpec) for s in tf.nest.flatten(spec)):
+            as_inputs = (lambda inputs: dict(inputs)) if key is None else (lambda inputs: {key: inputs})
+            self.serve = tf.function(lambda inputs: adapter._run(primary, as_inputs(inputs), False),
                                      input_signature=[spec], autograph=False)
-            self.serve_training = tf.function(lambda inputs: adapter._run(primary, {key: inputs}, True),
+            self.serve_training = tf.function(lambda inputs: adapter._run(primary, as_inputs(inputs), True),
                                               input_signature=[spec], autograph=False)
 
 
@@ -158,14 +161,11 @@ class TextModuleAdapter(StoredModuleAdapter):
     The interface is `ModuleAdapter`'s (what `bridge convert`, verification and parity use); inputs are checked
     in Python before any traced function runs."""
 
-    input_kind = INPUT_KIND
     expected_image_size = None
 
     def __init__(self, module: StoredModule, signature: str | None = None):
         self._stored = module
-        self._primary = DEFAULT_SIGNATURE if signature is None else signature
         inference = module.variant(INFERENCE_TAGS)
-        inference.signature(self._primary)  # fails early, listing the signatures, when the name is unknown
         self._specs, self._defaults, self.not_kept = {}, {}, {}
         for name, sig in sorted(inference.signatures.items()):
             reason = _not_servable(sig)
@@ -174,16 +174,16 @@ class TextModuleAdapter(StoredModuleAdapter):
                 continue
             self._specs[name] = {key: _relaxed(composites.type_spec(info), key) for key, info in sig.inputs.items()}
             self._defaults[name] = {k: v for k, v in input_defaults(module, name).items()}
+        self._primary = primary_signature(inference.signatures, self._specs, signature)
+        inference.signature(self._primary)  # fails early, listing the signatures, when the name is unknown
         if self._primary not in self._specs:
             raise NotAnImageModuleError(f"signature {self._primary!r} cannot be served: "
                                         f"{self.not_kept[self._primary]}; pick one of "
                                         f"{', '.join(sorted(self._specs)) or 'none'} with --signature")
-        if len(self._specs[self._primary]) != 1:
-            one = [n for n, s in self._specs.items() if len(s) == 1]
-            raise NotAnImageModuleError(
-                f"signature {self._primary!r} takes {len(self._specs[self._primary])} inputs, but __call__ takes one; "
-                f"pick one of {', '.join(one) or 'none'} with --signature")
-        self._primary_key = next(iter(self._specs[self._primary]))
+        # __call__ takes the primary signature's input itself when it has one, else a dict of its inputs keyed
+        # by name (as TF2 text encoders take {"input_word_ids": ..., "input_mask": ..., ...}).
+        primary_specs = self._specs[self._primary]
+        self._primary_key = next(iter(primary_specs)) if len(primary_specs) == 1 else None
         self._training_tags = TRAIN_TAGS if module.has_train_variant else INFERENCE_TAGS
 
         variables = load_variables(module)
@@ -209,13 +209,42 @@ class TextModuleAdapter(StoredModuleAdapter):
     # -- the Reusable SavedModel API ---------------------------------------------------------------------------
 
     def __call__(self, inputs, training: bool = False):
-        """The primary signature's `default` output for its one input (e.g. a batch of sentences)."""
+        """The primary signature's `default` output (all its outputs when it has no `default`) for its one input
+        (e.g. a batch of sentences), or for a dict of its inputs when it takes several."""
         _check_training(training)
-        value = self._check_input(self._primary, self._primary_key, inputs)
+        if self._primary_key is None:
+            if not isinstance(inputs, dict):
+                raise InvalidInputError(f"__call__ takes a dict of the inputs of signature {self._primary!r} "
+                                        f"({', '.join(sorted(self._specs[self._primary]))}), got "
+                                        f"{type(inputs).__name__}; pass {{name: tensor, ...}}")
+            value = self._given(self._primary, None, dict(inputs))
+        else:
+            value = self._check_input(self._primary, self._primary_key, inputs)
         return self._saved.__call__(value, training=training)
 
+    @property
+    def input_kind(self) -> str:
+        """"text" when `__call__` takes sentences (strings, or sparse / ragged strings), else "tensors" (named
+        tensors such as token ids and masks): what the parity harness feeds."""
+        return INPUT_KIND if self.batch_input(self._primary) is not None and \
+            self.call_spec.dtype == tf.string else TENSORS_KIND
+
+    def tensor_inputs(self, name: str) -> dict:
+        """{key: TensorSpec} of signature `name`'s inputs without a default (what a batch of named tensors feeds)."""
+        return {k: spec for k, spec in self._specs[name].items() if k not in self._defaults[name]}
+
+    @property
+    def call_spec(self):
+        """What `__call__` takes: the primary signature's one input's TypeSpec, or a dict of them by input name
+        (its inputs without a default in the module)."""
+        specs = self._specs[self._primary]
+        if self._primary_key is not None:
+            return specs[self._primary_key]
+        return {k: spec for k, spec in specs.items() if k not in self._defaults[self._primary]}
+
     def call_signature(self, name: str, inputs=None, training: bool = False, **named) -> dict:
-        """All outputs of TF1 signature `name`; its inputs by key (`named`), or its only input as `inputs`."""
+        """All outputs of TF1 signature `name`; its inputs by key (`named`), its only input as `inputs`, or
+        several as a dict `inputs`."""
         _check_training(training)
         given = self._given(name, inputs, named)
         return self._saved.signature_functions[name](training=training, **given)
@@ -233,6 +262,8 @@ class TextModuleAdapter(StoredModuleAdapter):
                                         f"{', '.join(sorted(self._specs))}")
         specs = self._specs[name]
         named = {k: v for k, v in named.items() if v is not None}
+        if isinstance(inputs, dict) and len(specs) != 1:  # several inputs, given as a dict by name
+            named, inputs = {**{k: v for k, v in inputs.items() if v is not None}, **named}, None
         if inputs is not None:
             if len(specs) != 1:
                 raise InvalidInputError(f"signature {name!r} takes inputs {', '.join(sorted(specs))}; pass them by "
@@ -287,8 +318,11 @@ class TextModuleAdapter(StoredModuleAdapter):
     def trace(self) -> None:
         """Trace every function for both values of `training` (with and without optional inputs)."""
         saved = self._saved
+        every_input = dict(self._specs[self._primary])
         for training in (False, True):
-            saved.__call__.get_concrete_function(self._specs[self._primary][self._primary_key], training=training)
+            saved.__call__.get_concrete_function(self.call_spec, training=training)
+            if self._primary_key is None and len(every_input) > len(self.call_spec):
+                saved.__call__.get_concrete_function(every_input, training=training)
         for name, specs in self._specs.items():
             fn = saved.signature_functions[name]
             required = {k: specs[k] for k in specs if k not in self._defaults[name]}
@@ -306,8 +340,9 @@ class TextModuleAdapter(StoredModuleAdapter):
             saved = self._saved
             signatures = {}
             if hasattr(saved, "serve"):
-                signatures["serving_default"] = saved.serve.get_concrete_function()
                 saved.serve_training.get_concrete_function()
+                if self._primary_key is not None:
+                    signatures["serving_default"] = saved.serve.get_concrete_function()
             inference = self._stored.variant(INFERENCE_TAGS)
             for name, specs in self._specs.items():
                 sig = inference.signature(name)
@@ -318,10 +353,26 @@ class TextModuleAdapter(StoredModuleAdapter):
                 signatures[name] = tf.function(
                     lambda *args, name=name, keys=keys: self._run(name, dict(zip(keys, args)), False),
                     input_signature=[specs[k] for k in keys], autograph=False).get_concrete_function()
+            if "serving_default" not in signatures and self._primary in signatures:
+                # Several inputs: serving signatures take them as keyword arguments, as the TF1 signature's.
+                signatures["serving_default"] = signatures[self._primary]
             for loss in self.regularization_losses:
                 loss.get_concrete_function()
             return signatures
 
+
+
+def primary_signature(signatures, servable, chosen: str | None = None) -> str:
+    """The signature `__call__` serves: the one chosen, else `default`, else the only one that can be served
+    (e.g. `tokens` of a BERT-style module, beside its input-less `tokenization_info`)."""
+    if chosen is not None:
+        return chosen
+    if DEFAULT_SIGNATURE in signatures or len(servable) != 1:
+        if DEFAULT_SIGNATURE not in signatures and servable:
+            raise NotAnImageModuleError(f"the module has no {DEFAULT_SIGNATURE!r} signature; pick the one __call__ "
+                                        f"serves with --signature: {', '.join(sorted(servable))}")
+        return DEFAULT_SIGNATURE
+    return next(iter(servable))
 
 
 def signatures_not_kept(module: StoredModule) -> dict:

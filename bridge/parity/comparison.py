@@ -402,8 +402,26 @@ def signature_feeds(ra: Runner, rb: Runner, signatures: Sequence[str], inputs: d
     return feeds, not_compared
 
 
+def tensor_specs(ra: Runner, rb: Runner, signatures: Sequence[str]) -> dict:
+    """{input key: TensorSpec} of the named tensors the compared signatures of both models take (one value per
+    key feeds them all); refused when the models disagree on an input's dtype."""
+    specs = {}
+    for sig in signatures:
+        for side, runner in (("A", ra), ("B", rb)):
+            for key, spec in runner.tensor_inputs(sig).items():
+                known = specs.setdefault(key, spec)
+                if known.dtype != spec.dtype or not known.shape.is_compatible_with(spec.shape):
+                    raise InvalidInputError(f"input {key!r} is {known.dtype.name}{known.shape} in one model but "
+                                            f"{spec.dtype.name}{spec.shape} in {side} ({runner.label}); compare "
+                                            "models that take the same inputs")
+    if not specs:
+        raise InvalidInputError("the compared signatures take no input to feed; pick others with --signature")
+    return specs
+
+
 def input_kind(ra: Runner, rb: Runner) -> str:
-    """"images" or "text": what both models are fed; models that take different kinds cannot be compared."""
+    """"images", "text" or "tensors": what both models are fed; models that take different kinds cannot be
+    compared."""
     if ra.input_kind != rb.input_kind:
         raise InvalidInputError(f"A ({ra.label}) takes {ra.input_kind} but B ({rb.label}) takes {rb.input_kind}; "
                                 "compare models that take the same inputs")
@@ -584,7 +602,15 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     kind = input_kind(ra, rb)
     if images is None and random is None and not text_sources:
         random = DEFAULT_RANDOM
-    if kind == "text":
+    if kind == "tensors":
+        from bridge.parity.tensor_inputs import collect_tensors
+
+        if text_sources:
+            raise InvalidInputError(f"sentences were given, but {ra.label} and {rb.label} take named tensors; "
+                                    "pass an .npz file with one array per input")
+        inputs = collect_tensors(tensor_specs(ra, rb, chosen), images, random=random, seed=seed,
+                                 batch_size=batch_size)
+    elif kind == "text":
         from bridge.parity.text_inputs import collect_sentences
 
         check_sentence_keys(ra, rb, chosen, text_sources)
@@ -615,8 +641,8 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
                 check_overrides(tolerances, session.known_names())
                 _check_logits(logits, session.known_names())
             if progress:
-                progress(f"batch {index + 1}/{inputs.num_batches}: {batch.start + len(batch.images)}/{total} "
-                         f"{'sentences' if kind == 'text' else 'images'}")
+                what = {"text": "sentences", "tensors": "examples"}.get(kind, "images")
+                progress(f"batch {index + 1}/{inputs.num_batches}: {batch.start + len(batch.names)}/{total} {what}")
         session.finish()
     except BaseException:
         for writer in writers:

@@ -182,6 +182,14 @@ def format_table(report, full: bool = False, width: int | None = None) -> str:
 
 
 def describe_inputs(inputs: dict) -> str:
+    if "examples" in inputs:
+        parts = [f"{inputs['example_files']} from files"] if inputs.get("example_files") else []
+        if inputs.get("array_examples"):
+            parts.append(f"{inputs['array_examples']} given")
+        parts += [f"{r['count']} random (seed {r['seed']}, integers in [{r['int_range'][0]}, {r['int_range'][1]}), "
+                  f"unknown lengths {r['unknown_length']})" for r in inputs["random_tensors"]]
+        return (f"{inputs['examples']} examples of {', '.join(inputs['input_keys'])} in {inputs['batches']} "
+                f"batch{'es' if inputs['batches'] != 1 else ''} of up to {inputs['batch_size']}: {', '.join(parts)}")
     if "sentences" in inputs:
         parts = [f"{inputs['text_files']} from files"] if inputs.get("text_files") else []
         if inputs.get("array_sentences"):
@@ -321,6 +329,10 @@ class NpzWriter:
         self._zip = zipfile.ZipFile(self._partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
 
     def add(self, name: str, array) -> None:
+        if isinstance(array, dict):  # a batch of named tensors: one array per input
+            for key, value in array.items():
+                self.add(f"{name}/{key}", value)
+            return
         with self._zip.open(name + ".npy", "w", force_zip64=True) as f:
             np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
 

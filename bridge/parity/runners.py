@@ -78,12 +78,18 @@ class Runner:
 
     @property
     def input_kind(self) -> str:
-        """"images" (float32 image batches) or "text" (signatures fed from sentences, see `parity.text_inputs`)."""
+        """"images" (float32 image batches), "text" (signatures fed from sentences, see `parity.text_inputs`) or
+        "tensors" (named tensors such as token ids and masks, see `parity.tensor_inputs`)."""
         return "images"
 
     def sentence_input(self, signature: str) -> str | None:
         """The input key of `signature` that a text model's sentences feed (what `--input KEY=@FILE` names)."""
         return None
+
+    def tensor_inputs(self, signature: str) -> dict:
+        """{key: TensorSpec} of the inputs of `signature` that each batch of a "tensors" model feeds (those
+        without a default); {} for other kinds."""
+        return {}
 
     def vocabulary(self) -> list:
         """Words of the model's vocabulary assets (random sentences draw from them); [] when it has none."""
@@ -283,13 +289,19 @@ class ModuleRunner(Runner):
     def sentence_input(self, signature):
         return self.adapter.batch_input(signature) if self.input_kind == "text" else None
 
+    def tensor_inputs(self, signature):
+        return self.adapter.tensor_inputs(signature) if self.input_kind == "tensors" else {}
+
     def signature_inputs(self, signature):
         required = set(self.adapter.required_inputs.get(signature, ()))
-        batch = self.adapter.batch_input(signature) if self.input_kind == "text" else None
+        batch = {self.adapter.batch_input(signature)} if self.input_kind == "text" else set(
+            self.tensor_inputs(signature))
         return {k: (spec, k in required) for k, spec in self.adapter.signature_inputs.get(signature, {}).items()
-                if k != batch}
+                if k not in batch}
 
     def _call(self, signature, images, training, inputs):
+        if self.input_kind == "tensors":
+            return self.adapter.call_signature(signature, training=training, **images, **inputs)
         if self.input_kind == "text":
             from bridge.parity.text_inputs import as_signature_input
 
@@ -402,7 +414,16 @@ class SavedModelRunner(Runner):
 
     def signature_inputs(self, signature):
         fn, _, input_key = self._functions[signature]
+        if self.input_kind == "tensors":
+            return {k: (spec, False) for k, (spec, required) in _named_inputs(fn).items()
+                    if not required and input_key is None}
         return _function_inputs(fn, serving=input_key is not None)
+
+    def tensor_inputs(self, signature):
+        if self.input_kind != "tensors":
+            return {}
+        fn, _, input_key = self._functions[signature]
+        return {k: spec for k, (spec, required) in _named_inputs(fn).items() if required or input_key is not None}
 
     def sentence_input(self, signature):
         if self.input_kind != "text" or signature not in self._functions:
@@ -414,11 +435,25 @@ class SavedModelRunner(Runner):
     def input_kind(self) -> str:
         from bridge.parity.text_inputs import is_text_spec
 
-        specs = [_batch_spec(fn) for fn, _, _ in self._functions.values()]
-        return "text" if specs and all(is_text_spec(s) for s in specs) else "images"
+        specs = [_batch_spec(fn) for fn, _, input_key in self._functions.values()]
+        if specs and all(is_text_spec(s) for s in specs):
+            return "text"
+        if specs and not any(_may_be_images(s) for s in specs):
+            return "tensors"
+        return "images"
 
     def _call(self, signature, images, training, inputs):
         fn, takes_training, input_key = self._functions[signature]
+        if self.input_kind == "tensors":
+            import tensorflow as tf
+
+            tensors = {k: tf.convert_to_tensor(v) for k, v in images.items()}
+            if isinstance(_batch_spec(fn), dict):  # one dict of named tensors, as TF2 text encoders take
+                args = [{**tensors, **inputs}]
+                return fn(*args, training=training) if takes_training else fn(*args)
+            if takes_training and input_key is None:
+                return fn(**tensors, training=training, **inputs)
+            return fn(**tensors, **inputs)
         if self.input_kind == "text":
             from bridge.parity.text_inputs import as_signature_input
 
@@ -506,13 +541,46 @@ def _first_argument(fn) -> str | None:
 
 
 def _input_key(fn) -> str:
+    """The key a serving signature's batch is fed under: `images`, its only input, or "" when it takes several
+    named tensors (fed as keyword arguments)."""
     kwargs = fn.structured_input_signature[1]
     if IMAGE_INPUT_KEY in kwargs:
         return IMAGE_INPUT_KEY
     if len(kwargs) != 1:
-        raise NotAnImageModuleError(f"serving signature takes inputs {sorted(kwargs)}; parity feeds one image "
-                                    f"input (key {IMAGE_INPUT_KEY!r})")
+        return ""
     return next(iter(kwargs))
+
+
+def _may_be_images(spec) -> bool:
+    """Whether a function's first input could be an image batch (a float tensor of rank 4 or unknown rank)."""
+    import tensorflow as tf
+
+    if spec is None or not isinstance(spec, tf.TensorSpec):
+        return spec is None
+    return spec.dtype.is_floating and spec.shape.rank in (None, 4)
+
+
+def _named_inputs(fn) -> dict:
+    """key -> (TensorSpec, required) of a function's tensor inputs by name: the keys of a dict first argument,
+    else its arguments (a restored function keeps their names); required when every traced call takes it."""
+    import tensorflow as tf
+
+    traces = _concrete_functions(fn)
+    spec = getattr(fn, "function_spec", None)
+    names = [a for a in getattr(getattr(spec, "fullargspec", None), "args", None) or () if a != "self"]
+    found, count = {}, {}
+    for cf in traces:
+        args, kwargs = cf.structured_input_signature
+        if args and isinstance(args[0], dict):
+            items = list(args[0].items())
+        else:
+            items = [(name or getattr(s, "name", None), s) for name, s in
+                     zip(names + [None] * len(args), args)] + list(kwargs.items())
+        for key, value in items:
+            if isinstance(value, tf.TensorSpec) and key and key != "training":
+                found[key] = value
+                count[key] = count.get(key, 0) + 1
+    return {k: (v, count[k] == len(traces)) for k, v in found.items()}
 
 
 def _concrete_functions(fn) -> list:

@@ -121,15 +121,20 @@ def load_reusable(path: str):
 
 
 def _text_meta_graphs(path: str, obj, progress) -> tuple:
-    """(meta_graphs, variable_values, asset_files) of a text model: its inference variant (see text_variants)."""
-    from legacy.engine.text_variants import text_meta_graph
+    """(meta_graphs, variable_values, asset_files) of a text model: its inference variant, and its {"train"} one
+    when its functions were traced for training (see text_variants)."""
+    from legacy.engine.text_variants import has_training_traces, text_meta_graph
 
     variables = list(getattr(obj, "variables", []))
     names = dict(zip((id(v) for v in variables), unique_variable_names(v.name.split(":")[0] for v in variables)))
     trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
-    progress("building graph variant {} (text)")
-    meta_graph, assets = text_meta_graph(path, obj, read_metadata(path), names, trainable_ids)
-    return [meta_graph], {names[id(v)]: v.numpy() for v in variables}, assets
+    metadata = read_metadata(path)
+    meta_graphs = []
+    for training in (False, True) if has_training_traces(obj, metadata) else (False,):
+        progress(f"building graph variant {'{train}' if training else '{}'} (text, training={training})")
+        meta_graph, assets = text_meta_graph(path, obj, metadata, names, trainable_ids, training=training)
+        meta_graphs.append(meta_graph)
+    return meta_graphs, {names[id(v)]: v.numpy() for v in variables}, assets
 
 
 def check_reusable_attributes(obj, path: str) -> None:

@@ -1,11 +1,13 @@
-"""The TF1 inference graph variant of a TF2 text model (string, sparse or ragged inputs; lookup tables; assets).
+"""The TF1 inference graph variant of a TF2 model that takes text or named tensors (string, sparse or ragged
+inputs, or a dict of tensors such as token ids and masks; lookup tables; assets).
 
     if is_text_model(obj): meta_graph, assets = text_meta_graph(obj, metadata, names, trainable_ids)
 
 The counterpart of `bridge.conversion.text_adapter`: each TF1 signature the model's bridge metadata lists comes
 back from its function `obj.<signature>(inputs, training=False)` (a model saved by TensorFlow itself, without the
 metadata, has one: `default`, from its `__call__`), with inputs as TF1 placeholders of the function's
-own types (`tf.compat.v1.sparse_placeholder` for a SparseTensor, a ragged placeholder for a RaggedTensor). Each of
+own types (`tf.compat.v1.sparse_placeholder` for a SparseTensor, a ragged placeholder for a RaggedTensor; a dict
+argument becomes one input per key, as a TF1 BERT-style `tokens` signature takes them). Each of
 the model's tables becomes a named `HashTableV2` (node-name sharing: one table per module instance) filled by the
 model's own initializer function, imported into the graph and listed in the `table_initializer` collection; the
 files it reads become the module's assets (`asset_filepaths`, `saved_model_assets`), as the TF1 exporter writes them.
@@ -26,12 +28,13 @@ from legacy.format.graph_defs import name_functions_by_content
 
 
 def is_text_model(obj) -> bool:
-    """Whether the model's `__call__` takes strings (plain, sparse or ragged) rather than an image batch."""
+    """Whether the model's `__call__` takes strings (plain, sparse or ragged) or a dict of named tensors (token
+    ids, masks, ...) rather than an image batch."""
     call = getattr(obj, "__call__", None)
     for cf in list(getattr(call, "concrete_functions", None) or []):
         args, kwargs = cf.structured_input_signature
         first = list(args[:1]) or list(kwargs.values())[:1]
-        if first and getattr(first[0], "dtype", None) == tf.string:
+        if first and (isinstance(first[0], dict) or getattr(first[0], "dtype", None) == tf.string):
             return True
     return False
 
@@ -41,14 +44,31 @@ class _Handle:
     handle: object  # what `import_function` maps a captured tensor to
 
 
-def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set) -> tuple:
-    """(inference MetaGraphDef, {asset file name: path}) of a text model (see the module docstring): the signatures
-    its bridge metadata lists, or for a model without, its `__call__` as the `default` signature."""
+def text_functions(obj, metadata) -> tuple:
+    """({TF1 signature: the model's function name}, primary signature): the signatures its bridge metadata lists,
+    or for a model without, its `__call__` as the `default` signature."""
     if metadata is not None and metadata.signatures:
-        functions = {name: name for name in metadata.signatures}  # signature name: the model's function
-        primary = metadata.primary_signature
-    else:  # a model saved by TensorFlow: its `__call__` is the module's `default` signature
-        functions, primary = {DEFAULT_SIGNATURE: "__call__"}, DEFAULT_SIGNATURE
+        return {name: name for name in metadata.signatures}, metadata.primary_signature
+    return {DEFAULT_SIGNATURE: "__call__"}, DEFAULT_SIGNATURE
+
+
+def has_training_traces(obj, metadata) -> bool:
+    """Whether every function the TF1 signatures come from was traced with training=True (a Reusable SavedModel's
+    training mode), so that a {"train"} graph variant can be written."""
+    functions, _ = text_functions(obj, metadata)
+    for attribute in functions.values():
+        fn = getattr(obj, attribute, None)
+        if fn is None or _trace(fn, True, required=False) is None:
+            return False
+    return True
+
+
+def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set,
+                    training: bool = False) -> tuple:
+    """(MetaGraphDef, {asset file name: path}) of a text model (see the module docstring): the inference graph
+    variant, or with `training` the {"train"} one (the functions' training=True traces; what they assign, e.g.
+    batch-norm statistics, is UPDATE_OPS)."""
+    functions, primary = text_functions(obj, metadata)
     variables = list(getattr(obj, "variables", []))
     graph = tf.Graph()
     assets, asset_nodes, initializers = {}, [], []
@@ -79,14 +99,21 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
             if fn is None:
                 raise ConversionError(f"{src}: its metadata lists signature {name!r}, but the model has no such "
                                       "function; re-convert it from the TF1 module")
-            concrete = _inference_trace(fn)
+            concrete = _trace(fn, training)
             args, _ = concrete.structured_input_signature
-            keys = list(_argument_names(fn))[:len(args)]
-            if attribute == "__call__" and len(keys) == 1:
-                keys = [DEFAULT_SIGNATURE]  # TF1 text modules' single input is named `default`
-            placeholders = {key: _placeholder(spec, key) for key, spec in zip(keys, args)}
-            flat = [t for key in keys for t in tf.nest.flatten(placeholders[key], expand_composites=True)]
-            outputs, _ = import_function(concrete, flat, handles, f"{name}_apply")
+            if args and isinstance(args[0], dict):  # one dict of named tensors: one TF1 input per key
+                placeholders = {key: _placeholder(spec, key) for key, spec in args[0].items()}
+                flat = tf.nest.flatten(placeholders, expand_composites=True)  # the dict's order: sorted keys
+            else:
+                keys = list(_argument_names(fn))[:len(args)]
+                if attribute == "__call__" and len(keys) == 1:
+                    keys = [DEFAULT_SIGNATURE]  # TF1 text modules' single input is named `default`
+                placeholders = {key: _placeholder(spec, key) for key, spec in zip(keys, args)}
+                flat = [t for key in keys for t in tf.nest.flatten(placeholders[key], expand_composites=True)]
+            outputs, updates = import_function(concrete, flat, handles, f"{name}_apply")
+            if training and name == primary:
+                for update in updates:
+                    tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
             structured = tf.nest.pack_sequence_as(concrete.structured_outputs, list(outputs), expand_composites=True)
             if not isinstance(structured, dict):
                 structured = {DEFAULT_SIGNATURE: structured}
@@ -99,7 +126,9 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
         meta_graph = tf.compat.v1.train.export_meta_graph(
             graph=graph, clear_devices=True, strip_default_attrs=True,
             collection_list=[tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,
-                             tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES])
+                             tf.compat.v1.GraphKeys.UPDATE_OPS, tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES])
+    meta_graph.meta_info_def.ClearField("tags")
+    meta_graph.meta_info_def.tags.extend(["train"] if training else [])
     for name, sig in signature_defs.items():
         meta_graph.signature_def[name].CopyFrom(sig)
     name_functions_by_content(meta_graph.graph_def)  # not the TF2 model's names: both may run in one process
@@ -144,14 +173,19 @@ def _named_table(resource, name: str):
                           f"kind {', '.join(sorted(set(NAMED_TABLE_OPS.values())))}; it cannot be written as TF1")
 
 
-def _inference_trace(fn):
-    """The restored function's trace with training=False (or without a training argument)."""
+def _trace(fn, training: bool, required: bool = True):
+    """The restored function's trace with training=False (or without a training argument), or with
+    training=True; None (required=False) or ConversionError when it has none."""
     traces = list(getattr(fn, "concrete_functions", None) or [])
     for cf in traces:
         args, kwargs = cf.structured_input_signature
-        if kwargs.get("training", False) is False and all(not isinstance(a, bool) or a is False for a in args[1:]):
+        flags = [a for a in args[1:] if isinstance(a, bool)] + [kwargs.get("training", False)]
+        if (any(f is True for f in flags)) == training:
             return cf
-    raise ConversionError("the model's function has no inference trace (training=False); re-convert it")
+    if not required:
+        return None
+    raise ConversionError(f"the model's function has no {'training' if training else 'inference'} trace "
+                          f"(training={training}); re-convert it")
 
 
 def _argument_names(fn) -> list:

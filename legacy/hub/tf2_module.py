@@ -66,6 +66,11 @@ def load_saved_model_spec(path: str):
     try:
         return GraphVariantsSpec.build(saved)
     except ConversionError as e:
+        several = [e for e in saved._endpoints.values() if e.input_spec is None]
+        if several:  # the fallback serves one input per signature
+            raise ModuleFormatError(f"{path}: function {several[0].attribute} takes several tensors, and the model "
+                                    f"cannot be written as TF1 graph variants ({e}); load it with "
+                                    "tf.saved_model.load") from None
         _log.warning("%s is served through its own functions, not as TF1 graph variants (%s): its batch-norm "
                      "updates run inside its training-mode call and UPDATE_OPS stays empty", path, e)
         saved.fallback_reason = str(e)
@@ -123,7 +128,7 @@ class Endpoint:
 
     attribute: str  # its name on the loaded object
     input_key: str
-    input_spec: tf.TensorSpec
+    input_spec: tf.TensorSpec | None  # None: it takes several tensors (served by graph variants only)
     outputs: dict  # output key -> tf.TensorSpec
     bare: bool  # returns a tensor, presented as the output `default`
     trainings: frozenset  # the values of `training` it was traced for; empty: it takes no `training`
@@ -271,8 +276,10 @@ def _read_endpoint(path: str, attribute: str, graph, node_id: int, coder) -> End
                 raise ModuleFormatError(f"{path}: function {attribute} returns {type(structured).__name__}, but a "
                                         "module signature returns a tensor or a dict of tensors")
     if input_spec is None and other_arity is not None:
-        raise ModuleFormatError(f"{path}: function {attribute} takes {other_arity} tensors, but a module "
-                                "signature here takes exactly one (the image batch)")
+        # Several named tensors (token ids, masks, ...): served by the TF1 graph variants only (see
+        # load_saved_model_spec); the endpoint records that it exists.
+        return Endpoint(attribute=attribute, input_key="", input_spec=None, outputs={}, bare=False,
+                        trainings=frozenset(trainings))
     if input_spec is None:
         raise ModuleFormatError(f"{path}: function {attribute} was saved without a traced signature; save it "
                                 "after calling it (or get_concrete_function) with an image batch spec")

@@ -19,6 +19,7 @@ from tests.corpus import ROOT
 from tests.oracle.runner import ensure_legacy_env
 
 TEXT_ORACLE = os.path.join(ROOT, "tests", "oracle", "text_oracle.py")
+TOKENS_ORACLE = os.path.join(ROOT, "tests", "oracle", "tokens_oracle.py")
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,23 +29,37 @@ def text_oracle() -> tuple:
     Computed live by the genuine library once per machine and kept in the oracle cache (tests/oracle/cache.py:
     keyed by the CPU, kernel settings, the legacy packages and this oracle's source); BRIDGE_ORACLE_CACHE=off
     computes it in every session."""
+    return oracle_answers(TEXT_ORACLE)
+
+
+@functools.lru_cache(maxsize=None)
+def tokens_oracle() -> tuple:
+    """(directory holding `tokens/`, a BERT-style module of int32 token-id inputs, answers dict, arrays dict),
+    from tests/oracle/tokens_oracle.py, cached as `text_oracle`."""
+    return oracle_answers(TOKENS_ORACLE)
+
+
+def oracle_answers(script: str) -> tuple:
+    """(output directory, answers.json, answers.npz) of an oracle script run as `script OUT_DIR` in the legacy
+    environment, once per machine (see `text_oracle`)."""
     from tests.oracle import cache
 
+    name = os.path.splitext(os.path.basename(script))[0]
     root = cache.cache_dir()
-    machine = cache.machine_key(ensure_legacy_env(), TEXT_ORACLE)
+    machine = cache.machine_key(ensure_legacy_env(), script)
     entry = None
     if root is not None:
         os.makedirs(root, exist_ok=True)
         digest = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:20]
-        entry = os.path.join(root, f"text_oracle-{digest}")
+        entry = os.path.join(root, f"{name}-{digest}")
     if entry is None or not os.path.exists(os.path.join(entry, "answers.npz")):
-        out = tempfile.mkdtemp(prefix=".text_oracle.partial-", dir=root) if entry else tempfile.mkdtemp(
-            prefix="text_oracle_")
+        out = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root) if entry else tempfile.mkdtemp(
+            prefix=f"{name}_")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-        proc = subprocess.run([ensure_legacy_env(), TEXT_ORACLE, out], capture_output=True, text=True, timeout=600,
+        proc = subprocess.run([ensure_legacy_env(), script, out], capture_output=True, text=True, timeout=600,
                               env=env)
         if proc.returncode != 0:
-            raise AssertionError(f"text oracle failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+            raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         if entry is None:
             entry = out
         else:
@@ -69,13 +84,14 @@ def assert_close(actual, expected, what: str, rtol: float, atol_scale: float) ->
     assert not bad.any(), f"{what}: max abs diff {err.max():.3g} (atol {atol:.3g}, rtol {rtol})"
 
 
-def start_text_module(module_dir: str):
+def start_text_module(module_dir: str, script: str = TEXT_ORACLE):
     """Start the genuine hub.Module on another text module with the text module's signatures (text_oracle.py
-    --run) in the background; the returned function waits for it and returns its outputs. Tests start it as soon
-    as the module exists and collect it last, so TensorFlow 2.15's start overlaps the other tests."""
+    --run, or `script`'s) in the background; the returned function waits for it and returns its outputs. Tests
+    start it as soon as the module exists and collect it last, so TensorFlow 2.15's start overlaps the other
+    tests."""
     out = os.path.join(tempfile.mkdtemp(prefix="text_run_"), "outputs.npz")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    proc = subprocess.Popen([ensure_legacy_env(), TEXT_ORACLE, "--run", module_dir, out], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([ensure_legacy_env(), script, "--run", module_dir, out], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
 
     def result() -> dict:

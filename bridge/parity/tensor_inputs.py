@@ -1,0 +1,172 @@
+"""Named tensors as parity inputs, for models whose inputs are neither images nor sentences (token ids, masks, ...).
+
+    inputs = collect_tensors(specs, ["batch.npz"], random=8, seed=0)   # specs: {input key: tf.TensorSpec}
+    for batch in inputs.batches():      # batch.images: {input key: array} (the harness's batch field)
+        outputs = model({key: tensor for key, tensor in batch.images.items()})
+
+Sources: `.npz` files holding one array per input key (the same number of examples in each), or dicts of arrays
+given from Python; then `random` seeded examples drawn per input from its TensorSpec:
+- integer inputs from [0, `INT_HIGH`): valid token ids for any vocabulary, valid masks and segment ids (real ids
+  over the whole vocabulary come from a file of recorded inputs);
+- booleans fair coin flips, floats uniform in [0, 1), strings words from `text_inputs.WORDS`;
+- dimensions the spec leaves unknown (besides the batch) have `DEFAULT_LENGTH` elements, the same in every input,
+  so that e.g. ids, mask and segment ids of one example have one sequence length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator
+
+import numpy as np
+
+from legacy.errors import InvalidInputError
+
+INT_HIGH = 2
+DEFAULT_LENGTH = 8
+
+
+@dataclasses.dataclass
+class Batch:
+    """One batch of named inputs (named `images` as the harness's image batches are), names and start index."""
+
+    images: dict  # input key -> array [n, ...]
+    names: list
+    start: int
+
+
+class TensorSet:
+    """Named input arrays with the same number of examples, streamed in batches of at most `batch_size`."""
+
+    def __init__(self, arrays: dict, names: list, random: dict | None, batch_size: int, files: int):
+        if batch_size < 1:
+            raise InvalidInputError(f"batch size must be at least 1, got {batch_size}; pass --batch-size 1 or more")
+        self._arrays, self._names, self._random, self._files = arrays, names, random, files
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    @property
+    def num_batches(self) -> int:
+        return -(-len(self) // self.batch_size)
+
+    def describe(self) -> dict:
+        return {"examples": len(self), "images": len(self), "batches": self.num_batches,
+                "batch_size": self.batch_size, "input_keys": sorted(self._arrays), "example_files": self._files,
+                "array_examples": len(self) - self._files - (self._random["count"] if self._random else 0),
+                "random_tensors": [self._random] if self._random else [], "random": [], "image_size": None,
+                "image_files": 0, "array_images": 0, "random_images": 0, "resize": None, "skipped_files": []}
+
+    def batches(self) -> Iterator[Batch]:
+        for start in range(0, len(self), self.batch_size):
+            stop = start + self.batch_size
+            yield Batch({k: v[start:stop] for k, v in self._arrays.items()}, self._names[start:stop], start)
+
+
+def collect_tensors(specs: dict, sources=None, *, random: int | None = None, seed: int = 0,
+                    batch_size: int = 8) -> TensorSet:
+    """A `TensorSet` for inputs `specs` ({key: tf.TensorSpec}): the examples of `sources` (.npz paths or dicts of
+    arrays), then `random` seeded ones."""
+    chunks, names, files = [], [], 0
+    for item in _as_items(sources):
+        if isinstance(item, dict):
+            label, arrays = "dict", dict(item)
+        else:
+            label = os.fspath(item)
+            arrays = read_tensors(label)
+        checked = _checked(arrays, specs, label)
+        count = len(next(iter(checked.values())))
+        chunks.append(checked)
+        names += [f"{label}[{i}]" for i in range(count)]
+        files += count if label != "dict" else 0
+    described = None
+    if random:
+        chunks.append(random_tensors(specs, int(random), seed))
+        names += [f"random(seed={seed})[{i}]" for i in range(int(random))]
+        described = {"count": int(random), "seed": int(seed), "int_range": [0, INT_HIGH],
+                     "unknown_length": DEFAULT_LENGTH}
+    if not names:
+        raise InvalidInputError(f"no inputs: pass an .npz file with arrays {', '.join(sorted(specs))}, or --random N")
+    arrays = {key: _concatenate([chunk[key] for chunk in chunks], key) for key in specs}
+    return TensorSet(arrays, names, described, batch_size, files)
+
+
+def random_tensors(specs: dict, count: int, seed: int) -> dict:
+    """{key: array [count, ...]} drawn for each input spec (see the module docstring), seeded by `seed` alone."""
+    from bridge.parity.text_inputs import WORDS
+
+    rng = np.random.default_rng([seed, 0x7E45])
+    result = {}
+    for key in sorted(specs):
+        spec = specs[key]
+        if spec.shape.rank is None:
+            raise InvalidInputError(f"input {key!r} has an unknown rank, so no random value can be drawn for it; "
+                                    "pass recorded inputs in an .npz file")
+        dims = [count] + [DEFAULT_LENGTH if d is None else int(d) for d in spec.shape.as_list()[1:]]
+        dtype = spec.dtype
+        if dtype.is_integer:
+            value = rng.integers(0, INT_HIGH, dims).astype(dtype.as_numpy_dtype)
+        elif dtype.is_bool:
+            value = rng.integers(0, 2, dims).astype(bool)
+        elif dtype.is_floating:
+            value = rng.random(dims, dtype=np.float32).astype(dtype.as_numpy_dtype)
+        elif dtype.name == "string":
+            value = np.array(WORDS, dtype=object)[rng.integers(0, len(WORDS), dims)]
+        else:
+            raise InvalidInputError(f"input {key!r} is {dtype.name}, for which no random value is drawn; pass "
+                                    "recorded inputs in an .npz file")
+        result[key] = value
+    return result
+
+
+def read_tensors(path: str) -> dict:
+    """The arrays of an .npz file, by name."""
+    if not os.path.isfile(path) or not path.lower().endswith(".npz"):
+        what = "does not exist" if not os.path.exists(path) else "is not an .npz file"
+        raise InvalidInputError(f"{path} {what}: these models take named tensors; pass an .npz file with one "
+                                "array per input (np.savez(path, input_ids=..., ...))")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise InvalidInputError(f"{path} cannot be read as .npz ({' '.join(str(e).split())[:120]}); write it "
+                                "with np.savez") from None
+
+
+def _as_items(sources) -> list:
+    if sources is None:
+        return []
+    if isinstance(sources, (str, os.PathLike, dict)):
+        return [sources]
+    return list(sources)
+
+
+def _checked(arrays: dict, specs: dict, label: str) -> dict:
+    missing = sorted(set(specs) - set(arrays))
+    if missing:
+        raise InvalidInputError(f"{label} has no array {missing[0]!r}; the models take {', '.join(sorted(specs))}")
+    result, count = {}, None
+    for key, spec in specs.items():
+        value = np.asarray(arrays[key])
+        if value.dtype == object or value.dtype.kind in "US":
+            value = value.astype(object)
+        if not spec.shape.is_compatible_with(value.shape):
+            raise InvalidInputError(f"{label}: array {key!r} has shape {list(value.shape)}, but the models take "
+                                    f"{spec.shape}; pass arrays of that shape")
+        if count is not None and len(value) != count:
+            raise InvalidInputError(f"{label}: array {key!r} holds {len(value)} examples, the others {count}; "
+                                    "give every input the same number of examples")
+        count = len(value)
+        result[key] = value if value.dtype == object else value.astype(spec.dtype.as_numpy_dtype)
+    return result
+
+
+def _concatenate(parts: list, key: str) -> np.ndarray:
+    try:
+        return np.concatenate(parts, axis=0)
+    except ValueError:
+        raise InvalidInputError(f"input {key!r} has different shapes in different sources "
+                                f"({', '.join(str(list(p.shape)) for p in parts)}); give the same shape "
+                                "besides the number of examples") from None

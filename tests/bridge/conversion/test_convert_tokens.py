@@ -1,0 +1,183 @@
+"""A BERT-style TF1 module whose `tokens` signature takes three int32 [batch, seq] inputs (tests/oracle/
+tokens_oracle.py, exported by the genuine library, run live): `__call__` takes them as a dict, as TF2 text encoders
+do; conversion verifies on generated token ids; the converted model serves hub.load, TFSMLayer and
+bridge.keras.KerasLayer; TF2 -> TF1 writes it back with both graph variants for the genuine hub.Module; parity
+compares such models on generated or recorded (.npz) inputs.
+
+The genuine library's answers (TF 2.15) are compared within tests/tolerances.py's GENUINE_OUTPUTS; models of this
+project against each other in this process: exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bridge.cli import main
+from bridge.conversion import tf1_to_tf2
+from bridge.conversion.converter import convert
+from bridge.parity.comparison import compare
+from legacy.errors import InvalidInputError, NotAnImageModuleError
+from tests.oracle.text_modules import TOKENS_ORACLE, start_text_module, tokens_oracle
+from tests.tolerances import GENUINE_OUTPUTS, assert_close
+
+pytestmark = pytest.mark.numerics
+
+OUTPUTS = ("pooled_output", "sequence_output")
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    """(directory with the genuine library's tokens module, its answers, its arrays)."""
+    return tokens_oracle()
+
+
+@pytest.fixture(scope="module")
+def module(oracle) -> str:
+    return os.path.join(oracle[0], "tokens")
+
+
+@pytest.fixture(scope="module")
+def inputs(oracle) -> dict:
+    return {k: np.array(v, np.int32) for k, v in oracle[1]["inputs"].items()}
+
+
+@pytest.fixture(scope="module")
+def converted(module, tmp_path_factory) -> str:
+    written = convert(module, str(tmp_path_factory.mktemp("tokens") / "tf2"), progress=lambda m: None)
+    assert written.verification.passed
+    return written.destination
+
+
+@pytest.fixture(scope="module")
+def back(converted, tmp_path_factory) -> tuple:
+    """(the converted model written back to TF1, a function returning the genuine library's outputs on it)."""
+    written = convert(converted, str(tmp_path_factory.mktemp("tokens") / "tf1"), progress=lambda m: None)
+    assert written.verification.passed
+    return written.destination, start_text_module(written.destination, TOKENS_ORACLE)
+
+
+def _check_genuine(outputs: dict, arrays: dict, what: str) -> None:
+    assert sorted(outputs) == sorted(OUTPUTS), what
+    for key in OUTPUTS:
+        assert_close(np.asarray(outputs[key]), arrays[f"tokens/{key}"], GENUINE_OUTPUTS, f"{what} {key}")
+
+
+def test_adapter_call_takes_a_dict_of_the_signatures_inputs(module, oracle, inputs):
+    adapter = tf1_to_tf2.adapt(module)
+    assert adapter.metadata.primary_signature == "tokens"  # no `default`: the only signature with inputs
+    assert adapter.input_kind == "tensors"
+    outputs = {k: v.numpy() for k, v in adapter(inputs).items()}
+    _check_genuine(outputs, oracle[2], "adapter")
+    by_name = adapter.call_signature("tokens", **inputs)
+    for key in OUTPUTS:
+        np.testing.assert_array_equal(by_name[key].numpy(), outputs[key])
+    trained = adapter(inputs, training=True)["pooled_output"].numpy()  # the {"train"} variant: dropout
+    assert not np.array_equal(trained, outputs["pooled_output"])
+    with pytest.raises(InvalidInputError, match="takes a dict of the inputs of signature 'tokens'"):
+        adapter(inputs["input_ids"])
+    with pytest.raises(InvalidInputError, match="needs input 'input_mask'"):
+        adapter({"input_ids": inputs["input_ids"], "segment_ids": inputs["segment_ids"]})
+    with pytest.raises(InvalidInputError, match="no input 'mask'"):
+        adapter({**inputs, "mask": inputs["input_mask"]})
+
+
+def test_a_module_without_default_and_several_signatures_needs_one_chosen(module, tmp_path):
+    from bridge.conversion.text_adapter import primary_signature
+
+    assert primary_signature({"a": 0, "b": 0}, {"a": {}}) == "a"
+    with pytest.raises(NotAnImageModuleError, match="no 'default' signature; pick the one __call__ serves with "
+                                                    "--signature: a, b"):
+        primary_signature({"a": 0, "b": 0}, {"a": {}, "b": {}})
+    assert primary_signature({"default": 0, "b": 0}, {"default": {}, "b": {}}) == "default"
+
+
+def test_converted_model_serves_tf2_consumers(module, converted, oracle, inputs):
+    import keras
+    import tensorflow_hub as hub
+
+    from bridge.keras import KerasLayer
+
+    arrays = oracle[2]
+    obj = hub.load(converted)
+    feed = {k: tf.constant(v) for k, v in inputs.items()}
+    called = {k: v.numpy() for k, v in obj(feed).items()}
+    _check_genuine(called, arrays, "hub.load __call__")
+    served = obj.signatures["serving_default"](**feed)  # keyword arguments, as the TF1 signature's inputs
+    tokens = obj.tokens(**feed)
+    for key in OUTPUTS:
+        np.testing.assert_array_equal(served[key].numpy(), called[key])
+        np.testing.assert_array_equal(tokens[key].numpy(), called[key])
+    # The {"train"} variant's L2 loss on the word embeddings, as the genuine library collects it.
+    assert len(obj.regularization_losses) == oracle[1]["train_regularization_losses"] == 1
+    words = next(v for v in obj.variables if "embeddings/word" in v.name).numpy()
+    assert float(obj.regularization_losses[0]()) == pytest.approx(0.01 * float(np.sum(np.square(words))), rel=1e-6)
+    tfsm = keras.layers.TFSMLayer(converted, call_endpoint="serve", call_training_endpoint="serve_training")
+    np.testing.assert_array_equal(tfsm(feed)["pooled_output"].numpy(), called["pooled_output"])
+    layer = KerasLayer(converted, trainable=True, output_key="pooled_output")
+    np.testing.assert_array_equal(layer(feed).numpy(), called["pooled_output"])
+    assert len(layer.trainable_weights) == len(obj.trainable_variables) == 6
+    assert len(layer.losses) == 1
+    adapted = KerasLayer(module, output_key="pooled_output")  # the TF1 module itself, adapted in memory
+    np.testing.assert_array_equal(adapted(feed).numpy(), called["pooled_output"])
+
+
+def test_written_back_to_tf1_runs_in_the_genuine_library(back, oracle):
+    from legacy.format.reader import read_module
+
+    destination, genuine = back
+    stored = read_module(destination)
+    assert sorted(sorted(t) for t in stored.tags) == [[], ["train"]]
+    result = genuine()
+    assert list(result["signatures"]) == ["default", "tokens"]  # `default`: the primary signature's alias
+    assert list(result["tokens/inputs"]) == ["input_ids", "input_mask", "segment_ids"]
+    for key in OUTPUTS:
+        assert_close(result[f"tokens/{key}"], oracle[2][f"tokens/{key}"], GENUINE_OUTPUTS, f"written back {key}")
+
+
+def test_parity_on_generated_and_recorded_token_ids(module, converted, inputs, tmp_path, capsys):
+    report = compare(module, converted, training=True, gradients=True)
+    assert report.passed
+    assert report.inputs["input_keys"] == ["input_ids", "input_mask", "segment_ids"]
+    assert {r.name for r in report.results} >= {"tokens/pooled_output", "tokens/sequence_output"}
+    assert any(r.name.startswith("gradients/") for r in report.results)
+
+    recorded = tmp_path / "tokens.npz"
+    np.savez(recorded, **inputs)
+    assert main(["parity", module, converted, "--images", str(recorded), "--json-file", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["status"] == "ok" and result["passed"] is True and result["inputs"]["examples"] == 3
+    assert result["inputs"]["example_files"] == 3
+
+    np.savez(tmp_path / "bad.npz", input_ids=inputs["input_ids"])
+    capsys.readouterr()
+    assert main(["parity", module, converted, "--images", str(tmp_path / "bad.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("has no array 'input_mask'; the models take input_ids, input_mask, segment_ids"), err
+
+
+def test_inspect_names_the_input_kind(module, converted, capsys):
+    for path in (module, converted):
+        assert main(["inspect", path]) == 0
+        assert "inputs: named tensors" in capsys.readouterr().out
+
+
+def test_shim_serves_the_converted_model_as_tf1_graph_variants(converted, oracle, inputs):
+    from legacy import hub
+
+    spec = hub.load_module_spec(converted)
+    assert spec.get_tags() == [set(), {"train"}]
+    assert sorted(spec.get_input_info_dict("tokens")) == ["input_ids", "input_mask", "segment_ids"]
+    eager = hub.Module(spec)(inputs, signature="tokens", as_dict=True)
+    _check_genuine({k: v.numpy() for k, v in eager.items()}, oracle[2], "eager shim")
+    with tf.Graph().as_default():
+        module = hub.Module(converted, trainable=True)
+        outputs = module({k: tf.constant(v) for k, v in inputs.items()}, signature="tokens", as_dict=True)
+        assert len(tf.compat.v1.losses.get_regularization_losses()) == 1
+        with tf.compat.v1.Session() as session:
+            session.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+            _check_genuine(session.run(outputs), oracle[2], "graph-mode shim")

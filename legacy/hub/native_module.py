@@ -29,7 +29,7 @@ from legacy.format.graph_defs import op_name
 from legacy.errors import DestinationExistsError, ModuleFormatError
 from legacy.engine.functions import ModuleFunctions, load_variables
 from legacy.format.reader import (MODULE_DEF_FILENAME, VARIABLE_OPS, StoredModule, open_checkpoint, read_module,
-                                  untrusted)
+                                  tag_label, untrusted)
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import write_module
 from legacy.hub.wrapped_graph import graph_variable, traced_by_wrap_function
@@ -105,6 +105,12 @@ class NativeModuleSpec(ModuleSpec):
         path = os.fspath(path)
         if os.path.isfile(os.path.join(path, MODULE_DEF_FILENAME)):
             raise DestinationExistsError(f"{path} already holds a module; export to a new or empty directory")
+        if frozenset() not in self.stored.variants:  # e.g. a SavedModel tagged {serve} only
+            raise ModuleFormatError(
+                f"cannot export {self.description} to {path}: it has graph variants "
+                f"{', '.join(tag_label(t) for t in self.stored.tags)} but no inference variant (tags set()), which "
+                "the modules written here need; give it one (for a SavedModel: builder.add_meta_graph([], "
+                "signature_def_map=...) before builder.save())")
         # The legacy exporter wrote into an existing directory; replacing an empty one is the safe equivalent.
         empty_dir = os.path.isdir(path) and not os.listdir(path)
         meta_graphs = [self.stored.variants[tags].meta_graph for tags in self.stored.tags]

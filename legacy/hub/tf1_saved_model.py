@@ -54,8 +54,8 @@ class UnsupportedCollectionsError(ModuleFormatError, ValueError):
     """A SavedModel with graph collections a TF1 Hub module cannot hold (a ValueError, as in the legacy library)."""
 
 
-def create_module_spec_from_saved_model(saved_model_path, drop_collections: Iterable[str] | None = None
-                                        ) -> NativeModuleSpec:
+def create_module_spec_from_saved_model(saved_model_path: str | os.PathLike,
+                                        drop_collections: Iterable[str] | None = None) -> NativeModuleSpec:
     """The module spec of the TF1 SavedModel in directory `saved_model_path`.
 
     drop_collections: more graph collections to leave out, besides global_step, legacy_init_op and
@@ -83,7 +83,7 @@ def create_module_spec_from_saved_model(saved_model_path, drop_collections: Iter
                             {name: os.path.join(assets_dir, name) for name in stored.asset_files()}, path)
 
 
-def _saved_model_directory(saved_model_path) -> str:
+def _saved_model_directory(saved_model_path: str | os.PathLike) -> str:
     path = os.fspath(saved_model_path)
     expected = "pass the directory of a TF1 SavedModel (written by tf.compat.v1.saved_model.Builder or simple_save)"
     if not os.path.exists(path):

@@ -42,6 +42,10 @@ class ModuleFormatError(BridgeError):
     """A TF1 Hub module whose files are missing, corrupt or of an unsupported format."""
 
 
+class UnsupportedCollectionsError(ModuleFormatError, ValueError):
+    """A SavedModel with graph collections a TF1 Hub module cannot hold (a ValueError, as in tensorflow_hub 0.15)."""
+
+
 class UnknownVariantError(BridgeError, ValueError):
     """No graph variant with the requested tags (the message lists the ones that exist)."""
 

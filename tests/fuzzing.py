@@ -457,7 +457,7 @@ def _mutate_proto_file(data: bytes, file: str, kind: str, params: dict) -> bytes
 
 # -- case generation (hypothesis) ------------------------------------------------------------------------------
 
-TF1_TARGETS = ("inspect", "convert", "parity", "adapt", "shim")
+TF1_TARGETS = ("inspect", "convert", "parity", "adapt", "shim", "saved_model_spec")
 TF2_TARGETS = ("inspect", "convert", "parity", "shim")
 ARCHIVE_TARGETS = ("inspect", "convert", "parity")
 INPUT_TARGETS = ("images", "parity_images")
@@ -601,6 +601,12 @@ def _run_target(case: Case, path: str, seeds: dict, out: str) -> tuple:
             from legacy import hub
 
             spec = hub.load_module_spec(path)
+            module = hub.Module(spec)
+            module(_images_for(spec))
+        elif target == "saved_model_spec":  # a module's directory is a TF1 SavedModel too
+            from legacy import hub
+
+            spec = hub.create_module_spec_from_saved_model(path)
             module = hub.Module(spec)
             module(_images_for(spec))
         elif target == "_hang":  # checks of the pool itself (tests/test_fuzz.py), never drawn

@@ -43,7 +43,8 @@ def test_bounded_fuzz_run_ends_in_success_or_the_projects_error(pool):
     kinds = {outcome for _, outcome in outcomes}
     # The run reached every entry point, and both kinds of ending (a fuzzer whose cases all fail early tests
     # nothing but the first parser).
-    assert targets == {"inspect", "convert", "parity", "adapt", "shim", "images", "parity_images"}, targets
+    assert targets == {"inspect", "convert", "parity", "adapt", "shim", "saved_model_spec", "images",
+                       "parity_images"}, targets
     assert {"ok", "error"} <= kinds, kinds
 
 

@@ -119,7 +119,8 @@ def add_image_inputs(parser) -> None:
     group = parser.add_argument_group("inputs (the same batches go to both models)")
     group.add_argument("--images", action="append", metavar="PATH",
                        help="an image file, a folder of images (searched recursively; files whose extension is not "
-                            "an image's are skipped), a .npy or .npz array; one path per use, repeat for more")
+                            "an image's are skipped), a .npy or .npz array; one path per use, repeat for more. "
+                            "Models of named tensors (token ids, masks) take an .npz of one array per input")
     group.add_argument("--random", metavar="N",
                        help="add N random images, uniform in --val-range (default: 8 when no --images)")
     add_seed(group, "seed of the random images and of the gradient loss weights (default: 0)")

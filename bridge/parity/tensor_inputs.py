@@ -122,17 +122,27 @@ def random_tensors(specs: dict, count: int, seed: int) -> dict:
 
 
 def read_tensors(path: str) -> dict:
-    """The arrays of an .npz file, by name."""
+    """The arrays of an .npz file, by input name: one array per input, or the batches `--save-inputs` wrote
+    (`batch_00000/input_ids`, ...), joined."""
     if not os.path.isfile(path) or not path.lower().endswith(".npz"):
         what = "does not exist" if not os.path.exists(path) else "is not an .npz file"
         raise InvalidInputError(f"{path} {what}: these models take named tensors; pass an .npz file with one "
                                 "array per input (np.savez(path, input_ids=..., ...))")
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+            arrays = {key: data[key] for key in data.files}
     except (ValueError, OSError, EOFError) as e:
         raise InvalidInputError(f"{path} cannot be read as .npz ({' '.join(str(e).split())[:120]}); write it "
                                 "with np.savez") from None
+    batches = sorted({key.split("/")[0] for key in arrays if "/" in key})
+    if batches and len(batches) == len({key.split("/")[0] for key in arrays}):  # as --save-inputs writes them
+        names = sorted({key.split("/", 1)[1] for key in arrays})
+        try:
+            return {name: np.concatenate([arrays[f"{batch}/{name}"] for batch in batches]) for name in names}
+        except (KeyError, ValueError):
+            raise InvalidInputError(f"{path}: batches with different inputs or shapes; pass one array per input "
+                                    "(np.savez(path, input_ids=..., ...))") from None
+    return arrays
 
 
 def _as_items(sources) -> list:

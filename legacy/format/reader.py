@@ -381,7 +381,15 @@ def read_module(path: str) -> StoredModule:
     if not is_tf1_hub_module(path):
         raise NotAModuleError(f"{path} is not a TF1 Hub module (no {MODULE_DEF_FILENAME}); pass a module directory")
     read_module_def(path)
-    saved_model = read_saved_model_proto(path)
+    return read_graph_variants(path, read_saved_model_proto(path))
+
+
+def read_graph_variants(path: str, saved_model) -> StoredModule:
+    """The graph variants of a parsed `saved_model.pb` in directory `path`, and its checkpoint files checked.
+
+    `read_module` reads a TF1 Hub module with it; `hub.create_module_spec_from_saved_model` a TF1 SavedModel
+    (no `tfhub_module.pb`), after dropping the collections a module may not hold.
+    """
     variants = {}
     for meta_graph in saved_model.meta_graphs:
         tags = frozenset(meta_graph.meta_info_def.tags)

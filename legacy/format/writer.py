@@ -91,10 +91,12 @@ def copy_checkpoint(src_prefix: str, dst_prefix: str) -> None:
 
 
 def write_module(dst: str, meta_graphs: Sequence, variables: Mapping[str, np.ndarray] | str | None = None,
-                 assets: Mapping[str, str] | None = None, force: bool = False) -> str:
+                 assets: Mapping[str, str] | None = None, force: bool = False, require_inference: bool = True) -> str:
     """Write a TF1 Hub module to `dst` atomically and return its path.
 
-    meta_graphs: one MetaGraphDef per graph variant, tagged in `meta_info_def.tags` (the empty set is required).
+    meta_graphs: one MetaGraphDef per graph variant, tagged in `meta_info_def.tags` (the empty set is required
+    unless `require_inference` is False: the shim's export of a module that has none, e.g. a TF1 SavedModel tagged
+    {serve} only, writes the variants it has, as tensorflow_hub 0.15 did).
     variables: checkpoint name -> value, or the prefix of an existing checkpoint to copy.
     assets: file name under `assets/` -> path of the file to copy there.
     """
@@ -116,7 +118,7 @@ def write_module(dst: str, meta_graphs: Sequence, variables: Mapping[str, np.nda
         copy.ClearField("saver_def")
         for sig in copy.signature_def.values():
             sig.method_name = ""
-    if frozenset() not in seen:
+    if require_inference and frozenset() not in seen:
         raise ModuleFormatError("a module needs the inference graph variant (tags set()); none was given")
 
     with atomic_directory(dst, force=force) as tmp:

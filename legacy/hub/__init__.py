@@ -7,9 +7,12 @@
     module = hub.Module(module_spec)
     features = module(images)
 
+    spec = hub.create_module_spec_from_saved_model("export/1700000000")   # a TF1 SavedModel (Builder, simple_save)
+    module = hub.Module(spec, tags={"serve"})
+
 `load`, `KerasLayer` and `resolve` are those of the installed tensorflow_hub (0.16), imported on first use. The
-0.15 names this shim does not provide (feature columns, estimator exporters, create_module_spec_from_saved_model)
-exist so that `from ... import *` works, and raise an error naming the replacement when used.
+0.15 names this shim does not provide (feature columns, estimator exporters) exist so that `from ... import *`
+works, and raise an error naming the replacement when used.
 `legacy.install()` puts all of these names on the real `tensorflow_hub` module instead.
 """
 
@@ -20,14 +23,15 @@ from legacy.hub.module import Module, eval_function_for_module
 from legacy.hub.publish import add_signature, attach_image_module_info, attach_message, create_module_spec
 from legacy.hub.loading import load_module_spec
 from legacy.hub.spec import ModuleSpec
+from legacy.hub.tf1_saved_model import create_module_spec_from_saved_model
 
 # The names tensorflow_hub 0.16 still has: taken from it, never re-implemented.
 PASSED_THROUGH = ("load", "KerasLayer", "resolve")
 
 # The TF1 API provided here.
-TF1_NAMES = ("Module", "ModuleSpec", "load_module_spec", "create_module_spec", "add_signature", "attach_message",
-             "attach_image_module_info", "ImageModuleInfo", "get_expected_image_size", "get_num_image_channels",
-             "eval_function_for_module")
+TF1_NAMES = ("Module", "ModuleSpec", "load_module_spec", "create_module_spec", "create_module_spec_from_saved_model",
+             "add_signature", "attach_message", "attach_image_module_info", "ImageModuleInfo",
+             "get_expected_image_size", "get_num_image_channels", "eval_function_for_module")
 
 
 def _removed(name: str, reason: str):
@@ -51,9 +55,6 @@ REMOVED = {
     "image_embedding_column": _FEATURE_COLUMN,
     "LatestModuleExporter": _ESTIMATOR,
     "register_module_for_export": _ESTIMATOR,
-    "create_module_spec_from_saved_model": "this shim does not build specs from TF1 SavedModels; use "
-                                           "hub.create_module_spec with a module_fn, or hub.load_module_spec on a "
-                                           "TF2 SavedModel",
 }
 for _name, _reason in REMOVED.items():
     globals()[_name] = _removed(_name, _reason)

@@ -108,7 +108,9 @@ class NativeModuleSpec(ModuleSpec):
         # The legacy exporter wrote into an existing directory; replacing an empty one is the safe equivalent.
         empty_dir = os.path.isdir(path) and not os.listdir(path)
         meta_graphs = [self.stored.variants[tags].meta_graph for tags in self.stored.tags]
-        write_module(path, meta_graphs, variables=values or None, assets=self.asset_sources, force=empty_dir)
+        # The variants the spec has, as the legacy exporter wrote them: also none untagged (a SavedModel of {serve}).
+        write_module(path, meta_graphs, variables=values or None, assets=self.asset_sources, force=empty_dir,
+                     require_inference=False)
 
     def model_variable_names(self, tags) -> set:
         from tensorflow.core.framework import variable_pb2

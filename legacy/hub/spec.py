@@ -103,6 +103,12 @@ class ModuleSpec:
             raise TypeError("ModuleSpec.export takes checkpoint_path and name_transform_fn by keyword only")
         if not checkpoint_path:
             raise ValueError("ModuleSpec.export needs checkpoint_path=...: the checkpoint holding the weights")
+        if frozenset() not in {frozenset(tags) for tags in self.get_tags()}:
+            # The legacy library instantiated the spec with tags=None to export it, which needs this variant.
+            raise UnknownVariantError(
+                f"No such graph variant: tags=None; ModuleSpec.export needs the inference variant (tags set()), "
+                f"but this module has {', '.join(tag_label(t) for t in self.get_tags())} only: give it one (for a "
+                "SavedModel: builder.add_meta_graph([], signature_def_map=...) before builder.save())")
         self._export_from_checkpoint(os.fspath(path), checkpoint_path, name_transform_fn or (lambda name: name))
 
     def check_tags(self, tags: Iterable[str] | None) -> frozenset:

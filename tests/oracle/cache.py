@@ -134,3 +134,33 @@ def store(name: str, machine: dict, info: dict, arrays: dict) -> None:
             pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def script_output(script: str, legacy_python: str, timeout: float = 600) -> str:
+    """The directory `legacy_python script OUT_DIR` writes, computed once per machine and kept in the cache (keyed
+    by `machine_key` with the script's source; BRIDGE_ORACLE_CACHE=off computes it in every call)."""
+    import subprocess
+
+    root = cache_dir()
+    machine = machine_key(legacy_python, script)
+    name = os.path.splitext(os.path.basename(script))[0]
+    entry = None
+    if root is not None:
+        os.makedirs(root, exist_ok=True)
+        digest = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:20]
+        entry = os.path.join(root, f"{name}-{digest}")
+        if os.path.isdir(entry):
+            return entry
+    out = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root) if entry else tempfile.mkdtemp(prefix=f"{name}_")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
+    proc = subprocess.run([legacy_python, script, out], capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        shutil.rmtree(out, ignore_errors=True)
+        raise AssertionError(f"{os.path.basename(script)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    if entry is None:
+        return out
+    try:
+        os.rename(out, entry)  # complete or absent: concurrent sessions may race, the first one wins
+    except OSError:
+        shutil.rmtree(out, ignore_errors=True)
+    return entry

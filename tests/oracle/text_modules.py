@@ -6,10 +6,8 @@ One oracle process per test session builds them and answers every question (see 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 
@@ -41,32 +39,10 @@ def tokens_oracle() -> tuple:
 
 def oracle_answers(script: str) -> tuple:
     """(output directory, answers.json, answers.npz) of an oracle script run as `script OUT_DIR` in the legacy
-    environment, once per machine (see `text_oracle`)."""
+    environment, once per machine (`tests.oracle.cache.script_output`)."""
     from tests.oracle import cache
 
-    name = os.path.splitext(os.path.basename(script))[0]
-    root = cache.cache_dir()
-    machine = cache.machine_key(ensure_legacy_env(), script)
-    entry = None
-    if root is not None:
-        os.makedirs(root, exist_ok=True)
-        digest = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:20]
-        entry = os.path.join(root, f"{name}-{digest}")
-    if entry is None or not os.path.exists(os.path.join(entry, "answers.npz")):
-        out = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root) if entry else tempfile.mkdtemp(
-            prefix=f"{name}_")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-        proc = subprocess.run([ensure_legacy_env(), script, out], capture_output=True, text=True, timeout=600,
-                              env=env)
-        if proc.returncode != 0:
-            raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-        if entry is None:
-            entry = out
-        else:
-            try:
-                os.rename(out, entry)  # complete or absent: concurrent sessions may race, the first one wins
-            except OSError:
-                shutil.rmtree(out, ignore_errors=True)
+    entry = cache.script_output(script, ensure_legacy_env())
     with open(os.path.join(entry, "answers.json")) as f:
         answers = json.load(f)
     with np.load(os.path.join(entry, "answers.npz"), allow_pickle=False) as data:

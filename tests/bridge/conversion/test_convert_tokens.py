@@ -153,6 +153,14 @@ def test_parity_on_generated_and_recorded_token_ids(module, converted, inputs, t
     assert result["status"] == "ok" and result["passed"] is True and result["inputs"]["examples"] == 3
     assert result["inputs"]["example_files"] == 3
 
+    saved = tmp_path / "saved.npz"  # what --save-inputs writes is read back as the same inputs
+    assert main(["parity", module, converted, "--images", str(recorded), "--batch-size", "2", "--save-inputs",
+                 str(saved), "--quiet"]) == 0
+    assert sorted(np.load(saved).files)[:3] == [f"batch_00000/{k}" for k in sorted(inputs)]
+    assert main(["parity", module, converted, "--images", str(saved), "--json-file", str(tmp_path / "s.json"),
+                 "--quiet"]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["inputs"]["examples"] == 3
+
     np.savez(tmp_path / "bad.npz", input_ids=inputs["input_ids"])
     capsys.readouterr()
     assert main(["parity", module, converted, "--images", str(tmp_path / "bad.npz")]) == 2

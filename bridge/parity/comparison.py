@@ -392,6 +392,11 @@ def signature_feeds(ra: Runner, rb: Runner, signatures: Sequence[str], inputs: d
         else:
             feeds[sig] = {k: v for k, v in inputs.items() if k in specs}
     unknown = sorted(set(inputs) - known)
+    batched = sorted(k for k in unknown if any(k in r.tensor_inputs(sig) for sig in signatures for r in (ra, rb)))
+    if batched:
+        raise InvalidInputError(f"input {batched[0]!r} is fed one value per example, from the batches: pass it in an "
+                                f".npz with one array per input ({spell('images=PATH.npz', '--images PATH.npz')}), "
+                                "or leave it out to draw random examples")
     if unknown:
         given = spell(f"inputs={{{unknown[0]!r}: ...}}", f"--input {unknown[0]}=...")
         raise InvalidInputError(f"{given} names no input of the compared signatures; their inputs besides images: "

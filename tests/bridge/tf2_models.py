@@ -7,6 +7,8 @@ No dropout: training-mode outputs must be deterministic to be compared.
 
 from __future__ import annotations
 
+import os
+
 import tensorflow as tf
 
 
@@ -96,3 +98,18 @@ def _randomize_batch_norm(variables) -> None:
             var.assign(rng.uniform(var.shape, 0.5, 1.5))
         elif "moving_mean" in name or "beta" in name:
             var.assign(rng.uniform(var.shape, -0.2, 0.2))
+
+
+def reads_a_file(path: str) -> str:
+    """A Reusable SavedModel whose __call__ reads a file (a ReadFile op) next to it: what the safety scan refuses."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    secret = os.path.join(os.path.dirname(path), "secret.txt")
+    with open(secret, "w") as f:
+        f.write("secret")
+    obj = tf.__internal__.tracking.AutoTrackable()
+    obj.__call__ = tf.function(lambda images, training=False: images[:, 0, 0, :] + tf.cast(
+        tf.strings.length(tf.io.read_file(secret)), tf.float32))
+    for training in (False, True):
+        obj.__call__.get_concrete_function(tf.TensorSpec([None, 4, 4, 3], tf.float32), training=training)
+    tf.saved_model.save(obj, path)
+    return path

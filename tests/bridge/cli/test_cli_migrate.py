@@ -13,26 +13,11 @@ import time
 
 import pytest
 
+from tests.bridge.tf2_models import reads_a_file
 from tests.corpus import MODULES, ROOT, module_path
 
 BRIDGE = [sys.executable, "-m", "bridge.cli"]
 ENV = {**os.environ, "PYTHONPATH": ROOT}
-
-
-def _unsafe_savedmodel(path: str) -> str:
-    """A Reusable SavedModel whose __call__ reads a file (ReadFile): refused by the safety scan."""
-    import tensorflow as tf
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    secret = os.path.join(os.path.dirname(path), "secret.txt")
-    with open(secret, "w") as f:
-        f.write("secret")
-    obj = tf.__internal__.tracking.AutoTrackable()
-    obj.__call__ = tf.function(lambda images, training=False: images[:, 0, 0, :] + tf.cast(
-        tf.strings.length(tf.io.read_file(secret)), tf.float32))
-    obj.__call__.get_concrete_function(tf.TensorSpec([None, 4, 4, 3], tf.float32), training=False)
-    tf.saved_model.save(obj, path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +28,7 @@ def zoo(tmp_path_factory) -> str:
     corrupt = root / "corrupt"
     shutil.copytree(module_path("convnet_bn"), corrupt)
     (corrupt / "saved_model.pb").write_bytes(b"\x08\x03not a saved model")
-    _unsafe_savedmodel(str(root / "nested" / "unsafe"))
+    reads_a_file(str(root / "nested" / "unsafe"))
     return str(root)
 
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from bridge.cli import main
 from legacy.format.writer import write_checkpoint
+from tests.bridge.tf2_models import reads_a_file
 from tests.corpus import IMAGES_DIR, ROOT, golden_json, module_path
 
 NAME = "convnet_bn"
@@ -158,22 +159,8 @@ def test_bad_input_exits_2_with_one_line_naming_the_fix(capsys, argv, message):
     assert len(err.strip().splitlines()) == 1 and err.startswith("bridge parity: error: ") and message in err
 
 
-def _reads_a_file(path: str) -> str:
-    """A Reusable SavedModel whose __call__ reads a file (a ReadFile op): what the safety scan must refuse."""
-    secret = os.path.join(os.path.dirname(path), "secret.txt")
-    with open(secret, "w") as f:
-        f.write("secret")
-    obj = tf.__internal__.tracking.AutoTrackable()
-    obj.__call__ = tf.function(lambda images, training=False: images[:, 0, 0, :] + tf.cast(
-        tf.strings.length(tf.io.read_file(secret)), tf.float32))
-    for training in (False, True):
-        obj.__call__.get_concrete_function(tf.TensorSpec([None, 4, 4, 3], tf.float32), training=training)
-    tf.saved_model.save(obj, path)
-    return path
-
-
 def test_unsafe_models_are_refused_before_they_run(tmp_path, capsys):
-    unsafe = _reads_a_file(str(tmp_path / "unsafe"))
+    unsafe = reads_a_file(str(tmp_path / "unsafe"))
     code, _, err = _run(capsys, unsafe, unsafe, "--random", "1", "--quiet")
     assert code == 2 and "(ReadFile, reads or writes files)" in err and "--allow-unsafe-ops" in err
     code, out, _ = _run(capsys, unsafe, unsafe, "--random", "1", "--quiet", "--allow-unsafe-ops")

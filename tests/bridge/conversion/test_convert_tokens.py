@@ -161,6 +161,11 @@ def test_parity_on_generated_and_recorded_token_ids(module, converted, inputs, t
                  "--quiet"]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["inputs"]["examples"] == 3
 
+    capsys.readouterr()
+    assert main(["parity", module, converted, "--input", "input_ids=1"]) == 2
+    assert "input 'input_ids' is fed one value per example, from the batches: pass it in an .npz" in \
+        capsys.readouterr().err
+
     np.savez(tmp_path / "bad.npz", input_ids=inputs["input_ids"])
     capsys.readouterr()
     assert main(["parity", module, converted, "--images", str(tmp_path / "bad.npz")]) == 2

@@ -337,7 +337,7 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
     `images`: as for `compare`, plus glob patterns. `beam_options`: Beam pipeline flags, a string or a list
     (default `DEFAULT_OPTIONS`: DirectRunner, 2 workers as threads).
     """
-    from bridge.parity.comparison import (DEFAULT_RANDOM, _check_logits, _open,
+    from bridge.parity.comparison import (DEFAULT_RANDOM, _check_logits, _open, input_kind,
                                           resolve_image_size, select_signatures)
 
     tolerances = Tolerances.parse(atol, rtol)
@@ -351,6 +351,11 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
     with contextlib.ExitStack() as stack:
         ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (a, b))
         chosen = select_signatures(ra, rb, signatures)
+        kind = input_kind(ra, rb)
+        if kind != "images":
+            what = "sentences" if kind == "text" else "named tensors"
+            raise InvalidInputError(f"--runner beam compares image models, and these take {what}; compare them "
+                                    "with the local runner (drop --runner beam)")
         size = resolve_image_size(ra, rb, image_size)
         if images is None and random is None:
             random = DEFAULT_RANDOM

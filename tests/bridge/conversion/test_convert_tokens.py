@@ -166,6 +166,10 @@ def test_parity_on_generated_and_recorded_token_ids(module, converted, inputs, t
     assert "input 'input_ids' is fed one value per example, from the batches: pass it in an .npz" in \
         capsys.readouterr().err
 
+    assert main(["parity", module, converted, "--runner", "beam"]) == 2
+    assert "--runner beam compares image models, and these take named tensors; compare them with the local " \
+        "runner" in capsys.readouterr().err
+
     np.savez(tmp_path / "bad.npz", input_ids=inputs["input_ids"])
     capsys.readouterr()
     assert main(["parity", module, converted, "--images", str(tmp_path / "bad.npz")]) == 2
@@ -194,3 +198,19 @@ def test_shim_serves_the_converted_model_as_tf1_graph_variants(converted, oracle
         with tf.compat.v1.Session() as session:
             session.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
             _check_genuine(session.run(outputs), oracle[2], "graph-mode shim")
+
+
+def test_shim_runs_the_tf1_module_as_the_genuine_library(module, oracle, inputs):
+    from legacy import hub
+
+    spec = hub.load_module_spec(module)
+    assert sorted(spec.get_signature_names()) == list(oracle[2]["signatures"])
+    assert sorted(spec.get_input_info_dict("tokens")) == list(oracle[2]["tokens/inputs"])
+    eager = hub.Module(spec)(inputs, signature="tokens", as_dict=True)
+    _check_genuine({k: v.numpy() for k, v in eager.items()}, oracle[2], "eager shim on the TF1 module")
+    with tf.Graph().as_default():
+        outputs = hub.Module(module, trainable=True)({k: tf.constant(v) for k, v in inputs.items()},
+                                                     signature="tokens", as_dict=True)
+        with tf.compat.v1.Session() as session:
+            session.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+            _check_genuine(session.run(outputs), oracle[2], "graph-mode shim on the TF1 module")

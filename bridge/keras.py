@@ -303,8 +303,24 @@ def _bound_signature(adapter, name: str):
 
 
 def _primary_signature(obj, signatures: dict) -> str:
+    """The signature `__call__` serves: the adapter's first, else `default`, else the first that takes inputs
+    (not BERT's input-less `tokenization_info`)."""
     names = getattr(obj, "signature_names", None)
-    return names[0] if names else (DEFAULT_OUTPUT if DEFAULT_OUTPUT in signatures else sorted(signatures)[0])
+    if names:
+        return names[0]
+    if DEFAULT_OUTPUT in signatures:
+        return DEFAULT_OUTPUT
+    taking = [name for name, fn in sorted(signatures.items()) if _takes_tensors(fn)]
+    return (taking or sorted(signatures))[0]
+
+
+def _takes_tensors(fn) -> bool:
+    """Whether a restored function was traced with any tensor input (True when that cannot be told)."""
+    traces = list(getattr(fn, "concrete_functions", None) or [])
+    if not traces:
+        return True
+    return any(isinstance(spec, tf.TypeSpec) for cf in traces
+               for spec in tf.nest.flatten(cf.structured_input_signature))
 
 
 def _takes_training(fn) -> bool:

@@ -176,10 +176,12 @@ class TextModuleAdapter(StoredModuleAdapter):
             self._defaults[name] = {k: v for k, v in input_defaults(module, name).items()}
         self._primary = primary_signature(inference.signatures, self._specs, signature)
         inference.signature(self._primary)  # fails early, listing the signatures, when the name is unknown
-        if self._primary not in self._specs:
-            raise NotAnImageModuleError(f"signature {self._primary!r} cannot be served: "
-                                        f"{self.not_kept[self._primary]}; pick one of "
-                                        f"{', '.join(sorted(self._specs)) or 'none'} with --signature")
+        if self._primary not in self._specs or not self._specs[self._primary]:
+            reason = self.not_kept.get(self._primary, "it takes no input, and __call__ takes one")
+            raise NotAnImageModuleError(f"signature {self._primary!r} cannot be served by __call__: {reason}; "
+                                        "pick one of "
+                                        f"{', '.join(n for n in sorted(self._specs) if self._specs[n]) or 'none'} "
+                                        "with --signature")
         # __call__ takes the primary signature's input itself when it has one, else a dict of its inputs keyed
         # by name (as TF2 text encoders take {"input_word_ids": ..., "input_mask": ..., ...}).
         primary_specs = self._specs[self._primary]
@@ -367,6 +369,7 @@ def primary_signature(signatures, servable, chosen: str | None = None) -> str:
     (e.g. `tokens` of a BERT-style module, beside its input-less `tokenization_info`)."""
     if chosen is not None:
         return chosen
+    servable = {name: specs for name, specs in servable.items() if specs}  # __call__ takes an input
     if DEFAULT_SIGNATURE in signatures or len(servable) != 1:
         if DEFAULT_SIGNATURE not in signatures and servable:
             raise NotAnImageModuleError(f"the module has no {DEFAULT_SIGNATURE!r} signature; pick the one __call__ "
@@ -386,9 +389,8 @@ def signatures_not_kept(module: StoredModule) -> dict:
 
 
 def _not_servable(sig) -> str | None:
-    """Why a TF1 signature cannot be a function of the converted text model, None when it can."""
-    if not sig.inputs:
-        return "it takes no input"
+    """Why a TF1 signature cannot be a function of the converted text model, None when it can (one without
+    inputs, as BERT's `tokenization_info`, is a function of no arguments)."""
     for key in sig.inputs:
         if not key.isidentifier() or key == "training":
             return f"its input key {key!r} is not usable as an argument name"

@@ -334,8 +334,30 @@ def _numpy(outputs: dict) -> dict:
             result.update({f"{k}/row_splits" + (f"_{i}" if len(splits) > 1 else ""): t.numpy()
                            for i, t in enumerate(splits)})
         else:
-            result[k] = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
+            result[k] = _asset_relative(v.numpy() if hasattr(v, "numpy") else np.asarray(v))
     return result
+
+
+def _asset_relative(value: np.ndarray) -> np.ndarray:
+    """String outputs naming a file under a model's `assets/` (BERT's `tokenization_info` returns its vocabulary
+    file) as `assets/<name>`: the same asset in two models lives in two directories."""
+    value = np.asarray(value)
+    if value.dtype.kind not in "OS" or not value.size:
+        return value
+    flat = value.ravel()
+
+    def relative(item):
+        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+        for sep in {os.sep, "/"}:
+            marker = f"{sep}assets{sep}"
+            if marker in text and os.path.isfile(text):
+                return ("assets/" + text.rsplit(marker, 1)[1].replace(os.sep, "/")).encode()
+        return item
+
+    changed = [relative(item) for item in flat]
+    if all(a is b for a, b in zip(changed, flat)):
+        return value
+    return np.array(changed, dtype=object).reshape(value.shape)
 
 
 def _ordered(keys) -> list:

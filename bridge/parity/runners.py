@@ -300,12 +300,16 @@ class ModuleRunner(Runner):
                 if k not in batch}
 
     def _call(self, signature, images, training, inputs):
+        takes = self.adapter.signature_inputs.get(signature, {})
         if self.input_kind == "tensors":
-            return self.adapter.call_signature(signature, training=training, **images, **inputs)
+            fed = {k: v for k, v in images.items() if k in takes}  # a signature may take none of them
+            return self.adapter.call_signature(signature, training=training, **fed, **inputs)
         if self.input_kind == "text":
             from bridge.parity.text_inputs import as_signature_input
 
             key = self.adapter.batch_input(signature)
+            if not takes:  # a signature without inputs (BERT's tokenization_info)
+                return self.adapter.call_signature(signature, training=training, **inputs)
             images = as_signature_input(self.adapter.signature_inputs[signature][key], images)
         return self.adapter.call_signature(signature, images, training=training, **inputs)
 
@@ -435,7 +439,9 @@ class SavedModelRunner(Runner):
     def input_kind(self) -> str:
         from bridge.parity.text_inputs import is_text_spec
 
-        specs = [_batch_spec(fn) for fn, _, input_key in self._functions.values()]
+        # Functions without inputs (BERT's tokenization_info) say nothing about what the model is fed.
+        specs = [_batch_spec(fn) for fn, _, _ in self._functions.values() if _takes_inputs(fn)] or \
+            [_batch_spec(fn) for fn, _, _ in self._functions.values()]
         if specs and all(is_text_spec(s) for s in specs):
             return "text"
         if specs and not any(_may_be_images(s) for s in specs):
@@ -444,10 +450,13 @@ class SavedModelRunner(Runner):
 
     def _call(self, signature, images, training, inputs):
         fn, takes_training, input_key = self._functions[signature]
+        if not _takes_inputs(fn):  # a function of no inputs (BERT's tokenization_info)
+            return fn(training=training, **inputs) if takes_training and input_key is None else fn(**inputs)
         if self.input_kind == "tensors":
             import tensorflow as tf
 
-            tensors = {k: tf.convert_to_tensor(v) for k, v in images.items()}
+            takes = _named_inputs(fn) if not isinstance(_batch_spec(fn), dict) else None
+            tensors = {k: tf.convert_to_tensor(v) for k, v in images.items() if takes is None or k in takes}
             if isinstance(_batch_spec(fn), dict):  # one dict of named tensors, as TF2 text encoders take
                 args = [{**tensors, **inputs}]
                 return fn(*args, training=training) if takes_training else fn(*args)
@@ -549,6 +558,20 @@ def _input_key(fn) -> str:
     if len(kwargs) != 1:
         return ""
     return next(iter(kwargs))
+
+
+def _takes_inputs(fn) -> bool:
+    """Whether any trace of a function takes a tensor (or a structure of them)."""
+    return any(_batch_spec_of(cf) is not None for cf in _concrete_functions(fn)) or not _concrete_functions(fn)
+
+
+def _batch_spec_of(cf):
+    import tensorflow as tf
+
+    args, kwargs = cf.structured_input_signature
+    first = [a for a in args if not isinstance(a, bool)][:1] or \
+        [v for v in kwargs.values() if isinstance(v, (tf.TypeSpec, dict))][:1]
+    return first[0] if first else None
 
 
 def _may_be_images(spec) -> bool:

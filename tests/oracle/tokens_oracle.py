@@ -87,12 +87,21 @@ def run_tokens(path, arrays, prefix=""):
     arrays[prefix + "signatures"] = np.array(signatures)
     arrays[prefix + "tokens/inputs"] = np.array(sorted(module.get_input_info_dict("tokens")))
     out = module({k: tf.constant(v) for k, v in _inputs().items()}, signature="tokens", as_dict=True)
+    info = module(signature="tokenization_info", as_dict=True) if "tokenization_info" in signatures else {}
     losses = tf.compat.v1.losses.get_regularization_losses()
     with tf.compat.v1.Session() as sess:
       sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
       for key, value in sess.run(out).items():
         arrays[f"{prefix}tokens/{key}"] = value
       arrays[prefix + "regularization_losses"] = np.array(sess.run(losses), np.float32)
+      if info:
+        value = sess.run(info)
+        arrays[prefix + "tokenization_info/do_lower_case"] = np.array(value["do_lower_case"])
+        # Where the module's asset is, relative to the module: assets/<name> when the path is the module's own.
+        arrays[prefix + "tokenization_info/vocab_file"] = np.array(
+            os.path.relpath(value["vocab_file"].decode(), path))
+        with open(value["vocab_file"].decode()) as f:
+          arrays[prefix + "tokenization_info/vocab"] = np.array(f.read().split())
 
 
 def main(out_dir):

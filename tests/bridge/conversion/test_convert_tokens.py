@@ -70,6 +70,10 @@ def _check_genuine(outputs: dict, arrays: dict, what: str) -> None:
 def test_adapter_call_takes_a_dict_of_the_signatures_inputs(module, oracle, inputs):
     adapter = tf1_to_tf2.adapt(module)
     assert adapter.metadata.primary_signature == "tokens"  # no `default`: the only signature with inputs
+    info = adapter.call_signature("tokenization_info")  # a signature without inputs: a function of none
+    assert bool(info["do_lower_case"]) == bool(oracle[2]["tokenization_info/do_lower_case"])
+    assert os.path.relpath(info["vocab_file"].numpy().decode(), module) == \
+        str(oracle[2]["tokenization_info/vocab_file"]) == "assets/vocab.txt"
     assert adapter.input_kind == "tensors"
     outputs = {k: v.numpy() for k, v in adapter(inputs).items()}
     _check_genuine(outputs, oracle[2], "adapter")
@@ -89,11 +93,12 @@ def test_adapter_call_takes_a_dict_of_the_signatures_inputs(module, oracle, inpu
 def test_a_module_without_default_and_several_signatures_needs_one_chosen(module, tmp_path):
     from bridge.conversion.text_adapter import primary_signature
 
-    assert primary_signature({"a": 0, "b": 0}, {"a": {}}) == "a"
+    takes = {"x": tf.TensorSpec([None], tf.int32)}
+    assert primary_signature({"a": 0, "info": 0}, {"a": takes, "info": {}}) == "a"  # info takes no input
     with pytest.raises(NotAnImageModuleError, match="no 'default' signature; pick the one __call__ serves with "
                                                     "--signature: a, b"):
-        primary_signature({"a": 0, "b": 0}, {"a": {}, "b": {}})
-    assert primary_signature({"default": 0, "b": 0}, {"default": {}, "b": {}}) == "default"
+        primary_signature({"a": 0, "b": 0, "info": 0}, {"a": takes, "b": takes, "info": {}})
+    assert primary_signature({"default": 0, "b": 0}, {"default": takes, "b": takes}) == "default"
 
 
 def test_converted_model_serves_tf2_consumers(module, converted, oracle, inputs):
@@ -113,6 +118,11 @@ def test_converted_model_serves_tf2_consumers(module, converted, oracle, inputs)
         np.testing.assert_array_equal(served[key].numpy(), called[key])
         np.testing.assert_array_equal(tokens[key].numpy(), called[key])
     # The {"train"} variant's L2 loss on the word embeddings, as the genuine library collects it.
+    info = obj.tokenization_info()  # the vocabulary, in the SavedModel's own assets/
+    with open(info["vocab_file"].numpy().decode()) as f:
+        assert f.read().split() == list(arrays["tokenization_info/vocab"])
+    assert os.path.dirname(info["vocab_file"].numpy().decode()) == os.path.join(converted, "assets")
+    assert bool(info["do_lower_case"]) is True
     assert len(obj.regularization_losses) == oracle[1]["train_regularization_losses"] == 1
     words = next(v for v in obj.variables if "embeddings/word" in v.name).numpy()
     assert float(obj.regularization_losses[0]()) == pytest.approx(0.01 * float(np.sum(np.square(words))), rel=1e-6)
@@ -133,7 +143,10 @@ def test_written_back_to_tf1_runs_in_the_genuine_library(back, oracle):
     stored = read_module(destination)
     assert sorted(sorted(t) for t in stored.tags) == [[], ["train"]]
     result = genuine()
-    assert list(result["signatures"]) == ["default", "tokens"]  # `default`: the primary signature's alias
+    # `default`: the primary signature's alias
+    assert list(result["signatures"]) == ["default", "tokenization_info", "tokens"]
+    for key in ("do_lower_case", "vocab_file", "vocab"):  # the vocabulary in the module's own assets/
+        np.testing.assert_array_equal(result[f"tokenization_info/{key}"], oracle[2][f"tokenization_info/{key}"])
     assert list(result["tokens/inputs"]) == ["input_ids", "input_mask", "segment_ids"]
     for key in OUTPUTS:
         assert_close(result[f"tokens/{key}"], oracle[2][f"tokens/{key}"], GENUINE_OUTPUTS, f"written back {key}")
@@ -143,7 +156,8 @@ def test_parity_on_generated_and_recorded_token_ids(module, converted, inputs, t
     report = compare(module, converted, training=True, gradients=True)
     assert report.passed
     assert report.inputs["input_keys"] == ["input_ids", "input_mask", "segment_ids"]
-    assert {r.name for r in report.results} >= {"tokens/pooled_output", "tokens/sequence_output"}
+    assert {r.name for r in report.results} >= {"tokens/pooled_output", "tokens/sequence_output",
+                                                "tokenization_info/vocab_file"}  # compared as assets/vocab.txt
     assert any(r.name.startswith("gradients/") for r in report.results)
 
     recorded = tmp_path / "tokens.npz"

@@ -219,10 +219,10 @@ def test_verify_gradients_catches_a_gradient_that_differs(tmp_path, broken_gamma
 
 
 def test_unsafe_sources_are_refused_before_anything_runs(tmp_path):
-    from tests.bridge.cli.test_cli_parity import _reads_a_file
+    from tests.bridge.tf2_models import reads_a_file
     from legacy.errors import UnsafeModelError
 
-    unsafe = _reads_a_file(str(tmp_path / "unsafe"))
+    unsafe = reads_a_file(str(tmp_path / "unsafe"))
     with pytest.raises(UnsafeModelError, match="ReadFile.*--allow-unsafe-ops"):
         convert(unsafe, str(tmp_path / "tf1"), kind="feature_vector", image_size=(4, 4), **QUIET)
     assert not os.path.exists(tmp_path / "tf1")

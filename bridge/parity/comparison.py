@@ -109,9 +109,12 @@ class _Session:
     """Runs both models on each batch, phase by phase, and feeds the entries."""
 
     def __init__(self, ra: Runner, rb: Runner, signatures: list, tolerances: Tolerances, *, training: bool,
-                 gradients: bool, logits: Sequence[str], seed: int, outputs_writer=None, inputs: dict | None = None):
+                 gradients: bool, logits: Sequence[str], seed: int, outputs_writer=None, inputs: dict | None = None,
+                 drawn: dict | None = None):
         self.runners = {"A": ra, "B": rb}
-        self.inputs = inputs or {}  # signature -> {input key: value} fed besides the images
+        self.fixed_inputs = inputs or {}  # signature -> {input key: value} fed besides the images
+        self.drawn = drawn or {}  # signature -> {input key: TensorSpec} drawn anew for each batch (see step)
+        self.inputs = dict(self.fixed_inputs)  # what the current batch feeds besides the images
         self.signatures = signatures
         self.tolerances = tolerances
         self.training = training
@@ -195,6 +198,13 @@ class _Session:
             return {side: future.result() for side, future in futures.items()}
 
     def step(self, batch, index: int) -> None:
+        if self.drawn:
+            from bridge.parity.tensor_inputs import random_tensors
+
+            self.inputs = {sig: dict(self.fixed_inputs.get(sig, {})) for sig in self.signatures}
+            for sig, specs in self.drawn.items():  # the same values for both models, seeded by batch and signature
+                self.inputs[sig].update(random_tensors(specs, len(batch.names), self.seed,
+                                                       salt=(index, zlib.crc32(sig.encode()))))
         outputs = self._each_side(lambda side, r: {
             sig: _numpy(out) for sig, out in r.run_many(self.distinct, batch.images, inputs=self.inputs).items()})
         self._feed(INFERENCE, outputs, batch, index)
@@ -391,21 +401,29 @@ def select_signatures(ra: Runner, rb: Runner, signatures: Sequence[str] | None =
     return shared
 
 
-def signature_feeds(ra: Runner, rb: Runner, signatures: Sequence[str], inputs: dict, explicit: bool = False) -> tuple:
+def signature_feeds(ra: Runner, rb: Runner, signatures: Sequence[str], inputs: dict, explicit: bool = False,
+                    drawn: dict | None = None) -> tuple:
     """({signature: {input key: value}} to feed besides images, {signature: why it is not compared}).
 
     A given value goes to every compared signature that takes that input (in either model); an input not given
     keeps each model's default; a signature with an input that has no default and no value is not compared (an
-    error when it was asked for by name). A value for an input no compared signature takes is refused."""
+    error when it was asked for by name), unless `drawn` is a dict: a text model's signature that takes no
+    sentences (ELMo's `tokens`: padded words and their lengths) then gets its inputs drawn for each batch
+    (`drawn[signature]`: {key: TensorSpec}, see `tensor_inputs.random_tensors`). A value for an input no
+    compared signature takes is refused."""
     feeds, not_compared, known = {}, {}, set()
     for sig in signatures:
-        specs = {}
+        specs, types = {}, {}
         for runner in (ra, rb):
             for key, (spec, required) in runner.signature_inputs(sig).items():
                 specs[key] = specs.get(key, False) or required
+                types.setdefault(key, spec)
         known.update(specs)
         missing = sorted(k for k, required in specs.items() if required and k not in inputs)
-        if missing:
+        if missing and drawn is not None and _drawable(ra, rb, sig, {k: types[k] for k in missing}):
+            drawn[sig] = {k: types[k] for k in missing}
+            feeds[sig] = {k: v for k, v in inputs.items() if k in specs}
+        elif missing:
             reason = (f"its input {missing[0]!r} has no default in the model, and no value was given; pass "
                       f"{spell(f'inputs={{{missing[0]!r}: VALUE}}', f'--input {missing[0]}=VALUE')} to compare it")
             if explicit:
@@ -444,6 +462,17 @@ def tensor_specs(ra: Runner, rb: Runner, signatures: Sequence[str]) -> dict:
     if not specs:
         raise InvalidInputError("the compared signatures take no input to feed; pick others with --signature")
     return specs
+
+
+def _drawable(ra: Runner, rb: Runner, signature: str, specs: dict) -> bool:
+    """Whether a signature's missing inputs can be drawn for each batch: it takes no sentences in either model
+    and each input is a dense tensor of known rank with a batch dimension."""
+    import tensorflow as tf
+
+    if ra.sentence_input(signature) or rb.sentence_input(signature):
+        return False
+    return all(isinstance(spec, tf.TensorSpec) and spec.shape.rank and spec.shape[0] is None
+               for spec in specs.values())
 
 
 def input_kind(ra: Runner, rb: Runner) -> str:
@@ -612,7 +641,9 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
              inputs=None) -> Report:
     chosen = select_signatures(ra, rb, signatures)
     inputs, text_sources = split_text_values(inputs or {})
-    feeds, not_compared = signature_feeds(ra, rb, chosen, inputs, explicit=bool(signatures))
+    kind = input_kind(ra, rb)
+    drawn = {} if kind == "text" else None
+    feeds, not_compared = signature_feeds(ra, rb, chosen, inputs, explicit=bool(signatures), drawn=drawn)
     chosen = [s for s in chosen if s not in not_compared]
     only_in = {"A": [s for s in ra.signature_names if s not in rb.signature_names],
                "B": [s for s in rb.signature_names if s not in ra.signature_names]}
@@ -626,7 +657,6 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
                     f"{side} ({runner.label}) holds a TF1 while loop (tf.compat.v1.while_loop): TensorFlow computes "
                     "gradients through one only in a tf.compat.v1 graph (the import shim's hub.Module there), not "
                     f"in the TF2 functions compared here; compare without {spell('gradients=True', '--gradients')}")
-    kind = input_kind(ra, rb)
     if images is None and random is None and not text_sources:
         random = DEFAULT_RANDOM
     if kind == "tensors":
@@ -656,7 +686,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     inputs_writer = NpzWriter(save_inputs) if save_inputs else None
     outputs_writer = NpzWriter(save_outputs) if save_outputs else None
     session = _Session(ra, rb, chosen, tolerances, training=training, gradients=gradients, logits=logits,
-                       seed=seed, outputs_writer=outputs_writer, inputs=feeds)
+                       seed=seed, outputs_writer=outputs_writer, inputs=feeds, drawn=drawn)
     total = len(inputs)
     writers = [w for w in (inputs_writer, outputs_writer) if w is not None]
     try:
@@ -683,6 +713,12 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     notes = [f"signature{'s' if len(names) > 1 else ''} only in {side} ({runner.label}), not compared: "
              f"{', '.join(names)}" for (side, names), runner in zip(only_in.items(), (ra, rb)) if names]
     notes += [f"signature {name} not compared: {reason}" for name, reason in not_compared.items()]
+    if drawn:
+        from bridge.parity.tensor_inputs import DEFAULT_LENGTH, INT_HIGH
+
+        notes += [f"signature {name} takes no sentences: its inputs {', '.join(sorted(specs))} were drawn for each "
+                  f"batch (seed {seed}; integers in [0, {INT_HIGH}), strings from a word list, unknown lengths "
+                  f"{DEFAULT_LENGTH})" for name, specs in drawn.items()]
     notes += _missing_outputs_notes(results) + list(session.notes)
     random = {side: None if r.random is None else r.random.to_json() for side, r in (("A", ra), ("B", rb))}
     if any(r.random is None or r.random.ops for r in (ra, rb)):

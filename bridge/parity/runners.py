@@ -308,7 +308,7 @@ class ModuleRunner(Runner):
             from bridge.parity.text_inputs import as_signature_input
 
             key = self.adapter.batch_input(signature)
-            if not takes:  # a signature without inputs (BERT's tokenization_info)
+            if key is None:  # no sentence input: none at all (BERT's tokenization_info), or drawn ones (ELMo's tokens)
                 return self.adapter.call_signature(signature, training=training, **inputs)
             images = as_signature_input(self.adapter.signature_inputs[signature][key], images)
         return self.adapter.call_signature(signature, images, training=training, **inputs)
@@ -418,6 +418,8 @@ class SavedModelRunner(Runner):
 
     def signature_inputs(self, signature):
         fn, _, input_key = self._functions[signature]
+        if self.input_kind == "text" and not self._takes_sentences(fn, input_key):
+            return _named_inputs(fn)  # fed by name (drawn per batch when they have no default)
         if self.input_kind == "tensors":
             return {k: (spec, False) for k, (spec, required) in _named_inputs(fn).items()
                     if not required and input_key is None}
@@ -433,7 +435,20 @@ class SavedModelRunner(Runner):
         if self.input_kind != "text" or signature not in self._functions:
             return None
         fn, _, input_key = self._functions[signature]
+        if not self._takes_sentences(fn, input_key):
+            return None
         return input_key or _first_argument(fn)
+
+    @staticmethod
+    def _takes_sentences(fn, input_key) -> bool:
+        """Whether a text model's function is fed the sentences: its one input takes strings (plain, sparse or
+        ragged); not one of several named inputs (ELMo's `tokens`: padded words and their lengths)."""
+        from bridge.parity.text_inputs import is_text_spec
+
+        if input_key is not None:
+            return input_key != "" and is_text_spec(_batch_spec(fn))
+        required = [k for k, (_, req) in _named_inputs(fn).items() if req]
+        return is_text_spec(_batch_spec(fn)) and len(required) <= 1
 
     @property
     def input_kind(self) -> str:
@@ -444,9 +459,10 @@ class SavedModelRunner(Runner):
             [_batch_spec(fn) for fn, _, _ in self._functions.values()]
         if specs and all(is_text_spec(s) for s in specs):
             return "text"
-        if specs and not any(_may_be_images(s) for s in specs):
-            return "tensors"
-        return "images"
+        if not specs or any(_may_be_images(s) for s in specs):
+            return "images"
+        # Sentences feed a model with any string function (ELMo: `default` on sentences, `tokens` by name).
+        return "text" if any(is_text_spec(s) for s in specs) else "tensors"
 
     def _call(self, signature, images, training, inputs):
         fn, takes_training, input_key = self._functions[signature]
@@ -466,6 +482,8 @@ class SavedModelRunner(Runner):
         if self.input_kind == "text":
             from bridge.parity.text_inputs import as_signature_input
 
+            if not self._takes_sentences(fn, input_key):  # inputs by name only (drawn per batch)
+                return fn(training=training, **inputs) if takes_training and input_key is None else fn(**inputs)
             images = as_signature_input(_batch_spec(fn), images)
         if input_key is not None:
             import tensorflow as tf

@@ -93,11 +93,12 @@ def collect_tensors(specs: dict, sources=None, *, random: int | None = None, see
     return TensorSet(arrays, names, described, batch_size, files)
 
 
-def random_tensors(specs: dict, count: int, seed: int) -> dict:
-    """{key: array [count, ...]} drawn for each input spec (see the module docstring), seeded by `seed` alone."""
+def random_tensors(specs: dict, count: int, seed: int, salt: tuple = ()) -> dict:
+    """{key: array [count, ...]} drawn for each input spec (see the module docstring), seeded by `seed` (and
+    `salt`: e.g. a batch index, for values drawn anew per batch)."""
     from bridge.parity.text_inputs import WORDS
 
-    rng = np.random.default_rng([seed, 0x7E45])
+    rng = np.random.default_rng([seed, 0x7E45, *salt])
     result = {}
     for key in sorted(specs):
         spec = specs[key]

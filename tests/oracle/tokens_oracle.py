@@ -13,7 +13,9 @@ CLI:
       what genuine hub.Module returns on INPUTS.
   tokens_oracle.py --run MODULE_DIR OUT.npz
       Genuine hub.Module on another module with a `tokens` signature (e.g. one written back by the bridge): its
-      signatures, input names and `tokens` outputs on INPUTS.
+      signatures, input names and `tokens` outputs on INPUTS (for an ELMo-style module: both signatures' outputs).
+Also exports OUT_DIR/elmo: an ELMo-style module (`default` on sentences; `tokens` on padded words [batch, len] and
+their lengths [batch], a string and an int input) with its outputs.
 """
 
 import json
@@ -26,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
+from tensorflow.python.ops import lookup_ops  # noqa: E402  (tf.contrib.lookup.index_table_from_file in TF1)
 
 SEED = 0
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "dog", "ran", "far"]
@@ -72,6 +75,56 @@ def tokens_module_fn(vocab_path, training):
   tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS, vocab_file)
   hub.add_signature("tokenization_info", inputs={},
                     outputs={"vocab_file": vocab_file, "do_lower_case": tf.constant(True)})
+
+
+ELMO_WORDS = ["<S>", "</S>", "<UNK>", "the", "cat", "sat", "on", "mat", "a", "dog"]
+SENTENCES = ["the cat sat", "a dog", "the mat on the cat"]
+# The `tokens` signature's inputs: padded words and the number of real ones per row.
+ELMO_TOKENS = [["the", "cat", "sat", "", ""], ["a", "dog", "", "", ""], ["the", "mat", "on", "the", "cat"]]
+ELMO_LENGTHS = [3, 2, 5]
+
+
+def elmo_module_fn(vocab_path):
+  """ELMo-style: `default` on sentences, `tokens` on padded words plus their lengths (a string and an int input),
+  both through one vocabulary table and embedding; `elmo` is the per-word output, masked beyond each length."""
+  ids_table = lookup_ops.index_table_from_file(vocab_path, default_value=2)
+  embeddings = tf.compat.v1.get_variable("embeddings", [len(ELMO_WORDS), HIDDEN],
+                                         initializer=tf.compat.v1.random_normal_initializer(seed=SEED))
+  kernel = tf.compat.v1.get_variable("kernel", [HIDDEN, HIDDEN],
+                                     initializer=tf.compat.v1.random_normal_initializer(seed=SEED + 2))
+
+  def encode(words, lengths):
+    mask = tf.sequence_mask(lengths, tf.shape(words)[1], dtype=tf.float32)
+    per_word = tf.tanh(tf.tensordot(tf.gather(embeddings, ids_table.lookup(words)), kernel, 1)) * mask[..., None]
+    mean = tf.reduce_sum(per_word, 1) / tf.maximum(tf.reduce_sum(mask, 1, keepdims=True), 1.0)
+    return mean, per_word
+
+  sentences = tf.compat.v1.placeholder(tf.string, [None], name="sentences")
+  words = tf.compat.v1.string_split(sentences)
+  dense = tf.sparse.to_dense(words, default_value="")
+  lengths = tf.cast(tf.math.bincount(tf.cast(words.indices[:, 0], tf.int32), minlength=tf.shape(sentences)[0]),
+                    tf.int32)
+  mean, _ = encode(dense, lengths)
+  hub.add_signature("default", {"default": sentences}, {"default": mean})
+  tokens = tf.compat.v1.placeholder(tf.string, [None, None], name="tokens")
+  sequence_len = tf.compat.v1.placeholder(tf.int32, [None], name="sequence_len")
+  mean, per_word = encode(tokens, sequence_len)
+  hub.add_signature("tokens", {"tokens": tokens, "sequence_len": sequence_len}, {"default": mean, "elmo": per_word})
+
+
+def run_elmo(path, arrays, prefix=""):
+  """Genuine outputs of both signatures of an ELMo-style module on SENTENCES / ELMO_TOKENS + ELMO_LENGTHS."""
+  with tf.Graph().as_default():
+    module = hub.Module(path)
+    arrays[prefix + "elmo_signatures"] = np.array(sorted(module.get_signature_names()))
+    default = module(tf.constant(SENTENCES))
+    tokens = module({"tokens": tf.constant(ELMO_TOKENS), "sequence_len": tf.constant(ELMO_LENGTHS)},
+                    signature="tokens", as_dict=True)
+    with tf.compat.v1.Session() as sess:
+      sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+      arrays[prefix + "elmo/default"] = sess.run(default)
+      for key, value in sess.run(tokens).items():
+        arrays[f"{prefix}elmo_tokens/{key}"] = value
 
 
 def _inputs():
@@ -122,11 +175,21 @@ def main(out_dir):
     with tf.compat.v1.Session() as sess:
       sess.run(tf.compat.v1.global_variables_initializer())
       module.export(path, sess)
+  elmo_vocab = os.path.join(sources, "elmo_vocab.txt")
+  with open(elmo_vocab, "w") as f:
+    f.write("\n".join(ELMO_WORDS) + "\n")
+  with tf.Graph().as_default():
+    module = hub.Module(hub.create_module_spec(elmo_module_fn, tags_and_args=[(set(), {"vocab_path": elmo_vocab})]))
+    with tf.compat.v1.Session() as sess:
+      sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+      module.export(os.path.join(out_dir, "elmo"), sess)
   arrays = {}
   run_tokens(path, arrays)
+  run_elmo(os.path.join(out_dir, "elmo"), arrays)
   with tf.Graph().as_default():
     module = hub.Module(path, tags={"train"}, trainable=True)
-    answers = {"inputs": INPUTS, "vocab": VOCAB, "hidden": HIDDEN,
+    answers = {"inputs": INPUTS, "vocab": VOCAB, "hidden": HIDDEN, "elmo_sentences": SENTENCES,
+               "elmo_tokens": ELMO_TOKENS, "elmo_lengths": ELMO_LENGTHS,
                "train_regularization_losses": len(tf.compat.v1.losses.get_regularization_losses()),
                "tags": sorted(sorted(t) for t in hub.load_module_spec(path).get_tags())}
     info = module(signature="tokenization_info", as_dict=True)
@@ -143,7 +206,11 @@ def main(out_dir):
 def run_module(path, out_npz):
   tf.config.experimental.enable_op_determinism()
   arrays = {}
-  run_tokens(path, arrays)
+  if "elmo" in sorted(hub.load_module_spec(path).get_signature_names()) or \
+      "sequence_len" in hub.load_module_spec(path).get_input_info_dict("tokens"):
+    run_elmo(path, arrays)
+  else:
+    run_tokens(path, arrays)
   np.savez(out_npz, **arrays)
 
 

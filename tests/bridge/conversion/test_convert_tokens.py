@@ -2,7 +2,9 @@
 tokens_oracle.py, exported by the genuine library, run live): `__call__` takes them as a dict, as TF2 text encoders
 do; conversion verifies on generated token ids; the converted model serves hub.load, TFSMLayer and
 bridge.keras.KerasLayer; TF2 -> TF1 writes it back with both graph variants for the genuine hub.Module; parity
-compares such models on generated or recorded (.npz) inputs.
+compares such models on generated or recorded (.npz) inputs. An ELMo-style module (`default` on sentences, `tokens`
+on padded words and their lengths) converts both ways with both signatures verified, the second on inputs drawn
+for each batch.
 
 The genuine library's answers (TF 2.15) are compared within tests/tolerances.py's GENUINE_OUTPUTS; models of this
 project against each other in this process: exactly.
@@ -228,3 +230,65 @@ def test_shim_runs_the_tf1_module_as_the_genuine_library(module, oracle, inputs)
         with tf.compat.v1.Session() as session:
             session.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
             _check_genuine(session.run(outputs), oracle[2], "graph-mode shim on the TF1 module")
+
+
+# -- an ELMo-style module: `default` on sentences, `tokens` on padded words and their lengths -----------------------
+
+
+@pytest.fixture(scope="module")
+def elmo(oracle, tmp_path_factory) -> tuple:
+    """(the genuine library's ELMo-style module, it converted to TF2, that written back to TF1 with a function
+    returning the genuine library's outputs on it)."""
+    source = os.path.join(oracle[0], "elmo")
+    converted = convert(source, str(tmp_path_factory.mktemp("elmo") / "tf2"), progress=lambda m: None)
+    assert converted.verification.passed
+    back = convert(converted.destination, str(tmp_path_factory.mktemp("elmo") / "tf1"), progress=lambda m: None)
+    assert back.verification.passed
+    return source, converted.destination, back.destination, start_text_module(back.destination, TOKENS_ORACLE)
+
+
+def test_elmo_style_tokens_signature_is_verified_on_drawn_inputs(elmo):
+    source, converted, _, _ = elmo
+    report = compare(source, converted, training=True)
+    assert report.passed
+    names = {r.name for r in report.results}
+    assert {"default/default", "tokens/default", "tokens/elmo"} <= names  # compared, not skipped
+    assert any("signature tokens takes no sentences: its inputs sequence_len, tokens were drawn for each batch"
+               in note for note in report.notes)
+    assert "signatures_not_compared" not in report.settings
+
+
+def test_elmo_style_drawn_inputs_catch_a_changed_weight(elmo, tmp_path):
+    """The drawn inputs reach the weights: a model whose embedding differs fails on `tokens` too."""
+    from legacy.format.reader import read_module
+    from legacy.format.writer import write_module
+
+    source = elmo[0]
+    stored = read_module(source)
+    reader = tf.train.load_checkpoint(stored.variables_prefix)
+    values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    values["embeddings"] = values["embeddings"] + np.float32(0.01)
+    changed = write_module(str(tmp_path / "changed"), [v.meta_graph for v in stored.variants.values()],
+                           variables=values, assets={n: os.path.join(stored.assets_dir, n)
+                                                     for n in stored.asset_files()})
+    report = compare(source, changed, signatures=["tokens"])
+    assert not report.passed
+    assert {r.name for r in report.results if r.status == "fail"} == {"tokens/default", "tokens/elmo"}
+
+
+def test_elmo_style_module_round_trip_runs_in_the_genuine_library(elmo, oracle, tmp_path):
+    import tensorflow_hub as hub
+
+    _, converted, _, genuine = elmo
+    arrays = oracle[2]
+    obj = hub.load(converted)
+    sentences = tf.constant(oracle[1]["elmo_sentences"])
+    assert_close(obj(sentences).numpy(), arrays["elmo/default"], GENUINE_OUTPUTS, "converted __call__")
+    tokens = obj.tokens(tokens=tf.constant(oracle[1]["elmo_tokens"]),
+                        sequence_len=tf.constant(oracle[1]["elmo_lengths"], tf.int32))
+    for key in ("default", "elmo"):
+        assert_close(tokens[key].numpy(), arrays[f"elmo_tokens/{key}"], GENUINE_OUTPUTS, f"converted tokens {key}")
+    result = genuine()
+    assert list(result["elmo_signatures"]) == ["default", "tokens"]
+    for key in ("elmo/default", "elmo_tokens/default", "elmo_tokens/elmo"):
+        assert_close(result[key], arrays[key], GENUINE_OUTPUTS, f"written back {key}")

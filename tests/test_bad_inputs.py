@@ -362,6 +362,9 @@ CASES = [
     Case("named-tensors-npz-missing-input", lambda ws: _parity(
         ws, ws.built("text"), ws.models["text"], "--images", _npz(ws, default=np.array(["a", "b"]))),
          "has no array 'other'", "the models take default, other"),
+    Case("named-tensors-damaged-npz", lambda ws: _parity(
+        ws, ws.built("text"), ws.models["text"], "--images", _write(ws.path("inputs.npz"), b"PK\x03\x04junk")),
+         "inputs.npz cannot be read as .npz (File is not a zip file)", "write it with np.savez"),
     Case("named-tensors-not-npz", lambda ws: _parity(ws, ws.built("text"), ws.models["text"], "--images",
                                                      ws.images()),
          "is not an .npz file: these models take named tensors", "pass an .npz file with one array per input"),

@@ -324,7 +324,7 @@ def _tf_message(error) -> str:
 # What zipfile and numpy raise on a damaged .npz or .npy. The .npy header is a Python literal that numpy tokenizes
 # and evaluates: a damaged one can also end in tokenize.TokenError (found by fuzzing: a zeroed range in the
 # header), SyntaxError or RecursionError.
-_ARRAY_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, SyntaxError, RecursionError,
+ARRAY_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, SyntaxError, RecursionError,
                       tokenize.TokenError, zipfile.BadZipFile, zlib.error)
 
 
@@ -332,7 +332,7 @@ def _npz_sources(path: str, image_size) -> list:
     try:
         with zipfile.ZipFile(path) as archive:
             keys = [n[:-len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
-    except _ARRAY_READ_ERRORS as e:
+    except ARRAY_READ_ERRORS as e:
         raise InvalidInputError(f"{path}: not a readable .npz file ({e}); save arrays with numpy.savez") from None
     if not keys:
         raise InvalidInputError(f"{path}: the .npz file holds no arrays; pass one with image batches")
@@ -357,7 +357,7 @@ def _read_npz_member(path: str, key: str, rows: int) -> Iterator[np.ndarray]:
     """One array of an .npz as float32 chunks of `rows` images, read from the zip stream: never whole in memory."""
     try:
         yield from _npz_member_chunks(path, key, rows)
-    except _ARRAY_READ_ERRORS as e:
+    except ARRAY_READ_ERRORS as e:
         # A damaged member shows only while it is read (a CRC mismatch at its end, a truncated deflate stream).
         raise InvalidInputError(f"{path}:{key}: the array data is damaged ({' '.join(str(e).split())[:120]}); save "
                                 "it again with numpy.savez") from None
@@ -393,7 +393,7 @@ def _array_file(path: str, key: str | None, image_size) -> _ArrayFile:
         else:
             with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as stream:
                 shape, dtype, _ = _npz_header(stream)
-    except _ARRAY_READ_ERRORS as e:
+    except ARRAY_READ_ERRORS as e:
         raise InvalidInputError(f"{label}: not a readable numpy array ({e}); save arrays with numpy.save "
                                 "(numeric dtype, no pickled objects)") from None
     _check_shape(tuple(shape), dtype, label, image_size)

@@ -129,10 +129,12 @@ def read_tensors(path: str) -> dict:
         what = "does not exist" if not os.path.exists(path) else "is not an .npz file"
         raise InvalidInputError(f"{path} {what}: these models take named tensors; pass an .npz file with one "
                                 "array per input (np.savez(path, input_ids=..., ...))")
+    from bridge.parity.images import ARRAY_READ_ERRORS
+
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (ValueError, OSError, EOFError) as e:
+    except ARRAY_READ_ERRORS as e:
         raise InvalidInputError(f"{path} cannot be read as .npz ({' '.join(str(e).split())[:120]}); write it "
                                 "with np.savez") from None
     batches = sorted({key.split("/")[0] for key in arrays if "/" in key})

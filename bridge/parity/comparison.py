@@ -115,6 +115,7 @@ class _Session:
         self.fixed_inputs = inputs or {}  # signature -> {input key: value} fed besides the images
         self.drawn = drawn or {}  # signature -> {input key: TensorSpec} drawn anew for each batch (see step)
         self.inputs = dict(self.fixed_inputs)  # what the current batch feeds besides the images
+        self.highs = {sig: index_bounds(ra, rb, [sig]) for sig in self.drawn}  # integer inputs indexing tables
         self.signatures = signatures
         self.tolerances = tolerances
         self.training = training
@@ -204,7 +205,8 @@ class _Session:
             self.inputs = {sig: dict(self.fixed_inputs.get(sig, {})) for sig in self.signatures}
             for sig, specs in self.drawn.items():  # the same values for both models, seeded by batch and signature
                 self.inputs[sig].update(random_tensors(specs, len(batch.names), self.seed,
-                                                       salt=(index, zlib.crc32(sig.encode()))))
+                                                       salt=(index, zlib.crc32(sig.encode())),
+                                                       highs=self.highs.get(sig)))
         outputs = self._each_side(lambda side, r: {
             sig: _numpy(out) for sig, out in r.run_many(self.distinct, batch.images, inputs=self.inputs).items()})
         self._feed(INFERENCE, outputs, batch, index)
@@ -464,6 +466,17 @@ def tensor_specs(ra: Runner, rb: Runner, signatures: Sequence[str]) -> dict:
     return specs
 
 
+def index_bounds(ra: Runner, rb: Runner, signatures: Sequence[str]) -> dict:
+    """{input key: rows}: integer inputs that index a table in either model (token ids into an embedding), the
+    smallest table over the compared signatures; drawn inputs then reach every row."""
+    bounds = {}
+    for sig in signatures:
+        for runner in (ra, rb):
+            for key, rows in runner.index_bounds(sig).items():
+                bounds[key] = min(rows, bounds.get(key, rows))
+    return bounds
+
+
 def _drawable(ra: Runner, rb: Runner, signature: str, specs: dict) -> bool:
     """Whether a signature's missing inputs can be drawn for each batch: it takes no sentences in either model
     and each input is a dense tensor of known rank with a batch dimension."""
@@ -666,7 +679,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
             raise InvalidInputError(f"sentences were given, but {ra.label} and {rb.label} take named tensors; "
                                     "pass an .npz file with one array per input")
         inputs = collect_tensors(tensor_specs(ra, rb, chosen), images, random=random, seed=seed,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, highs=index_bounds(ra, rb, chosen))
     elif kind == "text":
         from bridge.parity.text_inputs import collect_sentences
 

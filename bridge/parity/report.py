@@ -186,8 +186,9 @@ def describe_inputs(inputs: dict) -> str:
         parts = [f"{inputs['example_files']} from files"] if inputs.get("example_files") else []
         if inputs.get("array_examples"):
             parts.append(f"{inputs['array_examples']} given")
-        parts += [f"{r['count']} random (seed {r['seed']}, integers in [{r['int_range'][0]}, {r['int_range'][1]}), "
-                  f"unknown lengths {r['unknown_length']})" for r in inputs["random_tensors"]]
+        parts += [f"{r['count']} random (seed {r['seed']}, integers in [{r['int_range'][0]}, {r['int_range'][1]})"
+                  + "".join(f", {k} in [{lo}, {hi})" for k, (lo, hi) in r.get("index_ranges", {}).items())
+                  + f", unknown lengths {r['unknown_length']})" for r in inputs["random_tensors"]]
         return (f"{inputs['examples']} examples of {', '.join(inputs['input_keys'])} in {inputs['batches']} "
                 f"batch{'es' if inputs['batches'] != 1 else ''} of up to {inputs['batch_size']}: {', '.join(parts)}")
     if "sentences" in inputs:

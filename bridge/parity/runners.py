@@ -91,6 +91,11 @@ class Runner:
         without a default); {} for other kinds."""
         return {}
 
+    def index_bounds(self, signature: str) -> dict:
+        """{key: rows} of integer inputs of `signature` that index a table of that many rows (token ids into an
+        embedding), as far as the model's graph tells; {} when unknown."""
+        return {}
+
     def vocabulary(self) -> list:
         """Words of the model's vocabulary assets (random sentences draw from them); [] when it has none."""
         from bridge.parity.text_inputs import vocabulary_of
@@ -291,6 +296,16 @@ class ModuleRunner(Runner):
 
     def tensor_inputs(self, signature):
         return self.adapter.tensor_inputs(signature) if self.input_kind == "tensors" else {}
+
+    def index_bounds(self, signature):
+        from legacy.format.graph_defs import index_bounds
+
+        variant = self._original.variant(frozenset())
+        if signature not in variant.signatures:
+            return {}
+        inputs = variant.signature(signature).inputs
+        return index_bounds(variant.meta_graph.graph_def, {k: info.tensor_name for k, info in inputs.items()
+                                                           if info.is_dense and "int" in info.dtype})
 
     def signature_inputs(self, signature):
         required = set(self.adapter.required_inputs.get(signature, ()))

@@ -6,8 +6,9 @@
 
 Sources: `.npz` files holding one array per input key (the same number of examples in each), or dicts of arrays
 given from Python; then `random` seeded examples drawn per input from its TensorSpec:
-- integer inputs from [0, `INT_HIGH`): valid token ids for any vocabulary, valid masks and segment ids (real ids
-  over the whole vocabulary come from a file of recorded inputs);
+- integer inputs that index a table (token ids into an embedding, segment ids into a segment table; found in a
+  TF1 module's graph) from [0, rows of that table); other integers from [0, `INT_HIGH`): valid masks, segment
+  ids and token ids for any vocabulary;
 - booleans fair coin flips, floats uniform in [0, 1), strings words from `text_inputs.WORDS`;
 - dimensions the spec leaves unknown (besides the batch) have `DEFAULT_LENGTH` elements, the same in every input,
   so that e.g. ids, mask and segment ids of one example have one sequence length.
@@ -66,9 +67,10 @@ class TensorSet:
 
 
 def collect_tensors(specs: dict, sources=None, *, random: int | None = None, seed: int = 0,
-                    batch_size: int = 8) -> TensorSet:
+                    batch_size: int = 8, highs: dict | None = None) -> TensorSet:
     """A `TensorSet` for inputs `specs` ({key: tf.TensorSpec}): the examples of `sources` (.npz paths or dicts of
-    arrays), then `random` seeded ones."""
+    arrays), then `random` seeded ones (integers of input `key` below `highs[key]` when given, see
+    `random_tensors`)."""
     chunks, names, files = [], [], 0
     for item in _as_items(sources):
         if isinstance(item, dict):
@@ -83,9 +85,10 @@ def collect_tensors(specs: dict, sources=None, *, random: int | None = None, see
         files += count if label != "dict" else 0
     described = None
     if random:
-        chunks.append(random_tensors(specs, int(random), seed))
+        chunks.append(random_tensors(specs, int(random), seed, highs=highs))
         names += [f"random(seed={seed})[{i}]" for i in range(int(random))]
         described = {"count": int(random), "seed": int(seed), "int_range": [0, INT_HIGH],
+                     "index_ranges": {k: [0, int(v)] for k, v in sorted((highs or {}).items()) if k in specs},
                      "unknown_length": DEFAULT_LENGTH}
     if not names:
         raise InvalidInputError(f"no inputs: pass an .npz file with arrays {', '.join(sorted(specs))}, or --random N")
@@ -93,9 +96,11 @@ def collect_tensors(specs: dict, sources=None, *, random: int | None = None, see
     return TensorSet(arrays, names, described, batch_size, files)
 
 
-def random_tensors(specs: dict, count: int, seed: int, salt: tuple = ()) -> dict:
+def random_tensors(specs: dict, count: int, seed: int, salt: tuple = (), highs: dict | None = None) -> dict:
     """{key: array [count, ...]} drawn for each input spec (see the module docstring), seeded by `seed` (and
-    `salt`: e.g. a batch index, for values drawn anew per batch)."""
+    `salt`: e.g. a batch index, for values drawn anew per batch). `highs`: {key: n} for integer inputs that index
+    a table of n rows (token ids into an embedding, see `legacy.format.graph_defs.index_bounds`), drawn from
+    [0, n) so that every row can be reached."""
     from bridge.parity.text_inputs import WORDS
 
     rng = np.random.default_rng([seed, 0x7E45, *salt])
@@ -108,7 +113,8 @@ def random_tensors(specs: dict, count: int, seed: int, salt: tuple = ()) -> dict
         dims = [count] + [DEFAULT_LENGTH if d is None else int(d) for d in spec.shape.as_list()[1:]]
         dtype = spec.dtype
         if dtype.is_integer:
-            value = rng.integers(0, INT_HIGH, dims).astype(dtype.as_numpy_dtype)
+            high = int((highs or {}).get(key) or INT_HIGH)
+            value = rng.integers(0, high, dims).astype(dtype.as_numpy_dtype)
         elif dtype.is_bool:
             value = rng.integers(0, 2, dims).astype(bool)
         elif dtype.is_floating:

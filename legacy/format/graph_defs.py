@@ -105,3 +105,86 @@ def has_tf1_loops(graph_def) -> bool:
     """Whether the graph or a function of its library holds a TF1 while loop (see `TF1_LOOP_OPS`)."""
     return any(n.op in TF1_LOOP_OPS for n in graph_def.node) or any(
         n.op in TF1_LOOP_OPS for f in graph_def.library.function for n in f.node_def)
+
+
+# Ops whose output holds the same integers as their first input (an id passed along unchanged).
+_SAME_VALUES = frozenset({"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StopGradient",
+                          "EnsureShape", "PlaceholderWithDefault", "IdentityN"})
+_READS = frozenset({"Identity", "ReadVariableOp", "Enter"})
+_GATHERS = frozenset({"GatherV2", "Gather", "ResourceGather"})
+_CALLS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+
+
+class _Scope:
+    """The nodes of a graph or of a function body, with who consumes what; a function's scope knows the call
+    that entered it, so a resource argument can be followed back to the variable the caller passed."""
+
+    def __init__(self, node_defs, library: dict, args: list | None = None, call=None, outer=None):
+        self.nodes = {node.name: node for node in node_defs}
+        self.library, self.args, self.call, self.outer = library, args or [], call, outer
+        self.consumers: dict = {}
+        for node in node_defs:
+            for position, name in enumerate(node.input):
+                if not name.startswith("^"):
+                    self.consumers.setdefault(op_name(name), []).append((node, position))
+
+    def enter(self, call, position: int):
+        """(the called function's scope, the name of argument `position` in it), or None."""
+        function = self.library.get(call.attr["f"].func.name)
+        if function is None or position >= len(function.signature.input_arg):
+            return None
+        args = [arg.name for arg in function.signature.input_arg]
+        return _Scope(function.node_def, self.library, args, call, self), args[position]
+
+    def leading_size(self, tensor: str, depth: int = 0) -> int | None:
+        """The first dimension of the variable or constant `tensor` reads (through identities and calls)."""
+        name = op_name(tensor)
+        if depth > 32:
+            return None
+        if name in self.args and self.outer is not None:  # an argument: what the caller passed
+            position = self.args.index(name)
+            return self.outer.leading_size(self.call.input[position], depth + 1) \
+                if position < len(self.call.input) else None
+        node = self.nodes.get(name)
+        if node is None:
+            return None
+        if node.op in _READS and node.input:
+            return self.leading_size(node.input[0], depth + 1)
+        if node.op in ("VarHandleOp", "VariableV2", "Variable"):
+            dims = node.attr["shape"].shape.dim
+        elif node.op == "Const":
+            dims = node.attr["value"].tensor.tensor_shape.dim
+        else:
+            return None
+        return int(dims[0].size) if dims and dims[0].size > 0 else None
+
+
+def index_bounds(graph_def, tensor_names: dict) -> dict:
+    """{key: number of rows} for integer inputs that index a table of known size (a gather's `indices`, e.g.
+    token ids into an embedding, segment ids into a segment table): the smallest such size over every gather
+    the input reaches unchanged, also inside the functions it is passed to. Inputs that index nothing found here
+    are left out. Reads the graph only."""
+    library = {f.signature.name: f for f in graph_def.library.function}
+    top = _Scope(graph_def.node, library)
+    bounds = {}
+    for key, tensor in tensor_names.items():
+        found, frontier, seen = [], [(top, op_name(tensor))], set()
+        while frontier:
+            scope, name = frontier.pop()
+            if (id(scope), name) in seen or len(seen) > 100_000:
+                continue
+            seen.add((id(scope), name))
+            for node, position in scope.consumers.get(name, []):
+                if node.op in _SAME_VALUES and position == 0:
+                    frontier.append((scope, node.name))
+                elif node.op in _GATHERS and position == 1:
+                    rows = scope.leading_size(node.input[0])
+                    if rows:
+                        found.append(rows)
+                elif node.op in _CALLS:
+                    entered = scope.enter(node, position)
+                    if entered is not None:
+                        frontier.append(entered)
+        if found:
+            bounds[key] = min(found)
+    return bounds

@@ -60,6 +60,9 @@ def back(converted, tmp_path_factory) -> tuple:
     """(the converted model written back to TF1, a function returning the genuine library's outputs on it)."""
     written = convert(converted, str(tmp_path_factory.mktemp("tokens") / "tf1"), progress=lambda m: None)
     assert written.verification.passed
+    # The TF1 module written reads the token ids into the 12-row embedding: verification drew them over it.
+    assert written.verification.inputs["random_tensors"][0]["index_ranges"] == {"input_ids": [0, 12],
+                                                                                "segment_ids": [0, 2]}
     return written.destination, start_text_module(written.destination, TOKENS_ORACLE)
 
 
@@ -193,6 +196,37 @@ def test_parity_on_generated_and_recorded_token_ids(module, converted, inputs, t
     assert err[-1].endswith("has no array 'input_mask'; the models take input_ids, input_mask, segment_ids"), err
 
 
+def _with_changed_weight(source: str, name: str, change, destination: str) -> str:
+    """A copy of TF1 module `source` whose variable `name` is `change(value)`."""
+    from legacy.format.reader import read_module
+    from legacy.format.writer import write_module
+
+    stored = read_module(source)
+    reader = tf.train.load_checkpoint(stored.variables_prefix)
+    values = {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
+    values[name] = change(values[name].copy())
+    return write_module(destination, [v.meta_graph for v in stored.variants.values()], variables=values,
+                        assets={n: os.path.join(stored.assets_dir, n) for n in stored.asset_files()})
+
+
+def test_drawn_token_ids_reach_every_row_of_the_embedding(module, oracle, tmp_path):
+    """Token ids are drawn over the rows of the embedding they index (read from the module's graph), so a change
+    in a row that ids 0 and 1 never reach is caught too."""
+    vocabulary = len(oracle[1]["vocab"])
+
+    def change_last_row(value):
+        value[vocabulary - 1] += np.float32(0.5)
+        return value
+
+    changed = _with_changed_weight(module, "bert/embeddings/word", change_last_row, str(tmp_path / "changed"))
+    report = compare(module, changed, random=16)
+    assert report.inputs["random_tensors"][0]["index_ranges"] == {"input_ids": [0, vocabulary],
+                                                                  "segment_ids": [0, 2]}
+    assert not report.passed
+    assert {r.name for r in report.results if r.status == "fail"} == {"tokens/pooled_output",
+                                                                       "tokens/sequence_output"}
+
+
 def test_inspect_names_the_input_kind(module, converted, capsys):
     for path in (module, converted):
         assert main(["inspect", path]) == 0
@@ -260,17 +294,9 @@ def test_elmo_style_tokens_signature_is_verified_on_drawn_inputs(elmo):
 
 def test_elmo_style_drawn_inputs_catch_a_changed_weight(elmo, tmp_path):
     """The drawn inputs reach the weights: a model whose embedding differs fails on `tokens` too."""
-    from legacy.format.reader import read_module
-    from legacy.format.writer import write_module
-
     source = elmo[0]
-    stored = read_module(source)
-    reader = tf.train.load_checkpoint(stored.variables_prefix)
-    values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-    values["embeddings"] = values["embeddings"] + np.float32(0.01)
-    changed = write_module(str(tmp_path / "changed"), [v.meta_graph for v in stored.variants.values()],
-                           variables=values, assets={n: os.path.join(stored.assets_dir, n)
-                                                     for n in stored.asset_files()})
+    changed = _with_changed_weight(source, "embeddings", lambda value: value + np.float32(0.01),
+                                   str(tmp_path / "changed"))
     report = compare(source, changed, signatures=["tokens"])
     assert not report.passed
     assert {r.name for r in report.results if r.status == "fail"} == {"tokens/default", "tokens/elmo"}

@@ -116,6 +116,7 @@ class _Session:
         self.drawn = drawn or {}  # signature -> {input key: TensorSpec} drawn anew for each batch (see step)
         self.inputs = dict(self.fixed_inputs)  # what the current batch feeds besides the images
         self.highs = {sig: index_bounds(ra, rb, [sig]) for sig in self.drawn}  # integer inputs indexing tables
+        self.words = (ra.vocabulary() or rb.vocabulary()) if self.drawn else []  # what drawn strings are made of
         self.signatures = signatures
         self.tolerances = tolerances
         self.training = training
@@ -206,7 +207,7 @@ class _Session:
             for sig, specs in self.drawn.items():  # the same values for both models, seeded by batch and signature
                 self.inputs[sig].update(random_tensors(specs, len(batch.names), self.seed,
                                                        salt=(index, zlib.crc32(sig.encode())),
-                                                       highs=self.highs.get(sig)))
+                                                       highs=self.highs.get(sig), words=self.words))
         outputs = self._each_side(lambda side, r: {
             sig: _numpy(out) for sig, out in r.run_many(self.distinct, batch.images, inputs=self.inputs).items()})
         self._feed(INFERENCE, outputs, batch, index)
@@ -679,7 +680,8 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
             raise InvalidInputError(f"sentences were given, but {ra.label} and {rb.label} take named tensors; "
                                     "pass an .npz file with one array per input")
         inputs = collect_tensors(tensor_specs(ra, rb, chosen), images, random=random, seed=seed,
-                                 batch_size=batch_size, highs=index_bounds(ra, rb, chosen))
+                                 batch_size=batch_size, highs=index_bounds(ra, rb, chosen),
+                                 words=ra.vocabulary() or rb.vocabulary())
     elif kind == "text":
         from bridge.parity.text_inputs import collect_sentences
 
@@ -729,9 +731,10 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     if drawn:
         from bridge.parity.tensor_inputs import DEFAULT_LENGTH, INT_HIGH
 
+        words = "the model's vocabulary" if ra.vocabulary() or rb.vocabulary() else "a built-in word list"
         notes += [f"signature {name} takes no sentences: its inputs {', '.join(sorted(specs))} were drawn for each "
-                  f"batch (seed {seed}; integers in [0, {INT_HIGH}), strings from a word list, unknown lengths "
-                  f"{DEFAULT_LENGTH})" for name, specs in drawn.items()]
+                  f"batch (seed {seed}; integers in [0, {INT_HIGH}) unless they index a table, strings from "
+                  f"{words}, unknown lengths {DEFAULT_LENGTH})" for name, specs in drawn.items()]
     notes += _missing_outputs_notes(results) + list(session.notes)
     random = {side: None if r.random is None else r.random.to_json() for side, r in (("A", ra), ("B", rb))}
     if any(r.random is None or r.random.ops for r in (ra, rb)):

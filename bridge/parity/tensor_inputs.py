@@ -9,7 +9,8 @@ given from Python; then `random` seeded examples drawn per input from its Tensor
 - integer inputs that index a table (token ids into an embedding, segment ids into a segment table; found in a
   TF1 module's graph) from [0, rows of that table); other integers from [0, `INT_HIGH`): valid masks, segment
   ids and token ids for any vocabulary;
-- booleans fair coin flips, floats uniform in [0, 1), strings words from `text_inputs.WORDS`;
+- booleans fair coin flips, floats uniform in [0, 1), strings words of the models' vocabulary asset (plus a few
+  no vocabulary holds), else of `text_inputs.WORDS`;
 - dimensions the spec leaves unknown (besides the batch) have `DEFAULT_LENGTH` elements, the same in every input,
   so that e.g. ids, mask and segment ids of one example have one sequence length.
 """
@@ -67,7 +68,7 @@ class TensorSet:
 
 
 def collect_tensors(specs: dict, sources=None, *, random: int | None = None, seed: int = 0,
-                    batch_size: int = 8, highs: dict | None = None) -> TensorSet:
+                    batch_size: int = 8, highs: dict | None = None, words=()) -> TensorSet:
     """A `TensorSet` for inputs `specs` ({key: tf.TensorSpec}): the examples of `sources` (.npz paths or dicts of
     arrays), then `random` seeded ones (integers of input `key` below `highs[key]` when given, see
     `random_tensors`)."""
@@ -85,7 +86,7 @@ def collect_tensors(specs: dict, sources=None, *, random: int | None = None, see
         files += count if label != "dict" else 0
     described = None
     if random:
-        chunks.append(random_tensors(specs, int(random), seed, highs=highs))
+        chunks.append(random_tensors(specs, int(random), seed, highs=highs, words=words))
         names += [f"random(seed={seed})[{i}]" for i in range(int(random))]
         described = {"count": int(random), "seed": int(seed), "int_range": [0, INT_HIGH],
                      "index_ranges": {k: [0, int(v)] for k, v in sorted((highs or {}).items()) if k in specs},
@@ -96,12 +97,16 @@ def collect_tensors(specs: dict, sources=None, *, random: int | None = None, see
     return TensorSet(arrays, names, described, batch_size, files)
 
 
-def random_tensors(specs: dict, count: int, seed: int, salt: tuple = (), highs: dict | None = None) -> dict:
+def random_tensors(specs: dict, count: int, seed: int, salt: tuple = (), highs: dict | None = None,
+                   words=()) -> dict:
     """{key: array [count, ...]} drawn for each input spec (see the module docstring), seeded by `seed` (and
     `salt`: e.g. a batch index, for values drawn anew per batch). `highs`: {key: n} for integer inputs that index
     a table of n rows (token ids into an embedding, see `legacy.format.graph_defs.index_bounds`), drawn from
-    [0, n) so that every row can be reached."""
-    from bridge.parity.text_inputs import WORDS
+    [0, n) so that every row can be reached. `words`: the models' vocabulary, which string inputs draw from
+    (with a few words no vocabulary holds); without, `text_inputs.WORDS`."""
+    from bridge.parity.text_inputs import OUT_OF_VOCABULARY, WORDS
+
+    pool = np.array(list(words) + list(OUT_OF_VOCABULARY) if len(words) else list(WORDS), dtype=object)
 
     rng = np.random.default_rng([seed, 0x7E45, *salt])
     result = {}
@@ -120,7 +125,7 @@ def random_tensors(specs: dict, count: int, seed: int, salt: tuple = (), highs: 
         elif dtype.is_floating:
             value = rng.random(dims, dtype=np.float32).astype(dtype.as_numpy_dtype)
         elif dtype.name == "string":
-            value = np.array(WORDS, dtype=object)[rng.integers(0, len(WORDS), dims)]
+            value = pool[rng.integers(0, len(pool), dims)]
         else:
             raise InvalidInputError(f"input {key!r} is {dtype.name}, for which no random value is drawn; pass "
                                     "recorded inputs in an .npz file")

@@ -189,7 +189,7 @@ def main(out_dir):
   with tf.Graph().as_default():
     module = hub.Module(path, tags={"train"}, trainable=True)
     answers = {"inputs": INPUTS, "vocab": VOCAB, "hidden": HIDDEN, "elmo_sentences": SENTENCES,
-               "elmo_tokens": ELMO_TOKENS, "elmo_lengths": ELMO_LENGTHS,
+               "elmo_tokens": ELMO_TOKENS, "elmo_lengths": ELMO_LENGTHS, "elmo_words": ELMO_WORDS,
                "train_regularization_losses": len(tf.compat.v1.losses.get_regularization_losses()),
                "tags": sorted(sorted(t) for t in hub.load_module_spec(path).get_tags())}
     info = module(signature="tokenization_info", as_dict=True)

@@ -292,11 +292,17 @@ def test_elmo_style_tokens_signature_is_verified_on_drawn_inputs(elmo):
     assert "signatures_not_compared" not in report.settings
 
 
-def test_elmo_style_drawn_inputs_catch_a_changed_weight(elmo, tmp_path):
-    """The drawn inputs reach the weights: a model whose embedding differs fails on `tokens` too."""
+def test_elmo_style_drawn_inputs_catch_a_changed_weight(elmo, oracle, tmp_path):
+    """The drawn words come from the module's vocabulary: a change to the row of `<S>`, a word no built-in list
+    holds, fails on `tokens` too."""
     source = elmo[0]
-    changed = _with_changed_weight(source, "embeddings", lambda value: value + np.float32(0.01),
-                                   str(tmp_path / "changed"))
+    row = oracle[1]["elmo_words"].index("<S>")
+
+    def change_row(value):
+        value[row] += np.float32(0.01)
+        return value
+
+    changed = _with_changed_weight(source, "embeddings", change_row, str(tmp_path / "changed"))
     report = compare(source, changed, signatures=["tokens"])
     assert not report.passed
     assert {r.name for r in report.results if r.status == "fail"} == {"tokens/default", "tokens/elmo"}

@@ -239,10 +239,9 @@ class TextModuleAdapter(StoredModuleAdapter):
     def call_spec(self):
         """What `__call__` takes: the primary signature's one input's TypeSpec, or a dict of them by input name
         (its inputs without a default in the module)."""
-        specs = self._specs[self._primary]
         if self._primary_key is not None:
-            return specs[self._primary_key]
-        return {k: spec for k, spec in specs.items() if k not in self._defaults[self._primary]}
+            return self._specs[self._primary][self._primary_key]
+        return self.tensor_inputs(self._primary)
 
     def call_signature(self, name: str, inputs=None, training: bool = False, **named) -> dict:
         """All outputs of TF1 signature `name`; its inputs by key (`named`), its only input as `inputs`, or
@@ -327,7 +326,7 @@ class TextModuleAdapter(StoredModuleAdapter):
                 saved.__call__.get_concrete_function(every_input, training=training)
         for name, specs in self._specs.items():
             fn = saved.signature_functions[name]
-            required = {k: specs[k] for k in specs if k not in self._defaults[name]}
+            required = self.tensor_inputs(name)
             for training in (False, True):
                 fn.get_concrete_function(training=training, **required)
                 if len(specs) > len(required):
@@ -369,13 +368,15 @@ def primary_signature(signatures, servable, chosen: str | None = None) -> str:
     (e.g. `tokens` of a BERT-style module, beside its input-less `tokenization_info`)."""
     if chosen is not None:
         return chosen
-    servable = {name: specs for name, specs in servable.items() if specs}  # __call__ takes an input
-    if DEFAULT_SIGNATURE in signatures or len(servable) != 1:
-        if DEFAULT_SIGNATURE not in signatures and servable:
-            raise NotAnImageModuleError(f"the module has no {DEFAULT_SIGNATURE!r} signature; pick the one __call__ "
-                                        f"serves with --signature: {', '.join(sorted(servable))}")
+    if DEFAULT_SIGNATURE in signatures:
         return DEFAULT_SIGNATURE
-    return next(iter(servable))
+    servable = sorted(name for name, specs in servable.items() if specs)  # __call__ takes an input
+    if len(servable) == 1:
+        return servable[0]
+    if servable:
+        raise NotAnImageModuleError(f"the module has no {DEFAULT_SIGNATURE!r} signature; pick the one __call__ "
+                                    f"serves with --signature: {', '.join(servable)}")
+    return DEFAULT_SIGNATURE  # none to serve: looking it up lists the signatures
 
 
 def signatures_not_kept(module: StoredModule) -> dict:

@@ -731,7 +731,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     if drawn:
         from bridge.parity.tensor_inputs import DEFAULT_LENGTH, INT_HIGH
 
-        words = "the model's vocabulary" if ra.vocabulary() or rb.vocabulary() else "a built-in word list"
+        words = "the model's vocabulary" if session.words else "a built-in word list"
         notes += [f"signature {name} takes no sentences: its inputs {', '.join(sorted(specs))} were drawn for each "
                   f"batch (seed {seed}; integers in [0, {INT_HIGH}) unless they index a table, strings from "
                   f"{words}, unknown lengths {DEFAULT_LENGTH})" for name, specs in drawn.items()]

@@ -16,6 +16,7 @@ What a model exposes decides its signatures:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -315,8 +316,8 @@ class ModuleRunner(Runner):
                 if k not in batch}
 
     def _call(self, signature, images, training, inputs):
-        takes = self.adapter.signature_inputs.get(signature, {})
         if self.input_kind == "tensors":
+            takes = self.adapter.signature_inputs.get(signature, {})
             fed = {k: v for k, v in images.items() if k in takes}  # a signature may take none of them
             return self.adapter.call_signature(signature, training=training, **fed, **inputs)
         if self.input_kind == "text":
@@ -375,6 +376,7 @@ class SavedModelRunner(Runner):
         self.metadata = metadata
         self.label = label or "in-memory TF2 object"
         self._functions = {}  # signature -> (callable, takes_training, input key or None)
+        self._sentences = {}  # signature -> whether sentences feed it (see _takes_sentences)
         names = list(metadata.signatures) if metadata is not None and metadata.signatures else []
         if not names:
             # Without the metadata file (an object loaded in memory): a model converted by the bridge has one
@@ -433,7 +435,7 @@ class SavedModelRunner(Runner):
 
     def signature_inputs(self, signature):
         fn, _, input_key = self._functions[signature]
-        if self.input_kind == "text" and not self._takes_sentences(fn, input_key):
+        if self.input_kind == "text" and not self._takes_sentences(signature):
             return _named_inputs(fn)  # fed by name (drawn per batch when they have no default)
         if self.input_kind == "tensors":
             return {k: (spec, False) for k, (spec, required) in _named_inputs(fn).items()
@@ -450,23 +452,28 @@ class SavedModelRunner(Runner):
         if self.input_kind != "text" or signature not in self._functions:
             return None
         fn, _, input_key = self._functions[signature]
-        if not self._takes_sentences(fn, input_key):
+        if not self._takes_sentences(signature):
             return None
         return input_key or _first_argument(fn)
 
-    @staticmethod
-    def _takes_sentences(fn, input_key) -> bool:
+    def _takes_sentences(self, signature: str) -> bool:
         """Whether a text model's function is fed the sentences: its one input takes strings (plain, sparse or
-        ragged); not one of several named inputs (ELMo's `tokens`: padded words and their lengths)."""
-        from bridge.parity.text_inputs import is_text_spec
+        ragged); not one of several named inputs (ELMo's `tokens`: padded words and their lengths). Decided
+        once per signature: the harness asks on every call."""
+        if signature not in self._sentences:
+            from bridge.parity.text_inputs import is_text_spec
 
-        if input_key is not None:
-            return input_key != "" and is_text_spec(_batch_spec(fn))
-        required = [k for k, (_, req) in _named_inputs(fn).items() if req]
-        return is_text_spec(_batch_spec(fn)) and len(required) <= 1
+            fn, _, input_key = self._functions[signature]
+            if input_key is not None:
+                self._sentences[signature] = input_key != "" and is_text_spec(_batch_spec(fn))
+            else:
+                required = [k for k, (_, req) in _named_inputs(fn).items() if req]
+                self._sentences[signature] = is_text_spec(_batch_spec(fn)) and len(required) <= 1
+        return self._sentences[signature]
 
-    @property
+    @functools.cached_property
     def input_kind(self) -> str:
+        """Decided once from the functions' traces (the harness asks on every call)."""
         from bridge.parity.text_inputs import is_text_spec
 
         # Functions without inputs (BERT's tokenization_info) say nothing about what the model is fed.
@@ -486,9 +493,10 @@ class SavedModelRunner(Runner):
         if self.input_kind == "tensors":
             import tensorflow as tf
 
-            takes = _named_inputs(fn) if not isinstance(_batch_spec(fn), dict) else None
+            one_dict = isinstance(_batch_spec(fn), dict)  # one dict of named tensors, as TF2 text encoders take
+            takes = None if one_dict else _named_inputs(fn)
             tensors = {k: tf.convert_to_tensor(v) for k, v in images.items() if takes is None or k in takes}
-            if isinstance(_batch_spec(fn), dict):  # one dict of named tensors, as TF2 text encoders take
+            if one_dict:
                 args = [{**tensors, **inputs}]
                 return fn(*args, training=training) if takes_training else fn(*args)
             if takes_training and input_key is None:
@@ -497,7 +505,7 @@ class SavedModelRunner(Runner):
         if self.input_kind == "text":
             from bridge.parity.text_inputs import as_signature_input
 
-            if not self._takes_sentences(fn, input_key):  # inputs by name only (drawn per batch)
+            if not self._takes_sentences(signature):  # inputs by name only (drawn per batch)
                 return fn(training=training, **inputs) if takes_training and input_key is None else fn(**inputs)
             images = as_signature_input(_batch_spec(fn), images)
         if input_key is not None:
@@ -564,21 +572,27 @@ def _input_tensor(signature: str, key: str, value, spec):
 
 
 def _batch_spec(fn):
-    """The TypeSpec of a function's first input (what the harness feeds: images, or sentences)."""
+    """The TypeSpec of a function's first input (what the harness feeds: images, sentences, or a dict of named
+    tensors), from its first trace that takes one; None for a function without inputs."""
     import tensorflow as tf
 
     for cf in _concrete_functions(fn):
         args, kwargs = cf.structured_input_signature
-        first = list(args[:1]) or [v for v in kwargs.values() if isinstance(v, tf.TypeSpec)][:1]
+        first = [a for a in args if not isinstance(a, bool)][:1] or \
+            [v for v in kwargs.values() if isinstance(v, (tf.TypeSpec, dict))][:1]
         if first:
             return first[0]
     return None
 
 
-def _first_argument(fn) -> str | None:
-    """The name of a function's first argument (a restored tf.function keeps its Python argument names)."""
+def _argument_names(fn) -> list:
+    """A function's argument names (a restored tf.function keeps its Python argument names)."""
     spec = getattr(fn, "function_spec", None)
-    names = [a for a in getattr(getattr(spec, "fullargspec", None), "args", None) or () if a != "self"]
+    return [a for a in getattr(getattr(spec, "fullargspec", None), "args", None) or () if a != "self"]
+
+
+def _first_argument(fn) -> str | None:
+    names = _argument_names(fn)
     return names[0] if names else None
 
 
@@ -594,17 +608,8 @@ def _input_key(fn) -> str:
 
 
 def _takes_inputs(fn) -> bool:
-    """Whether any trace of a function takes a tensor (or a structure of them)."""
-    return any(_batch_spec_of(cf) is not None for cf in _concrete_functions(fn)) or not _concrete_functions(fn)
-
-
-def _batch_spec_of(cf):
-    import tensorflow as tf
-
-    args, kwargs = cf.structured_input_signature
-    first = [a for a in args if not isinstance(a, bool)][:1] or \
-        [v for v in kwargs.values() if isinstance(v, (tf.TypeSpec, dict))][:1]
-    return first[0] if first else None
+    """Whether a function takes a tensor (or a structure of them); assumed when it has no trace to tell."""
+    return _batch_spec(fn) is not None or not _concrete_functions(fn)
 
 
 def _may_be_images(spec) -> bool:
@@ -622,8 +627,7 @@ def _named_inputs(fn) -> dict:
     import tensorflow as tf
 
     traces = _concrete_functions(fn)
-    spec = getattr(fn, "function_spec", None)
-    names = [a for a in getattr(getattr(spec, "fullargspec", None), "args", None) or () if a != "self"]
+    names = _argument_names(fn)
     found, count = {}, {}
     for cf in traces:
         args, kwargs = cf.structured_input_signature

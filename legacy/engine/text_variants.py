@@ -1,11 +1,13 @@
-"""The TF1 inference graph variant of a TF2 model that takes text or named tensors (string, sparse or ragged
-inputs, or a dict of tensors such as token ids and masks; lookup tables; assets).
+"""The TF1 graph variants of a TF2 model that takes text or named tensors (string, sparse or ragged inputs, or a
+dict of tensors such as token ids and masks; lookup tables; assets).
 
-    if is_text_model(obj): meta_graph, assets = text_meta_graph(obj, metadata, names, trainable_ids)
+    if is_text_model(obj):
+        meta_graph, assets = text_meta_graph(src, obj, metadata, names, trainable_ids, training=False)
 
 The counterpart of `bridge.conversion.text_adapter`: each TF1 signature the model's bridge metadata lists comes
 back from its function `obj.<signature>(inputs, training=False)` (a model saved by TensorFlow itself, without the
-metadata, has one: `default`, from its `__call__`), with inputs as TF1 placeholders of the function's
+metadata, has one: `default`, from its `__call__`); the {"train"} variant from the `training=True` traces, when
+every such function has one. Inputs become TF1 placeholders of the function's
 own types (`tf.compat.v1.sparse_placeholder` for a SparseTensor, a ragged placeholder for a RaggedTensor; a dict
 argument becomes one input per key, as a TF1 BERT-style `tokens` signature takes them). Each of
 the model's tables becomes a named `HashTableV2` (node-name sharing: one table per module instance) filled by the

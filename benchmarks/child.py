@@ -68,7 +68,8 @@ def naive(src: str, dst: str) -> dict:
 
 def convert(src: str, dst: str, verify: bool = True, optimize: bool = False) -> dict:
     """`bridge convert SRC DST` as a user runs it: conversion, then the parity verification of what was written
-    (`verify=False`: --no-verify). `phases`: exclusive seconds per phase (see `instrument`)."""
+    (`verify=False`: --no-verify). `phases`: exclusive seconds per phase (see `instrument`), `phase_memory`: MiB
+    the peak RSS rose by in each, `side_by_side`: seconds of each model's runs while both run at once."""
     import tensorflow as tf  # noqa: F401  (imported before the clock starts, as for the naive recipe)
 
     import bridge
@@ -88,7 +89,8 @@ def convert(src: str, dst: str, verify: bool = True, optimize: bool = False) -> 
             "peak_rss_before_verify": verify_event[2] if verify_event else peak_rss_bytes(),
             "source_bytes": result.source_bytes, "output_bytes": result.destination_bytes,
             "direction": result.direction, "verified": None if result.verification is None else
-            result.verification.passed, "phases": timer.rounded(seconds),
+            result.verification.passed, "phases": timer.rounded(seconds), "phase_memory": timer.memory(),
+            "side_by_side": {k: round(v, 2) for k, v in timer.concurrent.items()},
             "parity": None if result.verification is None else _parity(result.verification)}
 
 
@@ -111,9 +113,10 @@ def instrument():
     """A PhaseTimer on the steps of `bridge.convert` in both directions (wrapped, not changed):
 
     TF1->TF2: read (module, safety scan, variables), trace, save; TF2->TF1: load, build graph variants, write;
-    verification: load the written model / prepare the in-memory source, run each side (the TF1 module, in
-    memory or as written, and the TF2 SavedModel) per mode, and the rest
-    (snapshots of the variables, comparing, reporting) as 'verify: other'.
+    verification: load the written model / prepare the in-memory source, run both models (side by side when they
+    share no variable: then each side's own runs, the TF1 module in memory or as written and the TF2 SavedModel,
+    per mode, are `concurrent` phases), and the rest (snapshots of the variables, comparing, reporting) as
+    'verify: other'.
     """
     import tensorflow as tf
 
@@ -122,9 +125,14 @@ def instrument():
     from legacy.engine import from_saved_model
 
     timer = PhaseTimer()
+    verifying = []  # set once verification starts: what runs after it is one of its phases
 
     def outside_verify(name):
-        return lambda *a, **k: None if any(f[0].startswith("verify") for f in timer._stack) else name
+        return lambda *a, **k: None if verifying else name
+
+    def verify_label(*args, **kwargs):
+        verifying.append(True)
+        return "verify: other"
 
     timer.wrap(tf1_to_tf2, "adapt", outside_verify("read"))
     timer.wrap(tf1_to_tf2.ModuleAdapter, "trace_for_export", "trace")
@@ -132,7 +140,8 @@ def instrument():
     timer.wrap(tf.saved_model, "load", outside_verify("load"))
     timer.wrap(from_saved_model, "_build_variant", outside_verify("build graph variants"))
     timer.wrap(tf2_to_tf1, "write", "write")
-    timer.wrap(converter, "_verify", "verify: other")
+    timer.wrap(converter, "_verify", verify_label)
+    timer.wrap(comparison._Session, "_each_side", "verify: run both models (side by side)")
 
     def load_label(model, *args, **kwargs):
         if isinstance(model, (str, os.PathLike)):
@@ -171,10 +180,15 @@ def cold(kind: str, path: str, size: str) -> dict:
 
     height, width = (int(x) for x in size.split("x"))
     images = np.random.default_rng(0).uniform(size=(1, height, width, 3)).astype(np.float32)
+    extra = {}
     if kind == "converted":
+        timer = _instrument_load()
         imported = time.perf_counter()
         obj = tf.saved_model.load(path)
         loaded = time.perf_counter()
+        timer.restore()
+        extra = {"load_phases": timer.rounded(loaded - imported), "functions": _library_functions(path),
+                 "regularization_losses": len(getattr(obj, "regularization_losses", []))}
         obj(images, training=False).numpy()
     elif kind == "hub_load":
         import tensorflow_hub as hub
@@ -195,7 +209,31 @@ def cold(kind: str, path: str, size: str) -> dict:
     done = time.perf_counter()
     return {"import_seconds": imported - STARTED, "load_seconds": loaded - imported,
             "first_batch_seconds": done - loaded, "seconds": done - imported, "total_seconds": done - STARTED,
-            "peak_rss": peak_rss_bytes()}
+            "peak_rss": peak_rss_bytes(), **extra}
+
+
+def _instrument_load():
+    """A PhaseTimer on the steps of `tf.saved_model.load`: turning the function library into Python graphs,
+    restoring the checkpoint into the variables, and the rest (recreating the objects, their captures)."""
+    from tensorflow.python.saved_model import function_deserialization, load
+
+    timer = PhaseTimer()
+    timer.wrap(function_deserialization, "load_function_def_library", "function library")
+    timer.wrap(load.Loader, "_restore_checkpoint", "checkpoint restore")
+    return timer
+
+
+def _library_functions(path: str) -> dict:
+    """How many functions the SavedModel's library holds, and how many of them are the checkpoint saver's (the
+    save and restore functions TF1 loaders and TensorFlow Serving run, which `tf.saved_model.load` imports too)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        library = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0].graph_def.library.function
+    saver = [f for f in library if f.signature.name.startswith(("__inference__traced_save",
+                                                                  "__inference__traced_restore"))]
+    return {"total": len(library), "saver": len(saver), "saver_nodes": sum(len(f.node_def) for f in saver),
+            "nodes": sum(len(f.node_def) for f in library)}
 
 
 def harness(a: str, b: str, count: int, batch_size: int, signature: str) -> dict:

@@ -417,7 +417,18 @@ def conversion(cfg: Config) -> tuple:
         if task in data:
             phases = {k: median([r["phases"].get(k, 0.0) for r in runs[task]]) for k in runs[task][-1]["phases"]}
             data[task]["phases"] = phases
-            table.notes.append(f"{labels[task]} phases (median seconds, exclusive): {_phase_summary(phases)}")
+            note = f"{labels[task]} phases (median seconds, exclusive): {_phase_summary(phases)}"
+            sides = {k: median([r.get("side_by_side", {}).get(k, 0.0) for r in runs[task]])
+                     for k in runs[task][-1].get("side_by_side", {})}
+            if sides:
+                note += f"; while both models run side by side, each one's own time: {_phase_summary(sides)}"
+            memory = {k: median([r.get("phase_memory", {}).get(k, 0.0) for r in runs[task]])
+                      for k in runs[task][-1].get("phase_memory", {})}
+            if memory:
+                data[task]["phase_memory"] = memory
+                note += "; peak RSS growth by phase: " + ", ".join(f"{k} +{v:.0f} MiB" for k, v in memory.items()
+                                                                  if round(v))
+            table.notes.append(note)
     if "naive" in data:
         table.notes.append(f"times are measured inside the process after `import tensorflow` (a process also spends "
                            f"~{data['naive']['wall_seconds'] - data['naive']['seconds']:.0f} s starting and "
@@ -518,6 +529,17 @@ def cold_start(cfg: Config) -> tuple:
         table.rows.append(Row(kind, [label, secs(data["seconds"]), secs(data["load_seconds"]),
                                      secs(data["first_batch_seconds"]), ratio(data["ratio_to_hub_load"]),
                                      secs(data["import_seconds"]), mib(data["peak_rss"])], data))
+    loads = [r for r in runs["converted"] if "load_phases" in r]
+    if loads:
+        phases = {k: median([r["load_phases"].get(k, 0.0) for r in loads]) for k in loads[-1]["load_phases"]}
+        functions, losses = loads[-1]["functions"], loads[-1]["regularization_losses"]
+        table.notes.append(
+            f"the converted model's load, by phase (median): function library {phases.get('function library', 0):.2f} s "
+            f"({functions['total']} functions, {functions['nodes']} nodes; {functions['saver_nodes']} of the nodes "
+            f"are the checkpoint saver's {functions['saver']} functions, which TF1 loaders and TensorFlow Serving "
+            f"run and tf.saved_model.load imports too; {losses} are one-loss functions, one per regularization "
+            f"loss, as the Reusable SavedModel API lists them), checkpoint restore "
+            f"{phases.get('checkpoint restore', 0):.2f} s, objects and their captures {phases.get('other', 0):.2f} s")
     table.notes.append("imports: interpreter start to the imports done (tensorflow; plus tensorflow_hub for hub.load, "
                        "plus this project for the shim), not part of the ratio; the ratio's range pairs the runs of "
                        "one repetition")

@@ -103,23 +103,42 @@ class PhaseClock:
 
 
 class PhaseTimer:
-    """Exclusive wall time per phase, from functions wrapped at run time (nothing changes in the code measured).
+    """Exclusive wall time and peak-memory growth per phase, from functions wrapped at run time (nothing changes in
+    the code measured).
 
         timer = PhaseTimer()
         timer.wrap(tf.saved_model, "save", "save")
         ...                                   # run the conversion
         timer.totals                          # {"save": 2.1, ...}: a phase nested in another is not counted twice
+        timer.peak_growth                     # {"save": 96468992, ...}: bytes the process's peak RSS rose by in it
+        timer.concurrent                      # {"run A": 0.9, ...}: phases run in worker threads, side by side
 
     `label` may be a function of the call's arguments (e.g. to tell the source runner from the converted one).
+    Each thread nests its own phases; a phase that starts a worker thread's stack runs beside others (the parity
+    harness runs both models at once), so its seconds go to `concurrent`, not into any exclusive total: the phase
+    of the main thread that waits for the workers holds that wall time.
     """
 
     def __init__(self):
+        import threading
+
         self.totals: dict = {}
-        self._stack: list = []  # [label, start, seconds spent in nested phases]
+        self.peak_growth: dict = {}
+        self.concurrent: dict = {}
+        self._local = threading.local()
+        self._main = threading.main_thread()
         self._wrapped: list = []  # (owner, attr, original): what `restore` puts back
+
+    @property
+    def _stack(self) -> list:
+        """This thread's open phases: [label, start, seconds in nested phases, peak RSS at start, nested growth]."""
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
 
     def wrap(self, owner, attr: str, label) -> None:
         import functools
+        import threading
 
         original = getattr(owner, attr)
         if getattr(original, "_phase_timer", None) is self:
@@ -128,17 +147,23 @@ class PhaseTimer:
         @functools.wraps(original)
         def timed(*args, **kwargs):
             name = label(*args, **kwargs) if callable(label) else label
-            if name is None or (self._stack and self._stack[-1][0] == name):
+            stack = self._stack
+            if name is None or (stack and stack[-1][0] == name):
                 return original(*args, **kwargs)  # not a phase of its own, or a recursive call of one
-            self._stack.append([name, time.perf_counter(), 0.0])
+            stack.append([name, time.perf_counter(), 0.0, peak_rss_bytes(), 0])
             try:
                 return original(*args, **kwargs)
             finally:
-                name, start, nested = self._stack.pop()
-                elapsed = time.perf_counter() - start
-                self.totals[name] = self.totals.get(name, 0.0) + elapsed - nested
-                if self._stack:
-                    self._stack[-1][2] += elapsed
+                name, start, nested, peak_start, nested_growth = stack.pop()
+                elapsed, growth = time.perf_counter() - start, peak_rss_bytes() - peak_start
+                if stack or threading.current_thread() is self._main:
+                    self.totals[name] = self.totals.get(name, 0.0) + elapsed - nested
+                    self.peak_growth[name] = self.peak_growth.get(name, 0) + growth - nested_growth
+                else:
+                    self.concurrent[name] = self.concurrent.get(name, 0.0) + elapsed
+                if stack:
+                    stack[-1][2] += elapsed
+                    stack[-1][4] += growth
 
         timed._phase_timer = self
         self._wrapped.append((owner, attr, vars(owner).get(attr, original) if isinstance(owner, type) else original))
@@ -156,3 +181,7 @@ class PhaseTimer:
         if total is not None:
             result["other"] = round(total - sum(self.totals.values()), 2)
         return result
+
+    def memory(self) -> dict:
+        """Phase -> MiB (1 decimal) the process's peak RSS rose by during it, exclusive of nested phases."""
+        return {k: round(v / 2**20, 1) for k, v in self.peak_growth.items()}

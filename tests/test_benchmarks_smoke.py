@@ -77,3 +77,48 @@ def test_child_process_reports_json(tmp_path):
     result = sections.run_child(cfg, "cold", "hub_load", MODULE, "32x32")
     assert set(result) >= {"import_seconds", "load_seconds", "first_batch_seconds", "peak_rss", "wall_seconds"}
     assert result["peak_rss"] > 0
+
+
+def test_conversion_notes_break_time_and_memory_down(bench):
+    """A missed target says what the rest is spent on: per phase, time and peak-memory growth, and the load of the
+    converted model split into its function library, checkpoint restore and objects."""
+    _, results, _ = bench
+    conversion = next(t for t in results["tables"] if t["key"] == "conversion")
+    verified = next(n for n in conversion["notes"] if n.startswith("bridge convert TF1→TF2 (verified)"))
+    assert "verify: load TF2 SavedModel" in verified and "peak RSS growth by phase: " in verified
+    assert "each one's own time: verify: run TF1 module (inference)" in verified
+    cold = next(t for t in results["tables"] if t["key"] == "cold_start")
+    assert any("function library" in n and "checkpoint saver's 2 functions" in n for n in cold["notes"])
+
+
+def test_phase_timer_keeps_side_by_side_phases_apart():
+    """Phases run in worker threads at once go to `concurrent`; the main thread's waiting phase holds the wall
+    time, so the exclusive totals never count the same second twice."""
+    import threading
+    import time
+
+    from benchmarks.timing import PhaseTimer
+
+    class Work:
+        @staticmethod
+        def side(seconds):
+            time.sleep(seconds)
+
+        @staticmethod
+        def both():
+            threads = [threading.Thread(target=Work.side, args=(0.2,)) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+    timer = PhaseTimer()
+    timer.wrap(Work, "side", "side")
+    timer.wrap(Work, "both", "both")
+    try:
+        Work.both()
+    finally:
+        timer.restore()
+    assert set(timer.totals) == {"both"} and 0.2 <= timer.totals["both"] < 0.39
+    assert 0.4 <= timer.concurrent["side"] < 0.79
+    assert set(timer.memory()) == {"both"}

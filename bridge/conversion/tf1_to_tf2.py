@@ -483,9 +483,10 @@ def as_stored(adapter: ModuleAdapter) -> ModuleAdapter:
     importing its graphs a second time (the reference a verification compares the written model with)."""
     if hasattr(adapter, "restore_stored"):  # a text module's adapter
         return adapter.restore_stored()
-    values = checkpoint_values(adapter.stored_module) if adapter.variables else {}
-    for var in adapter.variables:  # a part of a partitioned variable (`.../part_0`) is a slice of the stored whole
-        var.assign(values[var.name.split(":")[0]])
+    if adapter.variables:
+        by_name = {var.name.split(":")[0]: var for var in adapter.variables}
+        for name, value in checkpoint_values(adapter.stored_module):  # one value at a time
+            by_name[name].assign(value)  # a part of a partitioned variable (`.../part_0`): a slice of the whole
     return adapter
 
 

@@ -11,7 +11,7 @@ calling it is as fast as a concrete function, and it can be called from inside a
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from legacy.engine import composites, graph_import
 from legacy.errors import ModuleFormatError
@@ -37,21 +37,23 @@ def load_variables(module: StoredModule, name_prefix: str = "", trainable: bool 
     start_devices()
     infos = {var.name: var for var in module.variables()}
     result = {}
-    for name, value in checkpoint_values(module, tags).items():
+    for name, value in checkpoint_values(module, tags):
         with tf.init_scope():
             result[name] = tf.Variable(value, trainable=trainable and infos[name].trainable, name=name_prefix + name)
+        del value  # one value at a time beside the variables: peak memory is the weights once, not twice
     return result
 
 
-def checkpoint_values(module: StoredModule, tags=None) -> dict:
-    """Variable name -> its value in the module's checkpoint, for every variable of the module's graphs, or of
-    graph variant `tags` (a part of a partitioned variable under its own name, `.../part_0`, sliced from the whole
-    variable the checkpoint holds)."""
+def checkpoint_values(module: StoredModule, tags=None) -> Iterator[tuple]:
+    """(variable name, its value in the module's checkpoint) for every variable of the module's graphs, or of graph
+    variant `tags` (a part of a partitioned variable under its own name, `.../part_0`, sliced from the whole
+    variable the checkpoint holds). Every entry is checked before the first is read; values are read one at a
+    time, as the caller asks for them, so that a caller copying them into variables never holds them all."""
     import tensorflow as tf
 
     variables = module.variables() if tags is None else module.variant(tags).variables
     if not variables:
-        return {}
+        return iter(())
     try:
         reader = tf.train.load_checkpoint(module.variables_prefix)
     # A short index file raises IndexError; a damaged one can make the reader allocate by a size it read there
@@ -60,12 +62,13 @@ def checkpoint_values(module: StoredModule, tags=None) -> dict:
         raise ModuleFormatError(f"{module.path}: the variables checkpoint cannot be read "
                                 f"({_first_line(e)}); the module is incomplete: re-download or re-export it") from None
     shapes = reader.get_variable_to_shape_map()
-    return {var.name: _checkpoint_value(module, reader, shapes, var) for var in variables}
+    for var in variables:
+        _check_entry(module, shapes, var)
+    return ((var.name, _checkpoint_value(module, reader, var)) for var in variables)
 
 
-def _checkpoint_value(module: StoredModule, reader, shapes: Mapping, var: VariableInfo):
-    import tensorflow as tf
-
+def _check_entry(module: StoredModule, shapes: Mapping, var: VariableInfo) -> None:
+    """Refuse a checkpoint without a value for `var`, or with one of another shape."""
     key = var.checkpoint_key  # a part of a partitioned variable is a slice of the whole one in the checkpoint
     if key not in shapes:
         users = [tags for tags, variant in sorted(module.variants.items(), key=lambda kv: sorted(kv[0]))
@@ -83,8 +86,13 @@ def _checkpoint_value(module: StoredModule, reader, shapes: Mapping, var: Variab
     if tuple(shapes[key]) != tuple(expected):
         raise ModuleFormatError(f"{module.path}: variable {key!r} has shape {list(expected)} in the graph but "
                                 f"{shapes[key]} in the checkpoint; re-export the module")
+
+
+def _checkpoint_value(module: StoredModule, reader, var: VariableInfo):
+    import tensorflow as tf
+
     try:
-        return var.slice_of(reader.get_tensor(key))
+        return var.slice_of(reader.get_tensor(var.checkpoint_key))
     except (tf.errors.OpError, IndexError, ValueError, MemoryError) as e:  # a short data file raises IndexError
         raise ModuleFormatError(f"{module.path}: reading variable {var.name!r} failed ({_first_line(e)}); the "
                                 "checkpoint is corrupt: re-download or re-export the module") from None

@@ -40,6 +40,7 @@ class Contender:
 
     `executed_graphs(images)` runs one call and returns the GraphDefs TensorFlow executed for it, after Grappler
     (for eager contenders it must be their first call: function graphs are captured when instantiated).
+    `session`: the tf.compat.v1.Session a graph-mode contender runs in (None: it runs eagerly).
     """
 
     key: str
@@ -47,6 +48,7 @@ class Contender:
     fn: Callable
     close: Callable[[], None] = lambda: None
     executed_graphs: Callable | None = None
+    session: object = None
 
 
 def _session_graphs(session, fetch, feed_tensor) -> Callable:
@@ -115,7 +117,7 @@ def session_inference(module_dir: str) -> Contender:
     _restore(graph, session, saver, module_dir)
     return Contender("session", LABELS["session"],
                      lambda x: session.run(output, {images: x}), session.close,
-                     _session_graphs(session, output, images))
+                     _session_graphs(session, output, images), session)
 
 
 def converted_inference(saved_model_dir: str) -> Contender:
@@ -166,7 +168,7 @@ def shim_graph_inference(module_dir: str) -> Contender:
     session.run(init)
     return Contender("shim_graph", LABELS["shim_graph"],
                      lambda x: session.run(output, {images: x}), session.close,
-                     _session_graphs(session, output, images))
+                     _session_graphs(session, output, images), session)
 
 
 INFERENCE = {

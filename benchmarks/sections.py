@@ -175,6 +175,43 @@ def executed_ops(cfg: Config, contenders: list, images: np.ndarray) -> dict:
     return ops
 
 
+def dispatch_overhead(contenders: list, images: np.ndarray, calls: int = 20) -> dict:
+    """Contender key -> (ms per call, ms of it in Python before and after TensorFlow's runtime runs the graph).
+
+    The runtime's share is timed around the one call that hands the graph to it: `Context.call_function` for an
+    eager contender (a tf.function call), `Session._call_tf_sessionrun` for a graph-mode one; the rest is Python
+    dispatch (binding the arguments, matching the traced function, feeding and fetching).
+    """
+    from tensorflow.python.eager import context
+
+    result = {}
+    for c in contenders:
+        owner, attr = (c.session, "_call_tf_sessionrun") if c.session is not None else \
+            (context.context(), "call_function")
+        inside = [0.0]
+        original = getattr(owner, attr)
+
+        def timed(*args, original=original, inside=inside, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                inside[0] += time.perf_counter() - start
+
+        setattr(owner, attr, timed)  # an instance attribute: the class's method is untouched
+        try:
+            c.fn(images)
+            inside[0] = 0.0
+            start = time.perf_counter()
+            for _ in range(calls):
+                c.fn(images)
+            total = time.perf_counter() - start
+        finally:
+            delattr(owner, attr)
+        result[c.key] = (total / calls * 1e3, (total - inside[0]) / calls * 1e3)
+    return result
+
+
 def _optimized_conversion(cfg: Config) -> dict:
     """`bridge convert --optimize` of the module (verified), in a process of its own: its result with the parity
     the verification found."""
@@ -210,6 +247,11 @@ def inference(cfg: Config) -> tuple:
                                        cfg.min_seconds).items():
             samples[(key, b)] = values
     ops = executed_ops(cfg, contenders, batches[cfg.batch_sizes[0]])
+    try:
+        dispatch = dispatch_overhead(contenders, batches[cfg.batch_sizes[0]])
+    except Exception as e:  # noqa: BLE001  (a diagnostic only: it relies on TF internals)
+        dispatch = {}
+        cfg.log(f"inference: could not time the Python dispatch: {e}")
     for c in contenders:
         c.close()
     med = {k: median(v) for k, v in samples.items()}
@@ -246,6 +288,11 @@ def inference(cfg: Config) -> tuple:
             table.row("optimized").data["conversion"] = optimized
     spreads = {c.key: max(_spread(samples[(c.key, b)]) for b in cfg.batch_sizes) for c in contenders}
     table.notes.append(_graph_note(ops))
+    if dispatch:
+        table.notes.append(
+            f"Python dispatch per call at batch {cfg.batch_sizes[0]} (the time outside TensorFlow's runtime: binding "
+            "arguments, matching the traced function and its captured variables, feeding and fetching): "
+            + ", ".join(f"{k} {outside:.2f} of {total:.1f} ms" for k, (total, outside) in dispatch.items()))
     table.notes.append("run-to-run noise (half the range of the repetitions, relative to the median, worst batch "
                        "size): " + ", ".join(f"{k} ±{v:.0%}" for k, v in spreads.items()))
 

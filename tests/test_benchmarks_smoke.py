@@ -122,3 +122,12 @@ def test_phase_timer_keeps_side_by_side_phases_apart():
     assert set(timer.totals) == {"both"} and 0.2 <= timer.totals["both"] < 0.39
     assert 0.4 <= timer.concurrent["side"] < 0.79
     assert set(timer.memory()) == {"both"}
+
+
+def test_inference_notes_time_the_python_dispatch(bench):
+    """Every contender's per-call time is split into TensorFlow's runtime and the Python around it."""
+    _, results, _ = bench
+    inference = next(t for t in results["tables"] if t["key"] == "inference")
+    note = next(n for n in inference["notes"] if n.startswith("Python dispatch per call"))
+    for key in ROWS["inference"]:
+        assert f"{key} " in note

@@ -65,7 +65,8 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
                                  obj=None) -> tuple:
     """(meta_graphs, variable_values, asset_files) of the TF2 Reusable SavedModel at `path`, as a TF1 Hub module.
 
-    variable_values: checkpoint name -> numpy value; asset_files: file name under assets/ -> its path.
+    variable_values: checkpoint name -> the model's tf.Variable (read when the checkpoint is written, so that the
+    weights are not copied while the module is built); asset_files: file name under assets/ -> its path.
     require_kind / require_image_size: raise unless the kind (or its signatures) and the image size are known,
     as a TF1 image module file must declare them; without, the variants carry only what the model states.
     size_from_input_shape: attach the static height and width of the input as the image size when neither the
@@ -84,7 +85,7 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
         plan = _plan(path, obj, kind, image_size, require_kind, require_image_size, size_from_input_shape)
         variables = list(obj.variables) if hasattr(obj, "variables") else []
         trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
-        values = {plan.variable_names[id(v)]: v.numpy() for v in variables}
+        values = {plan.variable_names[id(v)]: v for v in variables}
         meta_graphs = []
         variants = [(INFERENCE_TAGS, False)] + ([(TRAIN_TAGS, True)] if plan.has_training else [])
         for tags, training in variants:
@@ -134,7 +135,7 @@ def _text_meta_graphs(path: str, obj, progress) -> tuple:
         progress(f"building graph variant {'{train}' if training else '{}'} (text, training={training})")
         meta_graph, assets = text_meta_graph(path, obj, metadata, names, trainable_ids, training=training)
         meta_graphs.append(meta_graph)
-    return meta_graphs, {names[id(v)]: v.numpy() for v in variables}, assets
+    return meta_graphs, {names[id(v)]: v for v in variables}, assets
 
 
 def check_reusable_attributes(obj, path: str) -> None:

@@ -48,8 +48,12 @@ def attach_image_size(meta_graph, height: int, width: int) -> None:
     attach_message(meta_graph, IMAGE_MODULE_INFO_KEY, image_module_info(height, width))
 
 
-def write_checkpoint(prefix: str, variables: Mapping[str, np.ndarray]) -> None:
-    """Write a TF2-format (V2) checkpoint with exactly the given keys, as the legacy loader reads them."""
+def write_checkpoint(prefix: str, variables: Mapping) -> None:
+    """Write a TF2-format (V2) checkpoint with exactly the given keys, as the legacy loader reads them.
+
+    variables: name -> value: a NumPy array (or anything `np.asarray` takes), a tensor or an eager `tf.Variable`
+    (its value as it is now; in eager code the save reads the variable's buffer, without a copy of the weights).
+    """
     import tensorflow as tf
 
     names = sorted(variables)
@@ -66,8 +70,10 @@ def write_checkpoint(prefix: str, variables: Mapping[str, np.ndarray]) -> None:
 def _write_checkpoint_in_session(prefix: str, names: list, variables: Mapping[str, np.ndarray]) -> None:
     import tensorflow as tf
 
-    # Strings stay Python objects: a NumPy bytes array would drop their trailing NUL bytes.
-    values = [v if isinstance(v, (bytes, str)) else np.asarray(v) for v in (variables[n] for n in names)]
+    # Strings stay Python objects: a NumPy bytes array would drop their trailing NUL bytes. An eager variable or
+    # tensor is read in the eager context that holds it (this code runs in the caller's graph mode).
+    with tf.init_scope():
+        values = [v if isinstance(v, (bytes, str)) else np.asarray(v) for v in (variables[n] for n in names)]
     graph = tf.Graph()
     with graph.as_default(), tf.device("/cpu:0"):
         feeds = [tf.compat.v1.placeholder(tf.string if isinstance(v, (bytes, str)) or v.dtype.kind in "SUO"
@@ -90,14 +96,15 @@ def copy_checkpoint(src_prefix: str, dst_prefix: str) -> None:
         raise ModuleFormatError(f"no checkpoint files at {src_prefix}; the module is incomplete")
 
 
-def write_module(dst: str, meta_graphs: Sequence, variables: Mapping[str, np.ndarray] | str | None = None,
+def write_module(dst: str, meta_graphs: Sequence, variables: Mapping | str | None = None,
                  assets: Mapping[str, str] | None = None, force: bool = False, require_inference: bool = True) -> str:
     """Write a TF1 Hub module to `dst` atomically and return its path.
 
     meta_graphs: one MetaGraphDef per graph variant, tagged in `meta_info_def.tags` (the empty set is required
     unless `require_inference` is False: the shim's export of a module that has none, e.g. a TF1 SavedModel tagged
     {serve} only, writes the variants it has, as tensorflow_hub 0.15 did).
-    variables: checkpoint name -> value, or the prefix of an existing checkpoint to copy.
+    variables: checkpoint name -> value (as `write_checkpoint` takes it), or the prefix of an existing checkpoint
+    to copy.
     assets: file name under `assets/` -> path of the file to copy there.
     """
     from tensorflow.core.protobuf import saved_model_pb2

@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random, printed)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     parser.add_argument("--targets", nargs="+", choices=sorted(set(
-        fuzzing.TF1_TARGETS + fuzzing.TF2_TARGETS + fuzzing.INPUT_TARGETS)), help="entry points (default: all)")
+        fuzzing.TF1_TARGETS + fuzzing.TF2_TARGETS + fuzzing.INPUT_TARGETS + fuzzing.TENSOR_TARGETS)),
+        help="entry points (default: all)")
     parser.add_argument("--crashes", default=os.path.join(ROOT, "fuzz-crashes"),
                         help="folder for failing cases (default: fuzz-crashes/)")
     parser.add_argument("--report-every", type=int, default=500, help="print the counts every N cases")

@@ -46,12 +46,13 @@ METADATA = "assets.extra/tf_hub_bridge.json"
 TF1_FILES = ("saved_model.pb", "tfhub_module.pb", "variables/variables.index")
 TF2_FILES = ("saved_model.pb", "variables/variables.index", METADATA)
 INPUT_FILES = ("image.png", "image.jpg", "images.npz")
+TENSOR_FILES = ("tensors.npz",)  # named arrays (token ids and a mask), what parity reads for a BERT-style model
 
 # What may happen to a case: anything else is a failure of the bridge.
 OK_OUTCOMES = ("ok", "error", "mismatch")
 BAD_OUTCOMES = ("escape", "hang", "crash", "write", "source_changed")
 # Per-case time limits (seconds), generous for 2 shared cores: a hang is a case that never ends, not a slow one.
-TIME_LIMITS = {"inspect": 60, "images": 60}
+TIME_LIMITS = {"inspect": 60, "images": 60, "tensors": 60}
 DEFAULT_TIME_LIMIT = 240
 HUGE = 100_000  # elements a "huge repeated field" grows to
 _PRISTINE: dict = {}  # seed path -> its tree_digest as built (prepare_seeds) or when first seen
@@ -347,6 +348,7 @@ def prepare_seeds(directory: str) -> dict:
     if os.path.exists(done):
         with open(done) as f:
             _PRISTINE.update({seeds[name]: digest for name, digest in json.load(f).items()})
+        _write_tensors(seeds["inputs"])  # seeds prepared before the named-tensor file existed
         return seeds
     import numpy as np
     import tensorflow as tf
@@ -364,6 +366,7 @@ def prepare_seeds(directory: str) -> dict:
     tf.io.write_file(os.path.join(seeds["inputs"], "image.jpg"), tf.io.encode_jpeg(image))
     rng = np.random.default_rng(0)
     np.savez(os.path.join(seeds["inputs"], "images.npz"), batch=rng.uniform(size=(2, 32, 32, 3)).astype("float32"))
+    _write_tensors(seeds["inputs"])
     for name in TF1_SEEDS + (TF2_SEED,):
         pack(seeds[name], seeds[name] + ".tar.gz")
     digests = {name: tree_digest(seeds[name]) for name in TF1_SEEDS + (TF2_SEED,)}
@@ -371,6 +374,20 @@ def prepare_seeds(directory: str) -> dict:
         json.dump(digests, f)
     _PRISTINE.update({seeds[name]: digest for name, digest in digests.items()})
     return seeds
+
+
+# The inputs the "tensors" target reads tensors.npz for: those of a BERT-style model's `tokens` signature.
+TENSOR_SPECS = {"input_ids": ((None, None), "int32"), "input_mask": ((None, None), "int32")}
+
+
+def _write_tensors(directory: str) -> None:
+    import numpy as np
+
+    path = os.path.join(directory, "tensors.npz")
+    if not os.path.exists(path):
+        rng = np.random.default_rng(1)
+        np.savez(path, input_ids=rng.integers(0, 30, size=(3, 5), dtype=np.int32),
+                 input_mask=np.ones((3, 5), np.int32))
 
 
 def pack(directory: str, archive: str) -> str:
@@ -461,6 +478,7 @@ TF1_TARGETS = ("inspect", "convert", "parity", "adapt", "shim", "saved_model_spe
 TF2_TARGETS = ("inspect", "convert", "parity", "shim")
 ARCHIVE_TARGETS = ("inspect", "convert", "parity")
 INPUT_TARGETS = ("images", "parity_images")
+TENSOR_TARGETS = ("tensors",)
 
 
 def case_strategy(targets: tuple | None = None):
@@ -511,6 +529,8 @@ def case_strategy(targets: tuple | None = None):
         subjects.append(subject_cases(seed, "tar.gz", "saved_model.pb", ARCHIVE_TARGETS))
     for file in INPUT_FILES:
         subjects.append(subject_cases("inputs", "file", file, INPUT_TARGETS))
+    for file in TENSOR_FILES:
+        subjects.append(subject_cases("inputs", "file", file, TENSOR_TARGETS))
     subjects = [s for s in subjects if s is not None]
     return st.one_of(subjects)
 
@@ -617,6 +637,14 @@ def _run_target(case: Case, path: str, seeds: dict, out: str) -> tuple:
             from bridge.parity.images import collect_inputs
 
             for _ in collect_inputs([path], image_size=(32, 32), batch_size=2).batches():
+                pass
+        elif target == "tensors":
+            import tensorflow as tf
+
+            from bridge.parity.tensor_inputs import collect_tensors
+
+            specs = {k: tf.TensorSpec(shape, dtype) for k, (shape, dtype) in TENSOR_SPECS.items()}
+            for _ in collect_tensors(specs, [path], batch_size=2).batches():
                 pass
         else:
             raise ValueError(f"unknown target {target!r}")

@@ -1,7 +1,7 @@
 """A bounded mutation-fuzzing run in the suite (the long campaign is `make fuzz N=100000`, scripts/fuzz.py).
 
 Hypothesis draws the cases (tests/fuzzing.py: byte-level and structure-aware damage to saved_model.pb,
-tfhub_module.pb, variables.index, the bridge metadata, .tar.gz archives, images and arrays) with a fixed seed, and
+tfhub_module.pb, variables.index, the bridge metadata, .tar.gz archives, images, arrays and named tensors) with a fixed seed, and
 each runs in a worker process with a time limit through `bridge inspect`, `bridge convert --no-verify`,
 `bridge parity`, `bridge.adapt` and the shim's `load_module_spec` / `hub.Module`. Every case must end in success or
 the project's one-line error, with nothing written and the source unchanged.
@@ -44,7 +44,7 @@ def test_bounded_fuzz_run_ends_in_success_or_the_projects_error(pool):
     # The run reached every entry point, and both kinds of ending (a fuzzer whose cases all fail early tests
     # nothing but the first parser).
     assert targets == {"inspect", "convert", "parity", "adapt", "shim", "saved_model_spec", "images",
-                       "parity_images"}, targets
+                       "parity_images", "tensors"}, targets
     assert {"ok", "error"} <= kinds, kinds
 
 

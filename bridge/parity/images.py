@@ -323,8 +323,9 @@ def _tf_message(error) -> str:
 
 # What zipfile and numpy raise on a damaged .npz or .npy. The .npy header is a Python literal that numpy tokenizes
 # and evaluates: a damaged one can also end in tokenize.TokenError (found by fuzzing: a zeroed range in the
-# header), SyntaxError or RecursionError.
-ARRAY_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, SyntaxError, RecursionError,
+# header), SyntaxError or RecursionError. A damaged member header can name a compression method zipfile lacks
+# (NotImplementedError, found by fuzzing) or flag the member as encrypted (RuntimeError): both are RuntimeErrors.
+ARRAY_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, SyntaxError, RuntimeError,
                       tokenize.TokenError, zipfile.BadZipFile, zlib.error)
 
 

@@ -585,14 +585,10 @@ def _batch_spec(fn):
     return None
 
 
-def _argument_names(fn) -> list:
-    """A function's argument names (a restored tf.function keeps its Python argument names)."""
-    spec = getattr(fn, "function_spec", None)
-    return [a for a in getattr(getattr(spec, "fullargspec", None), "args", None) or () if a != "self"]
-
-
 def _first_argument(fn) -> str | None:
-    names = _argument_names(fn)
+    from legacy.engine.text_variants import argument_names
+
+    names = argument_names(fn)
     return names[0] if names else None
 
 
@@ -626,8 +622,10 @@ def _named_inputs(fn) -> dict:
     else its arguments (a restored function keeps their names); required when every traced call takes it."""
     import tensorflow as tf
 
+    from legacy.engine.text_variants import argument_names
+
     traces = _concrete_functions(fn)
-    names = _argument_names(fn)
+    names = argument_names(fn)
     found, count = {}, {}
     for cf in traces:
         args, kwargs = cf.structured_input_signature

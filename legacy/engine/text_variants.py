@@ -107,7 +107,7 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
                 placeholders = {key: _placeholder(spec, key) for key, spec in args[0].items()}
                 flat = tf.nest.flatten(placeholders, expand_composites=True)  # the dict's order: sorted keys
             else:
-                keys = list(_argument_names(fn))[:len(args)]
+                keys = (argument_names(fn) or ["inputs"])[:len(args)]
                 if attribute == "__call__" and len(keys) == 1:
                     keys = [DEFAULT_SIGNATURE]  # TF1 text modules' single input is named `default`
                 placeholders = {key: _placeholder(spec, key) for key, spec in zip(keys, args)}
@@ -190,12 +190,10 @@ def _trace(fn, training: bool, required: bool = True):
                           f"(training={training}); re-convert it")
 
 
-def _argument_names(fn) -> list:
+def argument_names(fn) -> list:
+    """A tf.function's argument names (a restored one keeps its Python argument names); [] when it tells none."""
     spec = getattr(fn, "function_spec", None)
-    argspec = getattr(spec, "fullargspec", None)
-    if argspec is not None and argspec.args:
-        return [a for a in argspec.args if a != "self"]
-    return ["inputs"]
+    return [a for a in getattr(getattr(spec, "fullargspec", None), "args", None) or () if a != "self"]
 
 
 def _placeholder(spec, key: str):

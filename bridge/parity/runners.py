@@ -380,9 +380,11 @@ class SavedModelRunner(Runner):
         names = list(metadata.signatures) if metadata is not None and metadata.signatures else []
         if not names:
             # Without the metadata file (an object loaded in memory): a model converted by the bridge has one
-            # serving signature per TF1 signature, each also an attribute function taking `training`.
+            # serving signature per TF1 signature, each also an attribute function taking `training`. Not any
+            # signature with an attribute of its name: Keras 3's `model.export` keeps its `serve` endpoint as
+            # both, an inference-only function.
             names = [n for n in getattr(obj, "signatures", {})
-                     if n != SERVING_DEFAULT and callable(getattr(obj, n, None))]
+                     if n != SERVING_DEFAULT and callable(getattr(obj, n, None)) and _takes_training(getattr(obj, n))]
         for name in names:
             fn = getattr(obj, name, None)
             if callable(fn):
@@ -440,7 +442,7 @@ class SavedModelRunner(Runner):
         if self.input_kind == "tensors":
             return {k: (spec, False) for k, (spec, required) in _named_inputs(fn).items()
                     if not required and input_key is None}
-        return _function_inputs(fn, serving=input_key is not None)
+        return _function_inputs(fn, serving=input_key is not None, image_key=input_key)
 
     def tensor_inputs(self, signature):
         if self.input_kind != "tensors":
@@ -543,17 +545,18 @@ class SavedModelRunner(Runner):
         return variables, [v for v in variables if v.trainable]
 
 
-def _function_inputs(fn, serving: bool) -> dict:
-    """key -> (TensorSpec, required) of a function's tensor inputs besides images: a serving signature's are all
-    required; a function's keyword argument is required when every traced call takes it (a restored function runs
-    only the calls it was traced for, so one with a default has a trace without it)."""
+def _function_inputs(fn, serving: bool, image_key: str | None = None) -> dict:
+    """key -> (TensorSpec, required) of a function's tensor inputs besides images (`image_key`: what a serving
+    signature names its image input, e.g. `inputs` or `keras_tensor`; default `images`): a serving signature's
+    are all required; a function's keyword argument is required when every traced call takes it (a restored
+    function runs only the calls it was traced for, so one with a default has a trace without it)."""
     import tensorflow as tf
 
     specs, traces = {}, _concrete_functions(fn)
     count = {}
     for cf in traces:
         for key, spec in cf.structured_input_signature[1].items():
-            if isinstance(spec, tf.TensorSpec) and key not in (IMAGE_INPUT_KEY, "training"):
+            if isinstance(spec, tf.TensorSpec) and key not in (image_key or IMAGE_INPUT_KEY, "training"):
                 specs[key] = spec
                 count[key] = count.get(key, 0) + 1
     return {k: (spec, serving or count[k] == len(traces)) for k, spec in specs.items()}

@@ -113,3 +113,25 @@ def reads_a_file(path: str) -> str:
         obj.__call__.get_concrete_function(tf.TensorSpec([None, 4, 4, 3], tf.float32), training=training)
     tf.saved_model.save(obj, path)
     return path
+
+
+def keras3_exports(directory: str, size: int = 24) -> tuple:
+    """(model.export path, tf.saved_model.save path) of one Keras 3 classifier: two signature-only SavedModels of
+    the same weights, whose serving signatures name their image input differently (`keras_tensor`, `inputs`), and
+    the first also keeps its `serve` endpoint as an attribute function without a training mode."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([
+        keras.Input((size, size, 3)),
+        keras.layers.Conv2D(8, 3, padding="same"),
+        keras.layers.BatchNormalization(),
+        keras.layers.ReLU(),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(5),
+    ])
+    _randomize_batch_norm([v.value for v in model.variables])
+    exported, saved = os.path.join(directory, "exported"), os.path.join(directory, "saved")
+    model.export(exported, verbose=False)
+    tf.saved_model.save(model, saved)
+    return exported, saved

@@ -42,7 +42,7 @@ def built(tmp_path_factory, converted):
     root = tmp_path_factory.mktemp("built")
     models = {"tf2": converted["classifier_assets"]}  # the session's conversion: only ever copied here
 
-    class ServingOnly(tf.Module):  # a SavedModel with a serving signature but no __call__
+    class NoEntryPoint(tf.Module):  # a SavedModel with a function, but neither __call__ nor serving_default
         def __init__(self):
             self.w = tf.Variable(2.0)
 
@@ -50,9 +50,9 @@ def built(tmp_path_factory, converted):
         def serve(self, images):
             return {"default": images * self.w}
 
-    serving_only = ServingOnly()
+    no_entry_point = NoEntryPoint()
     models["no_call"] = str(root / "no_call")
-    tf.saved_model.save(serving_only, models["no_call"], signatures={"serving_default": serving_only.serve})
+    tf.saved_model.save(no_entry_point, models["no_call"], signatures={"other": no_entry_point.serve})
 
     class TwoInputs(tf.Module):
         def __init__(self):
@@ -396,7 +396,8 @@ CASES = [
          "cannot write into", "choose a writable destination"),
     # -- TF2 SavedModels that are not Reusable image models ------------------------------------------------------
     Case("tf2-without-call", lambda ws: _convert(ws, ws.built("no_call"), "--kind", "feature_vector"),
-         "has no __call__ function", "re-export it with a tf.function __call__(images, training=False)"),
+         "has neither a __call__ function nor a 'serving_default' signature",
+         "re-export it with a tf.function __call__(images, training=False)"),
     Case("tf2-image-model-without-kind", lambda ws: _convert(ws, ws.built("no_kind")),
          "does not say whether it is a feature vector or a classifier",
          "pass --kind feature_vector or --kind classification"),

@@ -10,8 +10,8 @@ What a model exposes decides its signatures:
 - a TF2 SavedModel written by the bridge (it has `assets.extra/tf_hub_bridge.json`) has one attribute function per
   TF1 signature, `obj.<signature>(images, training=...)` returning a dict;
 - any other Reusable SavedModel is its `__call__(images, training=...)`, shown as signature `default` with output
-  `default` (or the keys of the dict it returns); one without `__call__` is its `serving_default` signature, which
-  has no training mode.
+  `default` (or the keys of the dict it returns); one without `__call__` (Keras 3's `model.export`) is its
+  `serving_default` signature, shown as signature `default` (its one output as `default`), with no training mode.
 """
 
 from __future__ import annotations
@@ -146,7 +146,13 @@ class Runner:
                                     "the model is damaged: re-download or re-export it") from None
         if not isinstance(outputs, dict):
             outputs = {DEFAULT_SIGNATURE: outputs}
+        elif self.serving_only and len(outputs) == 1:
+            # A model with serving signatures only is its `serving_default`, shown as signature `default`; its one
+            # output (`output_0` from Keras) is shown as `default` too, as a `__call__` returning a tensor is.
+            outputs = {DEFAULT_SIGNATURE: next(iter(outputs.values()))}
         return dict(outputs)
+
+    serving_only = False  # whether the model is run through its serving_default signature (no __call__)
 
     def _check(self, signature: str, training: bool) -> None:
         if signature not in self.signature_names:
@@ -397,6 +403,7 @@ class SavedModelRunner(Runner):
             elif SERVING_DEFAULT in getattr(obj, "signatures", {}):
                 fn = obj.signatures[SERVING_DEFAULT]
                 self._functions[DEFAULT_SIGNATURE] = (fn, False, _input_key(fn))
+                self.serving_only = True
             else:
                 raise NotAnImageModuleError(
                     f"{self.label} has neither __call__ nor a {SERVING_DEFAULT!r} signature, so there is nothing "

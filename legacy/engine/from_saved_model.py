@@ -40,6 +40,8 @@ class _Plan:
     input_shape: list
     has_training: bool
     variable_names: dict  # id(variable) -> checkpoint name
+    variables: list  # the variables the module holds, in order
+    trainable_ids: set  # id() of those that are trainable
 
 
 
@@ -83,8 +85,7 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
         if is_text_model(obj):  # strings, sparse or ragged inputs and lookup tables: see text_variants
             return _text_meta_graphs(path, obj, progress)
         plan = _plan(path, obj, kind, image_size, require_kind, require_image_size, size_from_input_shape)
-        variables = list(obj.variables) if hasattr(obj, "variables") else []
-        trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
+        variables, trainable_ids = plan.variables, plan.trainable_ids
         values = {plan.variable_names[id(v)]: v for v in variables}
         meta_graphs = []
         variants = [(INFERENCE_TAGS, False)] + ([(TRAIN_TAGS, True)] if plan.has_training else [])
@@ -166,24 +167,15 @@ def _eager():
 def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kind: bool,
           require_image_size: bool, size_from_input_shape: bool) -> _Plan:
     call = getattr(obj, "__call__", None)
+    serving = None
     if call is None or not getattr(call, "concrete_functions", None):
-        raise ConversionError(f"{src} has no __call__ function, so it is not a Reusable SavedModel; re-export it "
-                              "with a tf.function __call__(images, training=False)")
-    concrete = list(call.concrete_functions)
-    trainings = set()
-    input_spec = None
-    for fn in concrete:
-        args, kwargs = fn.structured_input_signature
-        # Keyword tensors besides images are hyperparameters (see `_extra_inputs`), not the image input.
-        tensors = [a for a in tf.nest.flatten((args, kwargs.get(IMAGE_INPUT_KEY))) if isinstance(a, tf.TensorSpec)]
-        if len(tensors) != 1:
-            raise ConversionError(f"{src}: __call__ takes {len(tensors)} input tensors, but an image module takes "
-                                  "exactly one (a float32 [batch, height, width, 3] batch)")
-        input_spec = tensors[0]
-        flags = [a for a in list(args[1:]) + list(kwargs.values()) if isinstance(a, bool)]
-        trainings.update(flags or [False])
+        serving = _serving_function(src, obj)
+        call, input_spec, trainings, described = serving.function, serving.input_spec, {False}, "serving_default"
+    else:
+        input_spec, trainings = _call_input(src, call)
+        described = "__call__"
     if input_spec.shape.rank != 4 or input_spec.dtype != tf.float32:
-        raise ConversionError(f"{src}: __call__ takes {input_spec.dtype.name}{input_spec.shape}, but an image "
+        raise ConversionError(f"{src}: {described} takes {input_spec.dtype.name}{input_spec.shape}, but an image "
                               "module takes float32 [batch, height, width, 3]")
     metadata = read_metadata(src)
     shape = input_spec.shape.as_list()
@@ -219,6 +211,9 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
         signatures[KINDS[kind]] = (call, False)
 
     model_variables = list(getattr(obj, "variables", []))
+    trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
+    if serving is not None:
+        model_variables, trainable_ids = serving.variables, {id(v) for v in serving.variables if v.trainable}
     unique = unique_variable_names(var.name.split(":")[0] for var in model_variables)
     names = {id(var): name for var, name in zip(model_variables, unique)}
     # A model converted from a TF1 module without a train variant gets none back (its training=True trace only
@@ -226,7 +221,75 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
     had_train_variant = metadata is None or metadata.variants is None or ["train"] in metadata.variants
     return _Plan(signatures=signatures, image_size=tuple(image_size) if image_size else None,
                  input_shape=[None] + shape[1:], has_training=True in trainings and had_train_variant,
-                 variable_names=names)
+                 variable_names=names, variables=model_variables, trainable_ids=trainable_ids)
+
+
+def _call_input(src: str, call) -> tuple:
+    """(the image input's TensorSpec, the values of `training` traced) of a Reusable SavedModel's `__call__`."""
+    trainings = set()
+    input_spec = None
+    for fn in call.concrete_functions:
+        args, kwargs = fn.structured_input_signature
+        # Keyword tensors besides images are hyperparameters (see `_extra_inputs`), not the image input.
+        tensors = [a for a in tf.nest.flatten((args, kwargs.get(IMAGE_INPUT_KEY))) if isinstance(a, tf.TensorSpec)]
+        if len(tensors) != 1:
+            raise ConversionError(f"{src}: __call__ takes {len(tensors)} input tensors, but an image module takes "
+                                  "exactly one (a float32 [batch, height, width, 3] batch)")
+        input_spec = tensors[0]
+        flags = [a for a in list(args[1:]) + list(kwargs.values()) if isinstance(a, bool)]
+        trainings.update(flags or [False])
+    return input_spec, trainings
+
+
+@dataclasses.dataclass
+class _Serving:
+    """A model with serving signatures only, as `__call__(images)` of its inference variant."""
+
+    function: object  # tf.function(images) -> {output key: tensor}, its one output as `default`
+    input_spec: tf.TensorSpec
+    variables: list  # the variables the signature reads, in the order the model lists them
+
+
+SERVING_DEFAULT = "serving_default"
+
+
+def _serving_function(src: str, obj) -> _Serving:
+    """For a SavedModel without `__call__` (Keras 3's `model.export`, `tf.saved_model.save` of a Keras 3 model, a
+    TensorFlow Serving export): its `serving_default` signature as the inference variant's function. It has no
+    training mode, so the module gets no {"train"} variant; its one output becomes `default`."""
+    signature = getattr(obj, "signatures", {}).get(SERVING_DEFAULT)
+    if signature is None:
+        raise ConversionError(f"{src} has neither a __call__ function nor a {SERVING_DEFAULT!r} signature, so "
+                              "there is nothing to convert; re-export it with a tf.function "
+                              "__call__(images, training=False)")
+    kwargs = signature.structured_input_signature[1]
+    tensors = {k: spec for k, spec in kwargs.items() if isinstance(spec, tf.TensorSpec)}
+    if len(tensors) != 1:
+        raise ConversionError(f"{src}: its {SERVING_DEFAULT!r} signature takes {len(tensors)} inputs "
+                              f"({', '.join(sorted(tensors))}), but an image module takes exactly one (a float32 "
+                              "[batch, height, width, 3] batch)")
+    (key, input_spec), = tensors.items()
+    outputs = sorted(signature.structured_outputs)
+    if len(outputs) != 1 and DEFAULT_SIGNATURE not in outputs:
+        raise ConversionError(f"{src}: its {SERVING_DEFAULT!r} signature returns {len(outputs)} outputs "
+                              f"({', '.join(outputs)}) and none is named {DEFAULT_SIGNATURE!r}, which an image "
+                              "module's signature needs; re-export it with one output or one named 'default'")
+
+    def call(images):
+        result = signature(**{key: images})
+        return {DEFAULT_SIGNATURE: result[outputs[0]]} if len(outputs) == 1 else dict(result)
+
+    # The variables are those the signature reads: a Keras export also tracks objects it never runs (a dropout's
+    # seed generator) and may list a variable under two objects.
+    captured = {id(t) for t in signature.captured_inputs}
+    listed = list(getattr(obj, "variables", None) or []) + [
+        d for d in tf.train.TrackableView(obj).descendants() if isinstance(d, tf.Variable)]
+    variables, seen = [], set()
+    for var in listed:
+        if id(var.handle) in captured and id(var.handle) not in seen:
+            seen.add(id(var.handle))
+            variables.append(var)
+    return _Serving(tf.function(call, autograph=False), input_spec, variables)
 
 
 def _listed_function(src: str, obj, name: str, listed: str):

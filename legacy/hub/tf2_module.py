@@ -161,8 +161,9 @@ class SavedModelSpec(ModuleSpec):
                      if graph.nodes[node_id].WhichOneof("kind") == "function"}
         if _CALL not in functions:
             raise NotAModuleError(f"{path} is a TF2 SavedModel without a __call__ function (not a Reusable "
-                                  "SavedModel), so hub.Module cannot apply it; use tf.saved_model.load and its "
-                                  ".signatures")
+                                  "SavedModel), so hub.Module cannot apply it; convert it to a TF1 module with "
+                                  "`bridge convert` (an image model's serving_default signature becomes its "
+                                  "inference variant) and load that, or use tf.saved_model.load and its .signatures")
 
         def endpoint(attribute: str) -> Endpoint:
             # The specs decode in TensorFlow's own code (found by fuzzing: an element dropped from one made it

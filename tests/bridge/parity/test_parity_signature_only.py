@@ -31,4 +31,4 @@ def test_two_exports_of_one_model_compare_on_their_serving_signature(exports, or
     report = bridge.compare(a, b, random=4, batch_size=4)
     assert report.passed, report.to_json()
     rows = report.to_json()["outputs"]
-    assert [(r["mode"], r["name"]) for r in rows] == [("inference", "default/output_0")]
+    assert [(r["mode"], r["name"]) for r in rows] == [("inference", "default/default")]  # its one output

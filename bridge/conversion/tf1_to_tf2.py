@@ -23,8 +23,8 @@ from bridge.conversion.adapter_base import StoredModuleAdapter
 from legacy.format.metadata import BridgeMetadata, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.engine.functions import ModuleFunctions, checkpoint_values, input_defaults, load_variables
-from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS,
-                                       kind_of_signature)
+from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS,
+                                       SERVING_DEFAULT, TRAIN_TAGS, kind_of_signature)
 from legacy.format.reader import StoredModule, read_module
 # Attributes of the Reusable SavedModel API and of this class that a TF1 signature name must not shadow.
 _RESERVED = frozenset({"variables", "trainable_variables", "regularization_losses", "signatures",
@@ -367,7 +367,7 @@ class ModuleAdapter(StoredModuleAdapter):
         else:
             saved.serve.get_concrete_function()
             saved.serve_training.get_concrete_function()
-        signatures = {"serving_default": saved.serve}
+        signatures = {SERVING_DEFAULT: saved.serve}
         for name in self._image_signatures:
             signatures[name] = saved.signature_functions[name].get_concrete_function(
                 self._image_spec(name), training=False, **self._extra[name])

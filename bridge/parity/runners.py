@@ -22,9 +22,9 @@ import re
 
 from bridge import formats, validate
 from legacy.errors import BridgeError, InvalidInputError, ModuleFormatError, NotAnImageModuleError
+from legacy.format.conventions import SERVING_DEFAULT
 from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, first_line, is_corrupt_data
 
-SERVING_DEFAULT = "serving_default"
 
 
 def variable_name(var) -> str:

@@ -24,7 +24,8 @@ import tensorflow as tf
 from legacy.errors import ConversionError, ModuleFormatError, spell
 from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
 from legacy.format.metadata import read_metadata
-from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, TRAIN_TAGS
+from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, SERVING_DEFAULT,
+                                       TRAIN_TAGS)
 from legacy.format.graph_defs import name_functions_by_content
 from legacy.format.reader import first_line, is_corrupt_data, untrusted
 from legacy.format.writer import attach_image_size
@@ -170,7 +171,7 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
     serving = None
     if call is None or not getattr(call, "concrete_functions", None):
         serving = _serving_function(src, obj)
-        call, input_spec, trainings, described = serving.function, serving.input_spec, {False}, "serving_default"
+        call, input_spec, trainings, described = serving.function, serving.input_spec, {False}, SERVING_DEFAULT
     else:
         input_spec, trainings = _call_input(src, call)
         described = "__call__"
@@ -248,9 +249,6 @@ class _Serving:
     function: object  # tf.function(images) -> {output key: tensor}, its one output as `default`
     input_spec: tf.TensorSpec
     variables: list  # the variables the signature reads, in the order the model lists them
-
-
-SERVING_DEFAULT = "serving_default"
 
 
 def _serving_function(src: str, obj) -> _Serving:

@@ -30,6 +30,7 @@ TRAIN_TAGS = frozenset({"train"})  # the training variant, by the convention of 
 DEFAULT_SIGNATURE = "default"
 IMAGE_INPUT_KEY = "images"
 IMAGE_MODULE_INFO_KEY = "image_module_info"
+SERVING_DEFAULT = "serving_default"  # a TF2 SavedModel's default serving signature
 # The kind of an image model (`--kind`) and the TF1 signature that carries it besides `default`.
 KINDS = {"feature_vector": "image_feature_vector", "classification": "image_classification"}
 

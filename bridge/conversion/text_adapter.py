@@ -32,7 +32,7 @@ from legacy.engine import composites
 from legacy.engine.functions import ModuleFunctions, input_defaults, load_variables
 from legacy.engine.tables import create_anonymous, definition, initialize, module_tables
 from legacy.errors import InvalidInputError, NotAnImageModuleError
-from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, TRAIN_TAGS
+from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, SERVING_DEFAULT, TRAIN_TAGS
 from legacy.format.metadata import BridgeMetadata
 from legacy.format.reader import StoredModule
 
@@ -343,7 +343,7 @@ class TextModuleAdapter(StoredModuleAdapter):
             if hasattr(saved, "serve"):
                 saved.serve_training.get_concrete_function()
                 if self._primary_key is not None:
-                    signatures["serving_default"] = saved.serve.get_concrete_function()
+                    signatures[SERVING_DEFAULT] = saved.serve.get_concrete_function()
             inference = self._stored.variant(INFERENCE_TAGS)
             for name, specs in self._specs.items():
                 sig = inference.signature(name)
@@ -354,9 +354,9 @@ class TextModuleAdapter(StoredModuleAdapter):
                 signatures[name] = tf.function(
                     lambda *args, name=name, keys=keys: self._run(name, dict(zip(keys, args)), False),
                     input_signature=[specs[k] for k in keys], autograph=False).get_concrete_function()
-            if "serving_default" not in signatures and self._primary in signatures:
+            if SERVING_DEFAULT not in signatures and self._primary in signatures:
                 # Several inputs: serving signatures take them as keyword arguments, as the TF1 signature's.
-                signatures["serving_default"] = signatures[self._primary]
+                signatures[SERVING_DEFAULT] = signatures[self._primary]
             for loss in self.regularization_losses:
                 loss.get_concrete_function()
             return signatures

@@ -99,6 +99,17 @@ def built(tmp_path_factory, converted):
         add_signature(meta_graph, "describe", {"text": text}, {"default": tf.strings.length(text)})
     models["mixed"] = write_module(str(root / "mixed"), [meta_graph], variables={"w": np.float32(1.0)})
 
+    graph = tf.Graph()  # an image module of any size that records none (no image_module_info)
+    with graph.as_default():
+        images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="images")
+        w = tf.compat.v1.get_variable("w", shape=[], initializer=tf.compat.v1.ones_initializer(), use_resource=True)
+        out = images * w
+        meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph, collection_list=["variables",
+                                                                                        "trainable_variables"])
+        add_signature(meta_graph, "default", {"images": images}, {"default": out})
+    models["any_size_unrecorded"] = write_module(str(root / "any_size_unrecorded"), [meta_graph],
+                                                 variables={"w": np.float32(1.0)})
+
     secret = root / "secret.txt"
     secret.write_text("not for models")
     models["unsafe"] = image_module(str(root / "unsafe"), reads_file(str(secret)), size=28)
@@ -398,6 +409,10 @@ CASES = [
     Case("tf2-without-call", lambda ws: _convert(ws, ws.built("no_call"), "--kind", "feature_vector"),
          "has neither a __call__ function nor a 'serving_default' signature",
          "re-export it with a tf.function __call__(images, training=False)"),
+    Case("tf1-any-size-without-recorded-size-verified",  # --image-size belongs to TF2 -> TF1: not the fix here
+         lambda ws: _convert(ws, ws.built("any_size_unrecorded"))[:-1],
+         "takes images of any size and records no expected size", "convert with --no-verify, then compare the two "
+         "with `bridge parity"),
     Case("tf2-image-model-without-kind", lambda ws: _convert(ws, ws.built("no_kind")),
          "does not say whether it is a feature vector or a classifier",
          "pass --kind feature_vector or --kind classification"),

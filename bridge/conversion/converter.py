@@ -107,7 +107,7 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
         check_paths(src, dst, force)
         if fmt.name == formats.TF1_HUB:
             (write, reference), direction = _tf1_to_tf2(local, src, signature, allow_unsafe_ops,
-                                                        progress, optimize), "tf1->tf2"
+                                                        progress, optimize, verify), "tf1->tf2"
         else:
             _check_kind_known(src, local, kind)
             (write, reference), direction = _tf2_to_tf1(local, src, dst, kind, image_size, progress), "tf2->tf1"
@@ -185,12 +185,21 @@ def _check_kind_known(src: str, local: str, kind) -> None:
         raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass {fix}")
 
 
-def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress, optimize=False):
+def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress, optimize=False,
+                verify=True):
     from bridge.conversion import tf1_to_tf2
 
     progress(f"reading TF1 Hub module {label}")
     adapter = tf1_to_tf2.build(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops, progress=progress,
                                optimize=optimize)
+    if verify and isinstance(adapter, tf1_to_tf2.ModuleAdapter) and adapter.expected_image_size is None:
+        # Any height and width, and no image_module_info: the random images of the verification have no size, and
+        # --image-size belongs to the other direction. Refused before anything is written, with what does work.
+        raise ConversionError(
+            f"{label} takes images of any size and records no expected size (no image_module_info), so the "
+            f"verification has no size to draw its random images at; convert with "
+            f"{spell('verify=False', '--no-verify')}, then compare the two with "
+            f"`bridge parity {label} CONVERTED --image-size HxW`")
     if adapter.stored_module.has_tf1_loops:
         progress("note: the module holds a TF1 while loop (tf.compat.v1.while_loop): the converted model runs in "
                  "both modes, but TensorFlow cannot compute gradients through that loop in a TF2 function; "

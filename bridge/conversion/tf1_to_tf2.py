@@ -27,6 +27,8 @@ from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFER
                                        SERVING_DEFAULT, TRAIN_TAGS, kind_of_signature)
 from legacy.format.reader import StoredModule, read_module
 # Attributes of the Reusable SavedModel API and of this class that a TF1 signature name must not shadow.
+# The arguments every function of a converted model takes before a signature's other inputs.
+_CALL_ARGUMENTS = (IMAGE_INPUT_KEY, "training")
 _RESERVED = frozenset({"variables", "trainable_variables", "regularization_losses", "signatures",
                        "expected_image_size", "metadata", "signature_names", "call_signature", "serve",
                        "serve_training"})
@@ -63,10 +65,7 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
                     setattr(self, name, alias_of)
                 continue
 
-            def call_signature(images, training=False, name=name, **extra):
-                return adapter._run(name, images, training, {k: v for k, v in extra.items() if v is not None})
-
-            call_signature.__name__ = name
+            call_signature = _signature_call(adapter, name)
             # The module's scalar defaults become the Python defaults (readable from the saved function, which
             # is how a TF2 -> TF1 conversion writes them back); an input without a default is required.
             defaults = {k: _python_default(v) for k, v in adapter._defaults[name].items()}
@@ -81,6 +80,17 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
                                  autograph=False)
         self.serve_training = tf.function(lambda images: adapter._run(primary, images, True),
                                           input_signature=[spec], autograph=False)
+
+
+def _signature_call(adapter: "ModuleAdapter", name: str):
+    """`fn(images, training=False, **inputs)` running signature `name`; the name is bound by this closure, not as a
+    default argument, so that no input key (one may be called `name`) can replace it."""
+
+    def call_signature(images, training=False, **extra):
+        return adapter._run(name, images, training, {k: v for k, v in extra.items() if v is not None})
+
+    call_signature.__name__ = name
+    return call_signature
 
 
 def _with_keywords(fn, names, defaults=None):
@@ -193,9 +203,10 @@ class ModuleAdapter(StoredModuleAdapter):
         images = self._check_images(self._primary, images)
         return self._saved.__call__(images, training=training)
 
-    def call_signature(self, name: str, images, training: bool = False, **inputs) -> dict:
+    def call_signature(self, name: str, images, /, training: bool = False, **inputs) -> dict:
         """All outputs of TF1 signature `name` (also reachable as `obj.<name>(images, training=...)`); its other
-        inputs (e.g. `batch_norm_momentum`) as keyword arguments, the module's defaults when omitted."""
+        inputs (e.g. `batch_norm_momentum`) as keyword arguments, the module's defaults when omitted; `name` and
+        `images` are positional only, so that an input may have either name."""
         _check_training(training)
         if name not in self._image_signatures:
             self._stored.variant(INFERENCE_TAGS).signature(name)  # lists the signatures when unknown
@@ -212,7 +223,7 @@ class ModuleAdapter(StoredModuleAdapter):
         images = self._check_images(name, images)
         return self._saved.signature_functions[name](images, training=training, **inputs)
 
-    def call_signatures(self, names, images, training: bool = False, **inputs) -> dict:
+    def call_signatures(self, names, images, /, training: bool = False, **inputs) -> dict:
         """Signature -> all its outputs, for every signature of `names`, computed together by one call of the
         variant's function (what a verification runs: each tensor once); `training=True` applies the updates once.
         `inputs`: values of other inputs, for the signatures that take them (the rest keep their defaults)."""
@@ -389,6 +400,11 @@ def _not_servable(module: StoredModule, sig) -> str | None:
     for key, info in sorted(sig.inputs.items()):
         if not info.is_dense:
             return f"its input {key!r} is a sparse or ragged tensor; the bridge serves dense image signatures"
+        # Other inputs become keyword arguments of functions that already take `images` and `training` (which
+        # picks the graph variant): a key that is no Python name, or is one of those two, cannot be one.
+        if key != IMAGE_INPUT_KEY and (not key.isidentifier() or keyword.iskeyword(key) or key in _CALL_ARGUMENTS):
+            return (f"its input {key!r} cannot be a keyword argument of the converted functions, which take "
+                    f"{', '.join(_CALL_ARGUMENTS)} themselves; export the module with another input key to keep it")
     return None
 
 

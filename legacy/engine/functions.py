@@ -304,7 +304,7 @@ class VariantOutputs:
         """The concrete functions computing the shared groups of signatures."""
         return [self._groups[i].function for i in sorted(set(self._group_of.values())) if self._groups[i] is not None]
 
-    def __call__(self, name: str, **inputs) -> dict:
+    def __call__(self, name: str, /, **inputs) -> dict:
         """Signature `name`'s outputs for `inputs` (keys as the signature names them; any it does not take, or
         that are omitted, keep their defaults)."""
         group = self._groups[self._group_of[name]]

@@ -49,6 +49,9 @@ The modules (MODULES):
   while_v2_net, while_v2b_net  control-flow-v2 while loops (While ops calling functions in the graph's library) of
                  the same structure with different weights and loop step: built each first in its own process, so
                  their loop functions carry the same names (as modules exported by different programs do).
+  keyword_inputs_net  signature inputs named like the converted functions' own arguments: `training` (a
+                 placeholder_with_default feeding a tf.compat.v1.cond) in image_feature_vector_with_training, and
+                 `name` (a scale with default 2.0) in `scaled`.
   zero_debias_net  a zero-debiased moving average of the features in the train variant's UPDATE_OPS, which creates
                  variables (feature_avg/biased, feature_avg/local_step) the inference variant does not have.
 """
@@ -263,6 +266,24 @@ def zero_debias_net_fn(is_training):
   _image_signatures(images, features, _logits(features))
 
 
+def keyword_inputs_net_fn(is_training):
+  """Signature inputs whose keys are arguments the converted functions take themselves or use inside."""
+  del is_training  # the same graph in both variants
+  v1 = tf.compat.v1
+  v1.set_random_seed(SEED + 10)
+  images = v1.placeholder(tf.float32, [None, 16, 16, 3], name="images")
+  training = v1.placeholder_with_default(tf.constant(False), [], name="training")
+  scale = v1.placeholder_with_default(tf.constant(2.0), [], name="scale")
+  net = v1.layers.conv2d(images, 4, 3, strides=2, padding="same", activation=tf.nn.relu, name="conv1",
+                         bias_initializer=v1.random_uniform_initializer(-0.1, 0.1))
+  features = tf.reduce_mean(net, axis=[1, 2], name="global_pool")
+  switched = v1.cond(training, lambda: features * 0.5, lambda: features)
+  _image_signatures(images, features, None)
+  hub.add_signature("image_feature_vector_with_training", inputs=dict(images=images, training=training),
+                    outputs=dict(default=switched))
+  hub.add_signature("scaled", inputs=dict(images=images, name=scale), outputs=dict(default=features * scale))
+
+
 def _image_signatures(images, features, logits, size=16):
   hub.add_signature("default", inputs=dict(images=images), outputs=dict(default=features))
   hub.add_signature("image_feature_vector", inputs=dict(images=images), outputs=dict(default=features))
@@ -289,6 +310,7 @@ MODULES = {
     "while_v2b_net": lambda: _train_and_infer(
         lambda is_training: while_v2_net_fn(is_training, step=0.2, seed=SEED + 9)),
     "zero_debias_net": lambda: _train_and_infer(zero_debias_net_fn),
+    "keyword_inputs_net": lambda: _train_and_infer(keyword_inputs_net_fn),
 }
 # Built first in a second process (see build): the other while loop's twin, then the control flow v1 module, so
 # that neither the process-wide control flow switch nor the function-name counter touches the other modules.

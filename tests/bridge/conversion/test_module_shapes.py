@@ -1,9 +1,10 @@
 """Unusual but realistic TF1 image modules, against the genuine library: partitioned variables, control flow v1,
 quantization-aware training whose forward pass reads what its updates assign, batch renormalization, two modules
-whose while-loop functions share names, and a train variant with variables the inference variant lacks.
+whose while-loop functions share names, a train variant with variables the inference variant lacks, and signature
+inputs named like the converted functions' own arguments.
 
 The modules are exported by the genuine library (tests/oracle/real_modules.py: partitioned_bn, cf_v1_net, qat_net,
-renorm_net, while_v2_net, while_v2b_net, zero_debias_net). Every question to the genuine library is asked in one
+renorm_net, while_v2_net, while_v2b_net, zero_debias_net, keyword_inputs_net). Every question to the genuine library is asked in one
 process (the `genuine` fixture), after the conversions whose output it must also run.
 """
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.numerics
 X = images(4)
 # Fixed weights of the loss whose gradients are compared: reduce_sum(default output * LOSS_WEIGHTS[module]).
 LOSS_WEIGHTS = {"cf_v1_net": np.random.default_rng(1).normal(size=(4, 4)).astype(np.float32)}
-TF1_TO_TF2 = ("partitioned_bn", "cf_v1_net", "qat_net")
+TF1_TO_TF2 = ("partitioned_bn", "cf_v1_net", "qat_net", "keyword_inputs_net")
 ROUND_TRIPS = ("renorm_net", "while_v2_net")  # TF1 -> TF2 -> TF1
 
 
@@ -75,6 +76,7 @@ def genuine(tmp_path_factory, conversions) -> dict:
         "while_v2_net/infer": (real_module("while_v2_net"), X, "", {}),
         "while_v2b_net/infer": (real_module("while_v2b_net"), X, "", {}),
         "zero_debias_net/infer": (real_module("zero_debias_net"), X, "", {}),
+        "keyword_inputs_net/infer": (real_module("keyword_inputs_net"), X, "", {"name": 3.0, "training": False}),
     }
     for name in ROUND_TRIPS:  # the modules written back, run by the genuine library
         written = conversions[name + "/tf1"]
@@ -384,3 +386,31 @@ def test_eager_shim_runs_the_inference_variant_of_zero_debias(genuine):
     infer = genuine["zero_debias_net/infer"]
     actual = {f"{sig}/default": module(tf.constant(X), signature=sig).numpy() for sig in _signatures(infer)}
     _assert_matches_genuine(actual, infer, "eager shim")
+
+
+# -- F7: signature inputs named `training` (the converted functions' own argument) and `name` ----------------------
+
+def test_input_named_training_is_not_kept_and_named(conversions):
+    """A signature input called `training` cannot become a keyword argument beside the variant switch: the
+    conversion keeps the other signatures, verifies, and names the one it leaves out with the reason."""
+    import bridge
+
+    result = _result(conversions["keyword_inputs_net"])
+    assert result.verification.passed, result.verification.table()
+    reason = bridge.adapt(real_module("keyword_inputs_net")).not_kept
+    assert list(reason) == ["image_feature_vector_with_training"], reason
+    assert "'training'" in reason["image_feature_vector_with_training"], reason
+    obj = tf.saved_model.load(result.destination)
+    assert not hasattr(obj, "image_feature_vector_with_training")
+
+
+@pytest.mark.parametrize("kind", ("adapter", "saved_model"))
+def test_input_named_name_is_fed(conversions, genuine, kind):
+    """An input called `name` (what a signature function names its signature by) reaches the module's graph."""
+    obj = _model(conversions, "keyword_inputs_net", kind)
+    expected = genuine["keyword_inputs_net/infer"]
+    assert "scaled/default" in expected and "image_feature_vector_with_training/default" in expected, sorted(expected)
+    assert_close_to_genuine(obj.scaled(tf.constant(X), training=False, name=3.0)["default"].numpy(),
+                            expected["scaled/default"], f"{kind} scaled(name=3.0)")
+    assert_close_to_genuine(obj.scaled(tf.constant(X), training=False)["default"].numpy(),
+                            2.0 / 3.0 * expected["scaled/default"], f"{kind} scaled() at the default 2.0")

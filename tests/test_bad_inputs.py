@@ -409,10 +409,10 @@ CASES = [
     Case("tf2-without-call", lambda ws: _convert(ws, ws.built("no_call"), "--kind", "feature_vector"),
          "has neither a __call__ function nor a 'serving_default' signature",
          "re-export it with a tf.function __call__(images, training=False)"),
-    Case("tf1-any-size-without-recorded-size-verified",  # --image-size belongs to TF2 -> TF1: not the fix here
+    Case("tf1-any-size-without-recorded-size-verified",
          lambda ws: _convert(ws, ws.built("any_size_unrecorded"))[:-1],
-         "takes images of any size and records no expected size", "convert with --no-verify, then compare the two "
-         "with `bridge parity"),
+         "takes images of any size and records no expected size", "pass --image-size HxW (the size to verify at; "
+         "the converted model keeps taking any size) or --no-verify"),
     Case("tf2-image-model-without-kind", lambda ws: _convert(ws, ws.built("no_kind")),
          "does not say whether it is a feature vector or a classifier",
          "pass --kind feature_vector or --kind classification"),

@@ -87,8 +87,9 @@ def add_conversion(parser):
     group.add_argument("--kind", choices=("feature_vector", "classification"),
                        help="TF2 -> TF1 only: the image signature to write besides 'default' (default: from the "
                             "model's metadata)")
-    add_image_size(group, "TF2 -> TF1 only: the expected image size, needed when the model's input size is "
-                          "dynamic and nothing records it")
+    add_image_size(group, "TF2 -> TF1: the expected image size to record, needed when the model's input size is "
+                          "dynamic and nothing records it; TF1 -> TF2: the size to verify at, for a module that "
+                          "takes any size and records none (the converted model keeps taking any size)")
     group.add_argument("--force", action="store_true",
                        help="replace an existing model (or fill an empty directory) at the destination, once the "
                             "new one is complete; never any other directory")

@@ -4,7 +4,8 @@ The converted model is compared with its source before it appears at DST (parity
 --verify-images; inference and training mode; signature inputs besides images get --input values, else the
 model's defaults); on a mismatch nothing is written, the parity table goes to stderr
 and the exit status is 1. --no-verify skips the check. Options for the other direction are refused (--signature
-is TF1 -> TF2 only; --kind and --image-size are TF2 -> TF1 only).
+is TF1 -> TF2 only; --kind is TF2 -> TF1 only; --image-size is TF2 -> TF1, or the verification's size for a TF1
+module that takes any size and records none).
 
 Exit status: 0 converted (and verified), 1 verification failed (nothing written), 2 bad usage or bad input, 130
 interrupted. With --json, stdout holds one JSON document whatever happens: status ok, verification_failed or

@@ -19,7 +19,7 @@ import sys
 from bridge import formats, validate
 from legacy.errors import BridgeError, ConversionError, InvalidInputError, VerificationError, spell
 from legacy.format.atomic import atomic_directory, check_destination
-from legacy.format.conventions import KINDS
+from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, KINDS
 
 TF1 = "tf1"
 TF2 = "tf2"
@@ -100,14 +100,17 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
     fmt = check_source(src)  # cheap checks first: the safety scan below imports TensorFlow
     if fmt is not None:
         check_paths(src, dst, force)
-        _check_direction(src, fmt, to, signature, kind, image_size, optimize)
+        _check_direction(src, fmt, to, signature, kind, image_size, optimize, verify)
     with open_model(src, check_safety=True, allow_unsafe_ops=allow_unsafe_ops) as opened:
         fmt, local = opened.format, opened.path
-        _check_direction(src, fmt, to, signature, kind, image_size, optimize)
+        _check_direction(src, fmt, to, signature, kind, image_size, optimize, verify)
         check_paths(src, dst, force)
+        verify_size = None
         if fmt.name == formats.TF1_HUB:
+            _check_verification_size(src, local, signature, image_size, verify)
             (write, reference), direction = _tf1_to_tf2(local, src, signature, allow_unsafe_ops,
-                                                        progress, optimize, verify), "tf1->tf2"
+                                                        progress, optimize), "tf1->tf2"
+            verify_size = image_size
         else:
             _check_kind_known(src, local, kind)
             (write, reference), direction = _tf2_to_tf1(local, src, dst, kind, image_size, progress), "tf2->tf1"
@@ -116,7 +119,7 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
             write(tmp)
             if verify:
                 report = _verify(src, reference(), tmp, dst, verify_images, verify_gradients, seed,
-                                 allow_unsafe_ops, progress, options["inputs"])
+                                 allow_unsafe_ops, progress, options["inputs"], verify_size)
         source_bytes = directory_bytes(local)
     return ConversionResult(src, dst, direction, source_bytes, directory_bytes(dst), report)
 
@@ -150,7 +153,8 @@ def check_convert_arguments(src, dst, *, to=None, signature=None, force=False, k
     return {"image_size": size, "inputs": validate.inputs(inputs)}
 
 
-def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size, optimize=False) -> str:
+def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size, optimize=False,
+                     verify=True) -> str:
     """The target format; options that do not apply to the direction are refused, not ignored."""
     target = to or (TF2 if fmt.name == formats.TF1_HUB else TF1)
     if (fmt.name == formats.TF1_HUB) == (target == TF1):
@@ -158,10 +162,14 @@ def _check_direction(src: str, fmt, to: str | None, signature, kind, image_size,
         raise ConversionError(f"{src} is already a {fmt.label}; pass {spell(f'to={other!r}', f'--to {other}')} "
                               "or a source in the other format")
     if fmt.name == formats.TF1_HUB:
-        wrong = [(spell(f"kind={kind!r}", f"--kind {kind}"), kind),
-                 (spell(f"image_size={image_size!r}", "--image-size " + "x".join(map(str, image_size or ()))),
-                  image_size)]
-        applies = "TF2 -> TF1 conversions only (a TF1 module declares its own kind and image size)"
+        # --image-size of a TF1 source is the size its verification draws images at, for a module that records
+        # none (checked once the module is read, see _tf1_to_tf2); the kind is the module's own.
+        wrong = [(spell(f"kind={kind!r}", f"--kind {kind}"), kind)]
+        applies = "TF2 -> TF1 conversions only (a TF1 module declares its own kind)"
+        if image_size is not None and not verify:
+            validate.not_with(spell(f"image_size={image_size!r}", "--image-size " + "x".join(map(str, image_size))),
+                              image_size, f"is the size a TF1 -> TF2 verification draws images at, and "
+                              f"{spell('verify=False', '--no-verify')} verifies nothing", "drop one of the two")
     else:
         wrong = [(spell(f"signature={signature!r}", f"--signature {signature}"), signature),
                  (spell("optimize=True", "--optimize"), optimize)]
@@ -185,21 +193,44 @@ def _check_kind_known(src: str, local: str, kind) -> None:
         raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass {fix}")
 
 
-def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress, optimize=False,
-                verify=True):
+def _check_verification_size(src: str, local: str, signature: str | None, image_size, verify: bool) -> None:
+    """A TF1 image module that takes any size and records none (no image_module_info) is verified at the
+    `image_size` given, which is refused for one that records its size (its verification uses that) and needed
+    for one that does not (unless nothing is verified). Checked from the module's protos, before any work."""
+    from legacy.format.conventions import INFERENCE_TAGS
+    from legacy.format.reader import read_module
+
+    module = read_module(local)
+    primary = signature or DEFAULT_SIGNATURE
+    try:
+        if IMAGE_INPUT_KEY not in module.variant(INFERENCE_TAGS).signature(primary).inputs:
+            return  # not an image signature: the conversion says what it makes of it
+    except BridgeError:
+        return  # no such variant or signature: the conversion names it, with what there is
+    try:
+        recorded = module.expected_image_size(primary)
+    except BridgeError:
+        recorded = None
+    if image_size is not None and recorded is not None:
+        given = spell(f"image_size={image_size!r}", "--image-size " + "x".join(map(str, image_size)))
+        raise InvalidInputError(f"{src} declares its image size {recorded[0]}x{recorded[1]}, which its "
+                                f"verification uses: drop {given}")
+    if verify and image_size is None and recorded is None:
+        # Any height and width, and nothing recorded: the verification's random images need a size. Refused
+        # before anything is written, with what does work.
+        raise ConversionError(
+            f"{src} takes images of any size and records no expected size (no image_module_info), so the "
+            f"verification has no size to draw its random images at; pass "
+            f"{spell('image_size=(height, width)', '--image-size HxW')} (the size to verify at; the converted "
+            f"model keeps taking any size) or {spell('verify=False', '--no-verify')}")
+
+
+def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress, optimize=False):
     from bridge.conversion import tf1_to_tf2
 
     progress(f"reading TF1 Hub module {label}")
     adapter = tf1_to_tf2.build(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops, progress=progress,
                                optimize=optimize)
-    if verify and isinstance(adapter, tf1_to_tf2.ModuleAdapter) and adapter.expected_image_size is None:
-        # Any height and width, and no image_module_info: the random images of the verification have no size, and
-        # --image-size belongs to the other direction. Refused before anything is written, with what does work.
-        raise ConversionError(
-            f"{label} takes images of any size and records no expected size (no image_module_info), so the "
-            f"verification has no size to draw its random images at; convert with "
-            f"{spell('verify=False', '--no-verify')}, then compare the two with "
-            f"`bridge parity {label} CONVERTED --image-size HxW`")
     if adapter.stored_module.has_tf1_loops:
         progress("note: the module holds a TF1 while loop (tf.compat.v1.while_loop): the converted model runs in "
                  "both modes, but TensorFlow cannot compute gradients through that loop in a TF2 function; "
@@ -225,7 +256,7 @@ def _tf2_to_tf1(src: str, label: str, dst: str, kind: str | None, image_size, pr
 
 
 def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, seed: int, allow_unsafe_ops: bool,
-            progress, inputs: dict | None = None):
+            progress, inputs: dict | None = None, image_size: tuple | None = None):
     """Compare the written model (still in `tmp`) with its source (`reference`: its in-memory adapter or a runner
     on the model loaded for the conversion); raise VerificationError on a mismatch."""
     from bridge.parity.comparison import verify_conversion
@@ -233,7 +264,7 @@ def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, se
 
     progress(f"verifying the converted model against {src}")
     report = verify_conversion(reference, tmp, images=images, random=VERIFY_RANDOM, seed=seed,
-                               batch_size=VERIFY_BATCH_SIZE, gradients=gradients,
+                               batch_size=VERIFY_BATCH_SIZE, gradients=gradients, image_size=image_size,
                                labels=(src, dst), inputs=inputs, allow_unsafe_ops=allow_unsafe_ops,
                                progress=lambda message: progress(f"verifying: {message}"))
     summary = summary_line(report)

@@ -798,14 +798,15 @@ def _describe_sources(images) -> list:
 def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, seed: int = 0,
                       batch_size: int = DEFAULT_BATCH_SIZE, gradients: bool = False, atol=None, rtol=None,
                       labels: tuple = (None, None), inputs: dict | None = None, allow_unsafe_ops: bool = False,
-                      progress: Callable[[str], None] | None = None) -> Report:
+                      image_size: tuple | None = None, progress: Callable[[str], None] | None = None) -> Report:
     """Prove a conversion: compare the freshly written `dst` with its source `src` (the reference).
 
     Feeds `random` seeded random images after `images` (paths or arrays, as for `compare`); compares the inference
     outputs of every shared signature, plus the training-mode outputs and batch-norm updates when both models have
     a training mode, and the gradients when asked; default tolerances (1e-5 of each output's scale, rtol 1e-5).
     `labels`: the names to show for src and dst (e.g. the final path while dst is still a temporary directory).
-    `inputs`: values for signature inputs besides images, as for `compare`.
+    `inputs`: values for signature inputs besides images, as for `compare`. `image_size`: (height, width) to draw
+    the random images at, for models that take any size and record none.
     """
     with contextlib.ExitStack() as stack:
         ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (src, dst))
@@ -814,8 +815,8 @@ def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, se
         training = ra.supports_training and rb.supports_training
         report = compare(ra, rb, images=images, random=random, seed=seed, batch_size=batch_size,
                          training=training, gradients=gradients, atol=atol, rtol=rtol, inputs=inputs,
-                         progress=progress)
-        size = resolve_image_size(ra, rb)
+                         image_size=image_size, progress=progress)
+        size = resolve_image_size(ra, rb, image_size)
         if size and ra.takes_any_size and rb.takes_any_size:
             other = other_image_size(size)
             if progress:

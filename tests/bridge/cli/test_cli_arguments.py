@@ -81,7 +81,10 @@ def test_one_image_size_parser():
 
 @pytest.mark.parametrize("argv,fragment", [
     (["--kind", "feature_vector"], "--kind feature_vector applies to TF2 -> TF1 conversions only"),
-    (["--image-size", "32x32"], "--image-size 32x32 applies to TF2 -> TF1 conversions only"),
+    (["--image-size", "32x32"], "declares its image size 32x32, which its verification uses: drop --image-size "
+                                "32x32"),
+    (["--image-size", "32x32", "--no-verify"], "--image-size 32x32 is the size a TF1 -> TF2 verification draws "
+                                               "images at, and --no-verify verifies nothing; drop one of the two"),
     (["--no-verify", "--verify-images", IMAGES_DIR], "--verify-images has no effect with --no-verify"),
     (["--no-verify", "--verify-gradients"], "--verify-gradients has no effect with --no-verify"),
 ])
@@ -99,7 +102,8 @@ def test_signature_does_not_apply_to_tf2_sources(capsys, tmp_path, tf2_model):
 
 @pytest.mark.parametrize("kwargs,fragment", [
     (dict(kind="feature_vector"), "kind='feature_vector' applies to TF2 -> TF1 conversions only"),
-    (dict(image_size=(32, 32)), "image_size=(32, 32) applies to TF2 -> TF1 conversions only"),
+    (dict(image_size=(32, 32)), "declares its image size 32x32, which its verification uses: drop "
+                                "image_size=(32, 32)"),
     (dict(verify=False, verify_gradients=True), "verify_gradients=... has no effect with verify=False"),
     (dict(verify=False, verify_images=IMAGES_DIR), "verify_images=... has no effect with verify=False"),
     (dict(kind="vector"), "kind='vector' is not a known value; pass kind='feature_vector' or kind='classification'"),

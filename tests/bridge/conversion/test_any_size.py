@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import tensorflow as tf
 
 from tests.bridge.real_modules import assert_close_to_genuine, genuine_outputs, images, real_module
@@ -35,3 +36,43 @@ def test_any_size_module_converts_and_verifies_at_the_default_and_another_size(t
             out = obj.signatures[signature](images=tf.constant(x))["default"].numpy()
             assert_close_to_genuine(out, genuine[f"{signature}/default"], f"{signature} at {size}")
         assert_close_to_genuine(obj(tf.constant(x)).numpy(), genuine["default/default"], f"__call__ at {size}")
+
+
+def _any_size_unrecorded(path: str) -> str:
+    """A TF1 image module taking [?, ?, ?, 3] with no image_module_info: nothing says what size to verify at."""
+    import numpy as np
+
+    from legacy.format.writer import write_module
+    from tests.legacy.format.test_safety import add_signature
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="images")
+        kernel = tf.compat.v1.get_variable("conv/kernel", shape=[3, 3, 3, 4], use_resource=True)
+        features = tf.reduce_mean(tf.nn.relu(tf.nn.conv2d(x, kernel, 2, "SAME")), [1, 2])
+        meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph, collection_list=["variables",
+                                                                                        "trainable_variables"])
+        add_signature(meta_graph, "default", {"images": x}, {"default": features})
+        add_signature(meta_graph, "image_feature_vector", {"images": x}, {"default": features})
+    kernel = np.random.default_rng(0).standard_normal([3, 3, 3, 4]).astype(np.float32)
+    return write_module(path, [meta_graph], variables={"conv/kernel": kernel})
+
+
+def test_a_module_recording_no_size_verifies_at_the_size_given(tmp_path):
+    """--image-size of a TF1 source is the size to verify at when the module records none; the converted model
+    keeps taking any size, and records none either."""
+    from bridge.conversion.converter import convert
+    from legacy.errors import ConversionError
+    from legacy.format.metadata import read_metadata
+
+    src = _any_size_unrecorded(str(tmp_path / "module"))
+    with pytest.raises(ConversionError, match=r"records no expected size .* pass image_size=\(height, width\)"):
+        convert(src, str(tmp_path / "refused"), progress=lambda m: None)
+    assert not (tmp_path / "refused").exists()
+    report = convert(src, str(tmp_path / "tf2"), image_size="12x20", progress=lambda m: None).verification
+    assert report.passed and report.identical, report.table()
+    assert report.inputs["image_size"] == [12, 20]
+    assert report.settings["other_image_size"]["status"] == "pass"  # and again at a second size
+    assert read_metadata(str(tmp_path / "tf2")).image_size is None
+    obj = tf.saved_model.load(str(tmp_path / "tf2"))
+    assert obj(tf.zeros([2, 9, 31, 3])).shape == (2, 4)

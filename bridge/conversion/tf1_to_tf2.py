@@ -67,8 +67,11 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
 
             call_signature = _signature_call(adapter, name)
             # The module's scalar defaults become the Python defaults (readable from the saved function, which
-            # is how a TF2 -> TF1 conversion writes them back); an input without a default is required.
-            defaults = {k: _python_default(v) for k, v in adapter._defaults[name].items()}
+            # is how a TF2 -> TF1 conversion writes them back); an input without a default is required. One whose
+            # default differs between the variants (a `scale` of 1.0 for inference and 0.5 for training) defaults
+            # to None: each variant then feeds its own.
+            defaults = {k: None if k in adapter._per_variant[name] else _python_default(v)
+                        for k, v in adapter._defaults[name].items()}
             self.signature_functions[name] = tf.function(
                 _with_keywords(call_signature, sorted(adapter._extra[name]), defaults), reduce_retracing=True,
                 autograph=False)
@@ -140,6 +143,7 @@ class ModuleAdapter(StoredModuleAdapter):
         self._primary = DEFAULT_SIGNATURE if signature is None else signature
         inference = module.variant(INFERENCE_TAGS)
         self._extra, self._defaults, self.not_kept = {}, {}, {}
+        self._per_variant = {}  # signature -> input keys whose default differs between the graph variants
         for name, sig in sorted(inference.signatures.items()):
             reason = _not_servable(module, sig)
             if reason:
@@ -149,6 +153,7 @@ class ModuleAdapter(StoredModuleAdapter):
                                      for key, info in sig.inputs.items() if key != IMAGE_INPUT_KEY}
                 self._defaults[name] = {k: v for k, v in input_defaults(module, name).items()
                                         if k in self._extra[name]}
+                self._per_variant[name] = _per_variant_defaults(module, name, self._defaults[name])
         self._image_signatures = sorted(self._extra)
         if not self._image_signatures:
             raise NotAnImageModuleError(
@@ -385,6 +390,21 @@ class ModuleAdapter(StoredModuleAdapter):
         for loss in self.regularization_losses:
             loss.get_concrete_function()
         return signatures
+
+
+def _per_variant_defaults(module: StoredModule, name: str, defaults: dict) -> frozenset:
+    """Keys of `defaults` (signature `name`'s input defaults in the inference variant) whose default is another
+    value, or none, in the module's other graph variants."""
+    import numpy as np
+
+    differ = set()
+    for tags in module.tags:
+        if tags == INFERENCE_TAGS or name not in module.variant(tags).signatures:
+            continue
+        other = input_defaults(module, name, tags)
+        differ.update(k for k, v in defaults.items()
+                      if k not in other or np.shape(other[k]) != np.shape(v) or not np.array_equal(other[k], v))
+    return frozenset(differ)
 
 
 def _spec_shape(shape):

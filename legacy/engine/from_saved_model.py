@@ -25,7 +25,7 @@ from legacy.errors import ConversionError, ModuleFormatError, spell
 from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, SERVING_DEFAULT,
-                                       TRAIN_TAGS)
+                                       TRAIN_TAGS, tag_label)
 from legacy.format.graph_defs import name_functions_by_content
 from legacy.format.reader import first_line, is_corrupt_data, untrusted
 from legacy.format.writer import attach_image_size
@@ -91,7 +91,7 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
         meta_graphs = []
         variants = [(INFERENCE_TAGS, False)] + ([(TRAIN_TAGS, True)] if plan.has_training else [])
         for tags, training in variants:
-            progress(f"building graph variant {sorted(tags) or '{}'} (training={training})")
+            progress(f"building graph variant {tag_label(tags)} (training={training})")
             try:
                 meta_graphs.append(_build_variant(obj, plan, variables, trainable_ids, tags, training))
             except Exception as e:  # noqa: BLE001 - narrowed just below
@@ -134,7 +134,8 @@ def _text_meta_graphs(path: str, obj, progress) -> tuple:
     metadata = read_metadata(path)
     meta_graphs = []
     for training in (False, True) if has_training_traces(obj, metadata) else (False,):
-        progress(f"building graph variant {'{train}' if training else '{}'} (text, training={training})")
+        progress(f"building graph variant {tag_label(TRAIN_TAGS if training else INFERENCE_TAGS)} (text, "
+                 f"training={training})")
         meta_graph, assets = text_meta_graph(path, obj, metadata, names, trainable_ids, training=training)
         meta_graphs.append(meta_graph)
     return meta_graphs, {names[id(v)]: v for v in variables}, assets

@@ -18,7 +18,8 @@ from tests.oracle import runner
 
 SCRIPT = os.path.join(os.path.dirname(runner.ORACLE), "real_modules.py")
 NAMES = ("cf_v1_net", "dropout_net", "dropout_unseeded", "fakequant_net", "hparams_net", "keyword_inputs_net",
-         "partitioned_bn", "qat_net", "renorm_net", "while_v2_net", "while_v2b_net", "zero_debias_net")
+         "partitioned_bn", "qat_net", "renorm_net", "variant_defaults_net", "while_v2_net", "while_v2b_net",
+         "zero_debias_net")
 # Against the genuine library (TF 2.15, another process): max |a - b| <= ORACLE_RTOL * max |genuine| per output.
 # design.md measured up to 8e-7 of the output's scale between runs and versions on ResNet V2 50; these tiny nets
 # agree bit for bit on this machine, and 1e-5 leaves room for other CPUs.

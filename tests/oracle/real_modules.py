@@ -52,6 +52,9 @@ The modules (MODULES):
   keyword_inputs_net  signature inputs named like the converted functions' own arguments: `training` (a
                  placeholder_with_default feeding a tf.compat.v1.cond) in image_feature_vector_with_training, and
                  `name` (a scale with default 2.0) in `scaled`.
+  variant_defaults_net  a signature input whose default differs between the graph variants: `scale`, a
+                 placeholder_with_default of 1.0 in the inference variant and 0.5 in the train variant, in
+                 image_feature_vector_scaled (batch norm before it, so the train variant has updates).
   zero_debias_net  a zero-debiased moving average of the features in the train variant's UPDATE_OPS, which creates
                  variables (feature_avg/biased, feature_avg/local_step) the inference variant does not have.
 """
@@ -284,6 +287,20 @@ def keyword_inputs_net_fn(is_training):
   hub.add_signature("scaled", inputs=dict(images=images, name=scale), outputs=dict(default=features * scale))
 
 
+def variant_defaults_net_fn(is_training):
+  """A hyperparameter input whose default is 1.0 in the inference variant and 0.5 in the train variant."""
+  v1 = tf.compat.v1
+  v1.set_random_seed(SEED + 11)
+  images = v1.placeholder(tf.float32, [None, 16, 16, 3], name="images")
+  scale = v1.placeholder_with_default(tf.constant(0.5 if is_training else 1.0), [], name="scale")
+  net = slim.conv2d(images, 4, 3, stride=2, normalizer_fn=slim.batch_norm, normalizer_params=_bn(is_training),
+                    scope="conv1")
+  features = tf.reduce_mean(net, axis=[1, 2], name="global_pool")
+  _image_signatures(images, features, None)
+  hub.add_signature("image_feature_vector_scaled", inputs=dict(images=images, scale=scale),
+                    outputs=dict(default=features * scale))
+
+
 def _image_signatures(images, features, logits, size=16):
   hub.add_signature("default", inputs=dict(images=images), outputs=dict(default=features))
   hub.add_signature("image_feature_vector", inputs=dict(images=images), outputs=dict(default=features))
@@ -311,6 +328,7 @@ MODULES = {
         lambda is_training: while_v2_net_fn(is_training, step=0.2, seed=SEED + 9)),
     "zero_debias_net": lambda: _train_and_infer(zero_debias_net_fn),
     "keyword_inputs_net": lambda: _train_and_infer(keyword_inputs_net_fn),
+    "variant_defaults_net": lambda: _train_and_infer(variant_defaults_net_fn),
 }
 # Built first in a second process (see build): the other while loop's twin, then the control flow v1 module, so
 # that neither the process-wide control flow switch nor the function-name counter touches the other modules.

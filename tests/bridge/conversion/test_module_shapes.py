@@ -4,7 +4,7 @@ whose while-loop functions share names, a train variant with variables the infer
 inputs named like the converted functions' own arguments.
 
 The modules are exported by the genuine library (tests/oracle/real_modules.py: partitioned_bn, cf_v1_net, qat_net,
-renorm_net, while_v2_net, while_v2b_net, zero_debias_net, keyword_inputs_net). Every question to the genuine library is asked in one
+renorm_net, while_v2_net, while_v2b_net, zero_debias_net, keyword_inputs_net, variant_defaults_net). Every question to the genuine library is asked in one
 process (the `genuine` fixture), after the conversions whose output it must also run.
 """
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.numerics
 X = images(4)
 # Fixed weights of the loss whose gradients are compared: reduce_sum(default output * LOSS_WEIGHTS[module]).
 LOSS_WEIGHTS = {"cf_v1_net": np.random.default_rng(1).normal(size=(4, 4)).astype(np.float32)}
-TF1_TO_TF2 = ("partitioned_bn", "cf_v1_net", "qat_net", "keyword_inputs_net")
+TF1_TO_TF2 = ("partitioned_bn", "cf_v1_net", "qat_net", "keyword_inputs_net", "variant_defaults_net")
 ROUND_TRIPS = ("renorm_net", "while_v2_net")  # TF1 -> TF2 -> TF1
 
 
@@ -77,6 +77,11 @@ def genuine(tmp_path_factory, conversions) -> dict:
         "while_v2b_net/infer": (real_module("while_v2b_net"), X, "", {}),
         "zero_debias_net/infer": (real_module("zero_debias_net"), X, "", {}),
         "keyword_inputs_net/infer": (real_module("keyword_inputs_net"), X, "", {"name": 3.0, "training": False}),
+        # hub.Module feeds every signature input (a default is never used through it): each variant's default
+        # as the builder set it (1.0 for inference, 0.5 for training), and another value.
+        "variant_defaults_net/infer": (real_module("variant_defaults_net"), X, "", {"scale": 1.0}),
+        "variant_defaults_net/train": (real_module("variant_defaults_net"), X, "train", {"scale": 0.5}),
+        "variant_defaults_net/train_fed": (real_module("variant_defaults_net"), X, "train", {"scale": 2.0}),
     }
     for name in ROUND_TRIPS:  # the modules written back, run by the genuine library
         written = conversions[name + "/tf1"]
@@ -414,3 +419,33 @@ def test_input_named_name_is_fed(conversions, genuine, kind):
                             expected["scaled/default"], f"{kind} scaled(name=3.0)")
     assert_close_to_genuine(obj.scaled(tf.constant(X), training=False)["default"].numpy(),
                             2.0 / 3.0 * expected["scaled/default"], f"{kind} scaled() at the default 2.0")
+
+
+# -- an input whose default differs between the graph variants ----------------------------------------------------
+
+def test_per_variant_default_converts_and_verifies(conversions):
+    report = _result(conversions["variant_defaults_net"]).verification
+    assert report.passed, report.table()
+
+
+@pytest.mark.parametrize("kind", ("adapter", "saved_model"))
+def test_each_variant_feeds_its_own_default(conversions, genuine, kind):
+    """`scale` defaults to 1.0 for inference and 0.5 for training: left out, each mode computes with its variant's
+    default (what each genuine variant computes with that value fed); given, both modes compute with it."""
+    from legacy.engine.functions import input_defaults
+    from legacy.format.reader import read_module
+
+    module = read_module(real_module("variant_defaults_net"))
+    assert [float(input_defaults(module, "image_feature_vector_scaled", tags)["scale"])
+            for tags in (set(), {"train"})] == [1.0, 0.5]
+    obj = _model(conversions, "variant_defaults_net", kind)
+    infer, train, fed = (genuine[f"variant_defaults_net/{run}"] for run in ("infer", "train", "train_fed"))
+    key = "image_feature_vector_scaled/default"
+    assert_close_to_genuine(obj.image_feature_vector_scaled(tf.constant(X), training=False)["default"].numpy(),
+                            infer[key], f"{kind} inference at the inference default")
+    initial = _snapshot(obj)
+    for given, expected, what in (({}, train, "the train default"), ({"scale": 2.0}, fed, "scale=2.0")):
+        _restore(obj, initial)
+        out = obj.image_feature_vector_scaled(tf.constant(X), training=True, **given)["default"].numpy()
+        assert_close_to_genuine(out, expected[key], f"{kind} training at {what}")
+    _restore(obj, initial)

@@ -344,7 +344,7 @@ class ModuleAdapter(StoredModuleAdapter):
                 f"images have dtype {images.dtype.name}, but signature {name!r} takes {spec.dtype.name} "
                 "[batch, height, width, 3] with values in [0, 1]; convert with tf.image.convert_image_dtype")
         batch = _batch_dim(spec)
-        if batch is not None and images.shape.rank == 4 and images.shape[0] != batch \
+        if batch is not None and images.shape.rank == 4 and images.shape[0] not in (None, batch) \
                 and spec.shape[1:].is_compatible_with(images.shape[1:]):
             raise InvalidInputError(
                 f"signature {name!r} takes batches of exactly {batch} images (the module was exported with a fixed "

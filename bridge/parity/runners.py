@@ -175,7 +175,8 @@ class Runner:
         would only say that no trace matches, or its graph would fail somewhere inside)."""
         batch = self.fixed_batch_size
         shape = getattr(images, "shape", None)
-        if batch is None or self.input_kind != "images" or shape is None or len(shape) != 4 or shape[0] == batch:
+        if batch is None or self.input_kind != "images" or shape is None or len(shape) != 4 \
+                or shape[0] in (None, batch):
             return
         raise InvalidInputError(f"{self.label}: signature {signature!r} takes batches of exactly {batch} images (the "
                                 f"model was exported with a fixed batch size), got {shape[0]}; pass "

@@ -162,3 +162,15 @@ def test_the_shim_takes_the_fixed_batch_only(genuine):
         module(X4)
     assert isinstance(e.value, TypeError)
     assert "takes batches of exactly 2" in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+# -- bridge inspect ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ("module", "tf2", "tf1"))
+def test_inspect_shows_the_fixed_batch(conversions, capsys, which):
+    from bridge.cli import main
+
+    path = real_module("fixed_batch_net") if which == "module" else conversions[which].destination
+    assert main(["inspect", path]) == 0
+    out = capsys.readouterr().out
+    assert "default(images: float32[2, 16, 16, 3])" in out, out

@@ -127,8 +127,9 @@ def add_image_inputs(parser) -> None:
     add_seed(group, "seed of the random images and of the gradient loss weights (default: 0)")
     group.add_argument("--val-range", default="0,1", metavar="LOW,HIGH", help="value range of random images (default: 0,1; a negative LOW needs "
                                                 "the = form: --val-range=-1,1)")
-    group.add_argument("--batch-size", default="8", metavar="N",
-                       help="images per batch (default: 8)")
+    group.add_argument("--batch-size", metavar="N",
+                       help="images per batch (default: 8, or the models' own batch size when they were exported "
+                            "with a fixed one, which is the only one they take)")
     add_image_size(group, "size to resize image files to and of random images (default: the models' expected "
                           "size)")
     add_input(group)

@@ -83,7 +83,8 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
     model's input size is dynamic and nothing records it.
     Verification (on unless `verify=False`): `VERIFY_RANDOM` random images seeded with `seed`, after the images
     of `verify_images` (a folder, files or arrays, as `bridge.parity.compare` takes), in batches of
-    `VERIFY_BATCH_SIZE`; `verify_gradients` also
+    `VERIFY_BATCH_SIZE` (of exactly N for a model exported with a fixed batch size N, with more random images
+    filling the last batch when needed); `verify_gradients` also
     compares gradients. `inputs` ({"batch_norm_momentum": 0.99}): values fed to signature inputs besides images
     (else the model's defaults; a signature whose input has no default is then not compared, and the report says
     so; the converted model keeps it, with that input required). Raises `VerificationError` (with the report)
@@ -263,8 +264,10 @@ def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, se
     from bridge.parity.report import describe_inputs, minimum_line, summary_line
 
     progress(f"verifying the converted model against {src}")
+    # A model exported with a fixed batch size (images [N, h, w, 3]) runs batches of exactly N only.
+    batch_size = getattr(reference, "fixed_batch_size", None) or VERIFY_BATCH_SIZE
     report = verify_conversion(reference, tmp, images=images, random=VERIFY_RANDOM, seed=seed,
-                               batch_size=VERIFY_BATCH_SIZE, gradients=gradients, image_size=image_size,
+                               batch_size=batch_size, gradients=gradients, image_size=image_size,
                                labels=(src, dst), inputs=inputs, allow_unsafe_ops=allow_unsafe_ops,
                                progress=lambda message: progress(f"verifying: {message}"))
     summary = summary_line(report)

@@ -22,6 +22,7 @@ returns plain tensors).
 from __future__ import annotations
 
 import inspect
+import keyword
 import os
 
 import numpy as np
@@ -125,20 +126,9 @@ class SavedTextAdapter(tf.__internal__.tracking.AutoTrackable):
 
         self.__call__ = tf.function(call, reduce_retracing=True, autograph=False)
         self.signature_functions = {}
-        for name, specs in adapter._specs.items():
-            keys = _argument_order(specs)
-
-            def call_signature(*args, name=name, keys=keys, **kwargs):
-                training = kwargs.pop("training", False)
-                given = dict(zip(keys, args), **kwargs)
-                return adapter._run(name, {k: v for k, v in given.items() if v is not None}, training)
-
-            call_signature.__signature__ = inspect.Signature(
-                [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                   default=None if k in adapter._defaults[name] else inspect.Parameter.empty)
-                 for k in keys] + [inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=False)])
-            call_signature.__name__ = name
-            self.signature_functions[name] = tf.function(call_signature, reduce_retracing=True, autograph=False)
+        for name in adapter._specs:
+            self.signature_functions[name] = tf.function(_signature_call(adapter, name), reduce_retracing=True,
+                                                         autograph=False)
             if name.isidentifier() and name not in _RESERVED:
                 setattr(self, name, self.signature_functions[name])
         # `serve`/`serve_training`: one input as a tensor, several as a dict of tensors (what TFSMLayer feeds).
@@ -151,8 +141,29 @@ class SavedTextAdapter(tf.__internal__.tracking.AutoTrackable):
                                               input_signature=[spec], autograph=False)
 
 
-def _argument_order(specs: dict) -> list:
-    return sorted(specs)
+def _argument_order(specs: dict, defaults) -> list:
+    """The order of a signature function's arguments: its inputs without a default, then those with one (a
+    Python signature lists required arguments first), each sorted by key."""
+    return sorted(k for k in specs if k not in defaults) + sorted(k for k in specs if k in defaults)
+
+
+def _signature_call(adapter: "TextModuleAdapter", name: str):
+    """`fn(<the signature's inputs by key>, *, training=False)` running signature `name`. The signature name and
+    its input keys are bound by this closure, not as default arguments, so that no input key (one may be called
+    `name` or `keys`) can replace them; `training` is refused as an input key (see `_not_servable`)."""
+    keys = _argument_order(adapter._specs[name], adapter._defaults[name])
+
+    def call_signature(*args, **kwargs):
+        training = kwargs.pop("training", False)
+        given = dict(zip(keys, args), **kwargs)
+        return adapter._run(name, {k: v for k, v in given.items() if v is not None}, training)
+
+    call_signature.__signature__ = inspect.Signature(
+        [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                           default=None if k in adapter._defaults[name] else inspect.Parameter.empty)
+         for k in keys] + [inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=False)])
+    call_signature.__name__ = name
+    return call_signature
 
 
 class TextModuleAdapter(StoredModuleAdapter):
@@ -243,14 +254,15 @@ class TextModuleAdapter(StoredModuleAdapter):
             return self._specs[self._primary][self._primary_key]
         return self.tensor_inputs(self._primary)
 
-    def call_signature(self, name: str, inputs=None, training: bool = False, **named) -> dict:
+    def call_signature(self, name: str, inputs=None, /, training: bool = False, **named) -> dict:
         """All outputs of TF1 signature `name`; its inputs by key (`named`), its only input as `inputs`, or
-        several as a dict `inputs`."""
+        several as a dict `inputs`. `name` and `inputs` are positional only, so that an input may have either
+        name."""
         _check_training(training)
         given = self._given(name, inputs, named)
         return self._saved.signature_functions[name](training=training, **given)
 
-    def call_signatures(self, names, inputs=None, training: bool = False, **named) -> dict:
+    def call_signatures(self, names, inputs=None, /, training: bool = False, **named) -> dict:
         """Signature -> its outputs, for each of `names` (each its own call; with training, updates run per call)."""
         return {name: self.call_signature(name, inputs, training=training,
                                           **{k: v for k, v in named.items() if k in self._specs.get(name, {})})
@@ -393,8 +405,12 @@ def _not_servable(sig) -> str | None:
     """Why a TF1 signature cannot be a function of the converted text model, None when it can (one without
     inputs, as BERT's `tokenization_info`, is a function of no arguments)."""
     for key in sig.inputs:
-        if not key.isidentifier() or key == "training":
-            return f"its input key {key!r} is not usable as an argument name"
+        # Inputs become arguments of functions that also take `training` (which picks the graph variant): a key
+        # that is no Python name (`input-ids`, `class`), or is `training`, cannot be one.
+        if not key.isidentifier() or keyword.iskeyword(key) or key == "training":
+            return (f"its input {key!r} cannot be an argument of the converted functions, which take training "
+                    "themselves and arguments named by Python identifiers; export the module with another input "
+                    "key to keep it")
     return None
 
 

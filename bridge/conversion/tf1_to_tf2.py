@@ -318,9 +318,18 @@ class ModuleAdapter(StoredModuleAdapter):
                              for k, spec in self._extra[name].items()))
         return repr(self._image_spec(name)), image, extra, tuple(outputs)
 
+    @property
+    def fixed_batch_size(self) -> int | None:
+        """The number of images every call takes when the module was exported with a static batch dimension
+        (`images` of shape [N, height, width, 3]), None when it takes any batch."""
+        return _batch_dim(self._image_spec(self._primary))
+
     def _image_spec(self, name: str) -> tf.TensorSpec:
+        """The signature's image input as the converted functions take it: its static batch dimension is kept (a
+        graph exported for N images may compute for N only, e.g. a Reshape to [N, -1]; the genuine library refuses
+        a tensor of another static batch), height and width as the module declares them."""
         info = self._stored.variant(INFERENCE_TAGS).signature(name).inputs[IMAGE_INPUT_KEY]
-        shape = [None] * 4 if info.shape is None else [None] + list(info.shape[1:])
+        shape = [None] * 4 if info.shape is None else list(info.shape)
         return tf.TensorSpec(shape, tf.as_dtype(info.dtype), name=IMAGE_INPUT_KEY)
 
     def _check_images(self, name: str, images):
@@ -334,6 +343,12 @@ class ModuleAdapter(StoredModuleAdapter):
             raise InvalidInputError(
                 f"images have dtype {images.dtype.name}, but signature {name!r} takes {spec.dtype.name} "
                 "[batch, height, width, 3] with values in [0, 1]; convert with tf.image.convert_image_dtype")
+        batch = _batch_dim(spec)
+        if batch is not None and images.shape.rank == 4 and images.shape[0] not in (None, batch) \
+                and spec.shape[1:].is_compatible_with(images.shape[1:]):
+            raise InvalidInputError(
+                f"signature {name!r} takes batches of exactly {batch} images (the module was exported with a fixed "
+                f"batch size: images {spec.shape}), got {images.shape[0]}; feed {batch} images at a time")
         if not spec.shape.is_compatible_with(images.shape):
             raise InvalidInputError(
                 f"images have shape {images.shape}, but signature {name!r} takes {spec.shape} "
@@ -341,8 +356,8 @@ class ModuleAdapter(StoredModuleAdapter):
         return images
 
     def trace(self) -> None:
-        """Trace `__call__` and every signature function for both values of `training`, for any batch size (so
-        that calls never retrace), without and with their extra inputs."""
+        """Trace `__call__` and every signature function for both values of `training`, for any batch size (or
+        the module's fixed one; so that calls never retrace), without and with their extra inputs."""
         saved = self._saved
         spec = self._image_spec(self._primary)
         for training in (False, True):
@@ -405,6 +420,11 @@ def _per_variant_defaults(module: StoredModule, name: str, defaults: dict) -> fr
         differ.update(k for k, v in defaults.items()
                       if k not in other or np.shape(other[k]) != np.shape(v) or not np.array_equal(other[k], v))
     return frozenset(differ)
+
+
+def _batch_dim(spec) -> int | None:
+    """The static batch dimension of an image TensorSpec, None when it takes any batch."""
+    return spec.shape[0] if spec.shape.rank else None
 
 
 def _spec_shape(shape):

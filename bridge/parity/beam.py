@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bridge.parity.images import (DEFAULT_BATCH_SIZE, DEFAULT_VAL_RANGE, Batch, InputSet, _Array, _ArrayFile,
+from bridge.parity.images import (DEFAULT_VAL_RANGE, Batch, InputSet, _Array, _ArrayFile,
                                   _ImageFile, _read_npz_member, collect_inputs, load_image)
 from bridge.parity.results import INFERENCE, Report
 from bridge.parity.stats import ErrorStats
@@ -327,7 +327,7 @@ def expand_globs(images) -> list | None:
 
 
 def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int = 0,
-                    val_range: Sequence[float] = DEFAULT_VAL_RANGE, batch_size: int = DEFAULT_BATCH_SIZE,
+                    val_range: Sequence[float] = DEFAULT_VAL_RANGE, batch_size: int | None = None,
                     image_size: Sequence[int] | None = None, signatures: Sequence[str] | None = None,
                     atol=None, rtol=None, logits: Sequence[str] = (), beam_options=None,
                     allow_unsafe_ops: bool = False, progress: Callable[[str], None] | None = None) -> Report:
@@ -337,8 +337,8 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
     `images`: as for `compare`, plus glob patterns. `beam_options`: Beam pipeline flags, a string or a list
     (default `DEFAULT_OPTIONS`: DirectRunner, 2 workers as threads).
     """
-    from bridge.parity.comparison import (DEFAULT_RANDOM, _check_logits, _open, input_kind,
-                                          resolve_image_size, select_signatures)
+    from bridge.parity.comparison import (DEFAULT_RANDOM, _check_logits, _open, fill_fixed_batches, input_kind,
+                                          resolve_batch_size, resolve_image_size, select_signatures)
 
     tolerances = Tolerances.parse(atol, rtol)
     for model in (a, b):
@@ -360,7 +360,8 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
         if images is None and random is None:
             random = DEFAULT_RANDOM
         inputs = collect_inputs(images, random=random, seed=seed, val_range=val_range, image_size=size,
-                                batch_size=batch_size)
+                                batch_size=resolve_batch_size(ra, rb, batch_size))
+        filled = fill_fixed_batches(ra, rb, inputs, seed, val_range)
         plans = plan_batches(inputs)
         # One batch here first: bad options, an unusable image size or a model that fails stop before the
         # pipeline is launched, with the local harness's messages.
@@ -397,6 +398,8 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
         | "Combine" >> beam.CombinePerKey(StatsCombineFn()))))
 
     report = _report(combined, chosen, tolerances, inputs, images, a_desc, b_desc, seed, only_in, labels, random_ops)
+    if filled:
+        report.notes.insert(0, filled)
     progress(f"{len(inputs)} images compared")
     return report
 

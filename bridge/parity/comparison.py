@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from bridge.parity.images import DEFAULT_BATCH_SIZE, DEFAULT_VAL_RANGE, collect_inputs
+from bridge import validate
 from bridge.validate import parse_image_size
 from bridge.parity.results import (FAIL, GRADIENTS, INFERENCE, MISSING, PASS, TRAINING, UPDATES, OutputResult,
                                    Report)
@@ -525,6 +526,44 @@ def check_sentence_keys(ra: Runner, rb: Runner, signatures: Sequence[str], keys)
                                 f"{spell(f'inputs={{{first!r}: ...}}', f'--input {first}=@FILE')})")
 
 
+def resolve_batch_size(ra: Runner, rb: Runner, batch_size: int | None = None,
+                       default: int = DEFAULT_BATCH_SIZE) -> int:
+    """Images per batch: a model exported with a fixed batch size (`Runner.fixed_batch_size`) takes exactly that
+    many, so it is the batch size, and a different one given is refused; otherwise the one given, else `default`.
+    Two models with different fixed batch sizes cannot be fed the same batches."""
+    fixed = [(side, r) for side, r in (("A", ra), ("B", rb)) if r.fixed_batch_size is not None]
+    if len({r.fixed_batch_size for _, r in fixed}) > 1:
+        raise InvalidInputError(
+            f"A ({ra.label}) takes batches of exactly {ra.fixed_batch_size} images but B ({rb.label}) of exactly "
+            f"{rb.fixed_batch_size} (each was exported with a fixed batch size), so no batch fits both; compare "
+            "models that take the same batch size")
+    if not fixed:
+        return default if batch_size is None else batch_size
+    side, runner = fixed[0]
+    if batch_size is not None and batch_size != runner.fixed_batch_size:
+        raise InvalidInputError(
+            f"{validate.option('batch_size', str(batch_size))} does not fit {side} ({runner.label}), which takes "
+            f"batches of exactly {runner.fixed_batch_size} images (exported with a fixed batch size); pass "
+            f"{validate.option('batch_size', str(runner.fixed_batch_size))} or leave it out")
+    return runner.fixed_batch_size
+
+
+def fill_fixed_batches(ra: Runner, rb: Runner, inputs, seed: int, val_range) -> str | None:
+    """For models that take batches of exactly N images: make the number of images a multiple of N with more
+    seeded random images (`InputSet.fill_last_batch`; none is dropped). Returns the report's note saying so, or
+    None when nothing was added."""
+    runner = ra if ra.fixed_batch_size is not None else rb
+    if runner.fixed_batch_size is None:
+        return None
+    asked = len(inputs)
+    added = inputs.fill_last_batch(seed, val_range)
+    if not added:
+        return None
+    return (f"{'A' if runner is ra else 'B'} ({runner.label}) takes batches of exactly {runner.fixed_batch_size} "
+            f"images: {added} more seeded random image{'s' if added > 1 else ''} (seed {seed}) filled the last batch, "
+            f"so {asked + added} images were compared instead of {asked}")
+
+
 def resolve_image_size(ra: Runner, rb: Runner, image_size=None) -> tuple | None:
     """The size images are resized to: the one given, else the models' expected size (they must agree)."""
     if image_size is not None:
@@ -539,7 +578,7 @@ def resolve_image_size(ra: Runner, rb: Runner, image_size=None) -> tuple | None:
 
 
 def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
-            val_range: Sequence[float] = DEFAULT_VAL_RANGE, batch_size: int = DEFAULT_BATCH_SIZE,
+            val_range: Sequence[float] = DEFAULT_VAL_RANGE, batch_size: int | None = None,
             image_size: Sequence[int] | None = None, signatures: Sequence[str] | None = None,
             training: bool = False, gradients: bool = False, atol=None, rtol=None, logits: Sequence[str] = (),
             save_inputs: str | None = None, save_outputs: str | None = None, inputs: dict | None = None,
@@ -551,6 +590,9 @@ def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
     `allow_unsafe_ops`), or objects already loaded: `bridge.conversion.tf1_to_tf2.ModuleAdapter`s, loaded SavedModels,
     `bridge.parity.runners.Runner`s. `images`: paths (image files, folders, .npy, .npz) or arrays; `random`
     seeded uniform images in `val_range` are fed after them (`DEFAULT_RANDOM` when neither is given).
+    `batch_size`: images per batch (default `DEFAULT_BATCH_SIZE`); a model exported with a fixed batch size
+    (`Runner.fixed_batch_size`) is fed batches of exactly that size, another one given is refused, and more
+    seeded random images fill the last batch when the count is not a multiple of it (the notes say how many).
     `atol`/`rtol`: a number, "NAME:VALUE" strings or a dict (see `bridge.parity.tolerance` for the semantics).
     `logits`: extra output names whose top-1/top-5 agreement to report (`image_classification/default` and a
     classification model's primary output always are). `save_inputs`/`save_outputs`: .npz files written as the
@@ -579,7 +621,7 @@ def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
 
 
 def check_compare_arguments(a, b, images=None, *, random=None, seed=0, val_range=DEFAULT_VAL_RANGE,
-                            batch_size=DEFAULT_BATCH_SIZE, image_size=None, signatures=None, training=False,
+                            batch_size=None, image_size=None, signatures=None, training=False,
                             gradients=False, atol=None, rtol=None, logits=(), save_inputs=None, save_outputs=None,
                             inputs=None, allow_unsafe_ops=False, json_file=None) -> Tolerances:
     """Every check of `compare`'s arguments that needs no model: paths exist, numbers are in range, output files
@@ -653,11 +695,13 @@ def _open(model, stack: contextlib.ExitStack, allow_unsafe_ops: bool) -> Runner:
 def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, seed, val_range, batch_size,
              image_size, signatures, training, gradients, logits, save_inputs, save_outputs, progress,
              inputs=None) -> Report:
+    batch_size = resolve_batch_size(ra, rb, batch_size)
     chosen = select_signatures(ra, rb, signatures)
     inputs, text_sources = split_text_values(inputs or {})
     kind = input_kind(ra, rb)
     drawn = {} if kind == "text" else None
     feeds, not_compared = signature_feeds(ra, rb, chosen, inputs, explicit=bool(signatures), drawn=drawn)
+    filled = None  # what was added to fill the last batch of a model with a fixed batch size
     chosen = [s for s in chosen if s not in not_compared]
     only_in = {"A": [s for s in ra.signature_names if s not in rb.signature_names],
                "B": [s for s in rb.signature_names if s not in ra.signature_names]}
@@ -696,6 +740,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
         size = resolve_image_size(ra, rb, image_size)
         inputs = collect_inputs(images, random=random, seed=seed, val_range=val_range, image_size=size,
                                 batch_size=batch_size)
+        filled = fill_fixed_batches(ra, rb, inputs, seed, val_range)
     from bridge.parity.report import NpzWriter
 
     inputs_writer = NpzWriter(save_inputs) if save_inputs else None
@@ -735,6 +780,8 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
         notes += [f"signature {name} takes no sentences: its inputs {', '.join(sorted(specs))} were drawn for each "
                   f"batch (seed {seed}; integers in [0, {INT_HIGH}) unless they index a table, strings from "
                   f"{words}, unknown lengths {DEFAULT_LENGTH})" for name, specs in drawn.items()]
+    if kind == "images" and filled:
+        notes.append(filled)
     notes += _missing_outputs_notes(results) + list(session.notes)
     random = {side: None if r.random is None else r.random.to_json() for side, r in (("A", ra), ("B", rb))}
     if any(r.random is None or r.random.ops for r in (ra, rb)):
@@ -796,7 +843,7 @@ def _describe_sources(images) -> list:
 
 
 def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, seed: int = 0,
-                      batch_size: int = DEFAULT_BATCH_SIZE, gradients: bool = False, atol=None, rtol=None,
+                      batch_size: int | None = None, gradients: bool = False, atol=None, rtol=None,
                       labels: tuple = (None, None), inputs: dict | None = None, allow_unsafe_ops: bool = False,
                       image_size: tuple | None = None, progress: Callable[[str], None] | None = None) -> Report:
     """Prove a conversion: compare the freshly written `dst` with its source `src` (the reference).
@@ -806,7 +853,8 @@ def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, se
     a training mode, and the gradients when asked; default tolerances (1e-5 of each output's scale, rtol 1e-5).
     `labels`: the names to show for src and dst (e.g. the final path while dst is still a temporary directory).
     `inputs`: values for signature inputs besides images, as for `compare`. `image_size`: (height, width) to draw
-    the random images at, for models that take any size and record none.
+    the random images at, for models that take any size and record none. `batch_size`: as for `compare` (models
+    with a fixed batch size are verified in batches of exactly that size).
     """
     with contextlib.ExitStack() as stack:
         ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (src, dst))

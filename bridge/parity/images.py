@@ -99,6 +99,21 @@ class InputSet:
     def __len__(self) -> int:
         return sum(s.count for s in self._sources)
 
+    def fill_last_batch(self, seed: int, val_range: Sequence[float] = DEFAULT_VAL_RANGE) -> int:
+        """Make the number of images a multiple of the batch size (for a model that takes batches of exactly that
+        many) with more seeded random images: the random images' count grows (those asked for stay as they were,
+        the stream just goes on), or random images are added after the others. Nothing is dropped; returns how
+        many were added."""
+        missing = -len(self) % self.batch_size
+        if not missing:
+            return 0
+        for i in reversed(range(len(self._sources))):
+            if isinstance(self._sources[i], _Random):
+                self._sources[i] = dataclasses.replace(self._sources[i], count=self._sources[i].count + missing)
+                return missing
+        self._sources.append(_Random(missing, int(seed), tuple(float(v) for v in val_range)))
+        return missing
+
     @property
     def num_batches(self) -> int:
         return -(-len(self) // self.batch_size)

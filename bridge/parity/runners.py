@@ -62,6 +62,12 @@ class Runner:
         """Whether the image input's height and width are dynamic ([?, ?, ?, 3])."""
         return False
 
+    @property
+    def fixed_batch_size(self) -> int | None:
+        """The number of images per call when the model was exported with a static batch dimension (its image
+        input is [N, height, width, 3]), None when it takes any batch (and for models not fed images)."""
+        return None
+
     def is_logits(self, signature: str, key: str) -> bool:
         """Whether output `key` of `signature` holds classification logits (for top-k agreement)."""
         return signature == "image_classification" and key == DEFAULT_SIGNATURE
@@ -125,6 +131,7 @@ class Runner:
         """All outputs of `signature` on `images` (float32 NHWC) as a dict of tensors, so gradient tapes see them;
         `inputs`: values of its other inputs (those it takes; the rest keep the model's defaults)."""
         self._check(signature, training)
+        self._check_batch(signature, images)
         import tensorflow as tf
 
         fed = self._feeds(signature, inputs)
@@ -162,6 +169,18 @@ class Runner:
         if training and not self.supports_training:
             raise InvalidInputError(f"{self.label} has no training mode (it exposes only serving signatures); "
                                     "drop --training and --gradients")
+
+    def _check_batch(self, signature: str, images) -> None:
+        """A batch of another size than a fixed-batch model takes is refused before it runs (the model's function
+        would only say that no trace matches, or its graph would fail somewhere inside)."""
+        batch = self.fixed_batch_size
+        shape = getattr(images, "shape", None)
+        if batch is None or self.input_kind != "images" or shape is None or len(shape) != 4 \
+                or shape[0] in (None, batch):
+            return
+        raise InvalidInputError(f"{self.label}: signature {signature!r} takes batches of exactly {batch} images (the "
+                                f"model was exported with a fixed batch size), got {shape[0]}; pass "
+                                f"{validate.option('batch_size', str(batch))}")
 
     def run_many(self, signatures: list, images, training: bool = False, inputs: dict | None = None) -> dict:
         """Signature -> `run(signature, images, training, inputs[signature])`; a training call per signature, each
@@ -222,9 +241,12 @@ class Runner:
             variables[name].assign(value)
 
     def describe(self) -> dict:
-        return {"label": self.label, "format": self.format, "signatures": self.signature_names,
-                "expected_image_size": list(self.expected_image_size) if self.expected_image_size else None,
-                "training_mode": self.supports_training}
+        described = {"label": self.label, "format": self.format, "signatures": self.signature_names,
+                     "expected_image_size": list(self.expected_image_size) if self.expected_image_size else None,
+                     "training_mode": self.supports_training}
+        if self.fixed_batch_size is not None:  # only then, so reports of other models keep their shape
+            described["fixed_batch_size"] = self.fixed_batch_size
+        return described
 
 
 def unique_names(variables) -> dict:
@@ -293,6 +315,10 @@ class ModuleRunner(Runner):
         shape = self.adapter._image_spec(self.adapter.metadata.primary_signature).shape
         return shape.rank == 4 and shape[1] is None and shape[2] is None
 
+    @property
+    def fixed_batch_size(self):
+        return getattr(self.adapter, "fixed_batch_size", None) if self.input_kind == "images" else None
+
     def is_logits(self, signature: str, key: str) -> bool:
         meta = self.adapter.metadata
         return super().is_logits(signature, key) or (
@@ -345,6 +371,7 @@ class ModuleRunner(Runner):
         fed = {}  # the harness gives every signature the same value for a key (see signature_feeds)
         for signature in signatures:
             self._check(signature, training)
+            self._check_batch(signature, images)
             fed.update(self._feeds(signature, (inputs or {}).get(signature)))
         try:
             outputs = self.adapter.call_signatures(list(signatures), images, training=training, **fed)
@@ -435,6 +462,16 @@ class SavedModelRunner(Runner):
                  for spec in tf.nest.flatten(cf.structured_input_signature)
                  if isinstance(spec, tf.TensorSpec) and spec.shape.rank == 4]
         return bool(specs) and all(spec.shape[1] is None and spec.shape[2] is None for spec in specs)
+
+    @functools.cached_property
+    def fixed_batch_size(self):
+        """From the functions' traces: the static batch of their image inputs when every fixed one agrees (a
+        model converted from a fixed-batch TF1 module is traced for that batch only). Decided once."""
+        if self.input_kind != "images":
+            return None
+        batches = {_batch_dim(_batch_spec(fn)) for fn, _, _ in self._functions.values()}
+        fixed = batches - {None}
+        return fixed.pop() if len(fixed) == 1 else None
 
     def is_logits(self, signature: str, key: str) -> bool:
         meta = self.metadata
@@ -592,6 +629,15 @@ def _batch_spec(fn):
             [v for v in kwargs.values() if isinstance(v, (tf.TypeSpec, dict))][:1]
         if first:
             return first[0]
+    return None
+
+
+def _batch_dim(spec) -> int | None:
+    """The static batch dimension of a function's image input (a float TensorSpec of rank 4), else None."""
+    import tensorflow as tf
+
+    if isinstance(spec, tf.TensorSpec) and spec.shape.rank == 4 and spec.dtype.is_floating:
+        return spec.shape[0]
     return None
 
 

@@ -222,13 +222,13 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
     # repeats the inference graph).
     had_train_variant = metadata is None or metadata.variants is None or ["train"] in metadata.variants
     return _Plan(signatures=signatures, image_size=tuple(image_size) if image_size else None,
-                 input_shape=[None] + shape[1:], has_training=True in trainings and had_train_variant,
+                 input_shape=shape, has_training=True in trainings and had_train_variant,
                  variable_names=names, variables=model_variables, trainable_ids=trainable_ids)
 
 
 def _call_input(src: str, call) -> tuple:
     """(the image input's TensorSpec, the values of `training` traced) of a Reusable SavedModel's `__call__`."""
-    trainings = set()
+    trainings, batches = set(), set()
     input_spec = None
     for fn in call.concrete_functions:
         args, kwargs = fn.structured_input_signature
@@ -238,8 +238,13 @@ def _call_input(src: str, call) -> tuple:
             raise ConversionError(f"{src}: __call__ takes {len(tensors)} input tensors, but an image module takes "
                                   "exactly one (a float32 [batch, height, width, 3] batch)")
         input_spec = tensors[0]
+        batches.add(input_spec.shape[0] if input_spec.shape.rank else None)
         flags = [a for a in list(args[1:]) + list(kwargs.values()) if isinstance(a, bool)]
         trainings.update(flags or [False])
+    # A static batch dimension is kept (the placeholder becomes [N, h, w, 3]) only when every trace has that one
+    # (a model exported with a fixed batch size, e.g. converted from such a TF1 module, runs that batch only).
+    if input_spec is not None and input_spec.shape.rank and len(batches) > 1:
+        input_spec = tf.TensorSpec([None] + input_spec.shape.as_list()[1:], input_spec.dtype, input_spec.name)
     return input_spec, trainings
 
 

@@ -198,6 +198,14 @@ def convert_dict_inputs(inputs, input_infos: dict, signature: str) -> dict:
         if tensor.dtype != target.dtype:
             raise ModuleCallError(f"Can't convert {key!r}: got {tensor.dtype.name}, expected {target.dtype.name}; "
                                   "images are float32 in [0, 1] (tf.image.convert_image_dtype converts them)")
+        wanted = target.get_shape()
+        if wanted.rank and tensor.shape.rank == wanted.rank and wanted[0] is not None \
+                and tensor.shape[0] not in (None, wanted[0]) and tensor.shape[1:].is_compatible_with(wanted[1:]):
+            # Only the batch differs: the module was exported with a static batch (the legacy library refuses
+            # any other, and its graph may compute for that batch only).
+            raise ModuleCallError(f"Can't convert {key!r}: shape {tensor.shape} is incompatible with {wanted}: "
+                                  f"signature {signature!r} takes batches of exactly {wanted[0]} (the module was "
+                                  f"exported with a fixed batch size); feed {wanted[0]} at a time")
         if not tensor.shape.is_compatible_with(target.get_shape()):
             raise ModuleCallError(f"Can't convert {key!r}: shape {tensor.shape} is incompatible with "
                                   f"{target.get_shape()}; resize or batch the images to fit "

@@ -17,9 +17,9 @@ import numpy as np
 from tests.oracle import runner
 
 SCRIPT = os.path.join(os.path.dirname(runner.ORACLE), "real_modules.py")
-NAMES = ("cf_v1_net", "dropout_net", "dropout_unseeded", "fakequant_net", "hparams_net", "keyword_inputs_net",
-         "partitioned_bn", "qat_net", "renorm_net", "variant_defaults_net", "while_v2_net", "while_v2b_net",
-         "zero_debias_net")
+NAMES = ("cf_v1_net", "dropout_net", "dropout_unseeded", "fakequant_net", "fixed_batch_net", "fixed_batch3_net",
+         "hparams_net", "keyword_inputs_net", "partitioned_bn", "qat_net", "renorm_net", "variant_defaults_net",
+         "while_v2_net", "while_v2b_net", "zero_debias_net")
 # Against the genuine library (TF 2.15, another process): max |a - b| <= ORACLE_RTOL * max |genuine| per output.
 # design.md measured up to 8e-7 of the output's scale between runs and versions on ResNet V2 50; these tiny nets
 # agree bit for bit on this machine, and 1e-5 leaves room for other CPUs.
@@ -69,14 +69,16 @@ def images(n: int = 4, size=(16, 16), seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, (n, *size, 3)).astype(np.float32)
 
 
-def genuine_runs(runs: dict, tmp_path, describe=(), loss_weights=None, apart=()) -> tuple:
+def genuine_runs(runs: dict, tmp_path, describe=(), loss_weights=None, apart=(), calls=None) -> tuple:
     """Several questions to the genuine library in one process: `runs` {name: (module_dir, images, tags, inputs)}
     -> ({name: {"<signature>/<key>" or "updates/<signature>/<variable>": array}}, {module_dir: signatures as
     `real_modules.py describe` gives them}). Training runs (tags "train") also report the batch-norm updates.
     `loss_weights` {name: {signature: weights}}: that run also reports "gradients/<signature>/<variable>",
     d reduce_sum(signature's default output * weights) / d each trainable variable, by tf.gradients. Training runs
     named in `apart` run each update op alone from the state before the call (`real_modules.py run --apart`): for
-    modules whose forward pass reads what the updates assign, where one session run of both races."""
+    modules whose forward pass reads what the updates assign, where one session run of both races.
+    `calls` {name: (module_dir, batch)}: whether hub.Module accepts images of that static batch
+    (`real_modules.py call`), answered as results[name] = {"accepted", "error_type", "error"}."""
     import json
 
     loss_weights = loss_weights or {}
@@ -88,6 +90,10 @@ def genuine_runs(runs: dict, tmp_path, describe=(), loss_weights=None, apart=())
         np.savez(feeds, images=batch, **{f"input/{k}": np.asarray(v) for k, v in inputs.items()}, **weights)
         jobs.append(["run", module_dir, feeds, outs[name], "--tags", tags] + (["--updates"] if tags else [])
                     + (["--gradients"] if weights else []) + (["--apart"] if name in apart else []))
+    called = {}
+    for name, (module_dir, batch) in (calls or {}).items():
+        called[name] = str(tmp_path / f"call_{name.replace('/', '_')}.json")
+        jobs.append(["call", module_dir, called[name], "--batch", str(batch)])
     for i, module_dir in enumerate(describe):
         described[module_dir] = str(tmp_path / f"describe_{i}.json")
         jobs.append(["describe", module_dir, described[module_dir]])
@@ -98,6 +104,9 @@ def genuine_runs(runs: dict, tmp_path, describe=(), loss_weights=None, apart=())
     for name, path in outs.items():
         with np.load(path) as data:
             results[name] = {k[len("outputs/"):] if k.startswith("outputs/") else k: data[k] for k in data.files}
+    for name, path in called.items():
+        with open(path) as f:
+            results[name] = json.load(f)
     descriptions = {}
     for module_dir, path in described.items():
         with open(path) as f:

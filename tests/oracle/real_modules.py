@@ -25,6 +25,10 @@ CLI:
       result of 5 to 8 of those 12 runs, the most frequent one).
   real_modules.py describe MODULE_DIR OUT_JSON
       {tags: {signature: {"inputs": {key: [dtype, shape]}, "outputs": [keys]}}} as the genuine ModuleSpec sees them.
+  real_modules.py call MODULE_DIR OUT_JSON --batch N
+      Whether `hub.Module(spec)(images)` accepts a float32 placeholder of static shape [N, height, width, 3]
+      (height and width those of the default signature's `images`): {"accepted": bool, "error_type": name or
+      null, "error": first line or null}.
   real_modules.py batch JOBS_JSON
       Several of the above in one process: a list of argument lists (["run", ...], ["describe", ...]).
 
@@ -57,6 +61,9 @@ The modules (MODULES):
                  image_feature_vector_scaled (batch norm before it, so the train variant has updates).
   zero_debias_net  a zero-debiased moving average of the features in the train variant's UPDATE_OPS, which creates
                  variables (feature_avg/biased, feature_avg/local_step) the inference variant does not have.
+  fixed_batch_net, fixed_batch3_net  exported with a static batch dimension (`images` is [2, 16, 16, 3], resp.
+                 [3, 16, 16, 3]), as modules exported from a fixed-batch training graph are: conv+BN, then a
+                 Reshape to [batch, -1] (the batch baked in) before the logits.
 """
 
 import argparse
@@ -301,6 +308,18 @@ def variant_defaults_net_fn(is_training):
                     outputs=dict(default=features * scale))
 
 
+def fixed_batch_net_fn(is_training, batch=2):
+  """A module whose graph is built for one batch size only (the placeholder's batch dimension is static)."""
+  v1 = tf.compat.v1
+  v1.set_random_seed(SEED + 20 + batch)
+  images = v1.placeholder(tf.float32, [batch, 16, 16, 3], name="images")
+  conv1 = _conv(images, is_training)
+  # As fixed-batch training graphs wrote it: the batch is baked into the Reshape, so the graph computes for `batch`
+  # images only (fed more through a placeholder of unknown batch, it mixes images up or fails).
+  features = tf.reshape(tf.reduce_mean(conv1, axis=[1, 2], keepdims=True), [batch, -1], name="global_pool")
+  _image_signatures(images, features, _logits(features))
+
+
 def _image_signatures(images, features, logits, size=16):
   hub.add_signature("default", inputs=dict(images=images), outputs=dict(default=features))
   hub.add_signature("image_feature_vector", inputs=dict(images=images), outputs=dict(default=features))
@@ -329,6 +348,8 @@ MODULES = {
     "zero_debias_net": lambda: _train_and_infer(zero_debias_net_fn),
     "keyword_inputs_net": lambda: _train_and_infer(keyword_inputs_net_fn),
     "variant_defaults_net": lambda: _train_and_infer(variant_defaults_net_fn),
+    "fixed_batch_net": lambda: _train_and_infer(fixed_batch_net_fn),
+    "fixed_batch3_net": lambda: _train_and_infer(lambda is_training: fixed_batch_net_fn(is_training, batch=3)),
 }
 # Built first in a second process (see build): the other while loop's twin, then the control flow v1 module, so
 # that neither the process-wide control flow switch nor the function-name counter touches the other modules.
@@ -464,6 +485,19 @@ def run(module_dir, inputs, tags=(), updates=False, gradients=False, apart=False
   return arrays
 
 
+def call(module_dir, batch):
+  spec = hub.load_module_spec(module_dir)
+  shape = spec.get_input_info_dict()["images"].get_shape().as_list()
+  graph = tf.Graph()
+  with graph.as_default():
+    module = hub.Module(spec)
+    try:
+      module(tf.compat.v1.placeholder(tf.float32, [batch] + shape[1:]))
+    except (TypeError, ValueError) as e:
+      return {"accepted": False, "error_type": type(e).__name__, "error": str(e).strip().splitlines()[0]}
+  return {"accepted": True, "error_type": None, "error": None}
+
+
 def _joined(parts):
   """A variable's value from the values of its parts (one part: the value itself, which may be a scalar)."""
   return np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
@@ -488,6 +522,10 @@ def main(argv=None):
   p = sub.add_parser("describe")
   p.add_argument("module_dir")
   p.add_argument("out")
+  p = sub.add_parser("call")
+  p.add_argument("module_dir")
+  p.add_argument("out")
+  p.add_argument("--batch", type=int, required=True)
   p = sub.add_parser("batch")
   p.add_argument("jobs")
   args = parser.parse_args(argv)
@@ -496,6 +534,9 @@ def main(argv=None):
   elif args.command == "describe":
     with open(args.out, "w") as f:
       json.dump(describe(args.module_dir), f, indent=1, sort_keys=True)
+  elif args.command == "call":
+    with open(args.out, "w") as f:
+      json.dump(call(args.module_dir, args.batch), f)
   elif args.command == "batch":
     with open(args.jobs) as f:
       for job in json.load(f):

@@ -12,7 +12,8 @@ CLI:
       Exports OUT_DIR/text (an NNLM-style text module: vocabulary file asset, lookup tables from it, a partitioned
       embedding, a `default` signature on a string batch, a `tokens` signature with a SparseTensor input and
       sparse + ragged outputs), OUT_DIR/text_train (a text module with a {"train"} variant: dropout and a
-      regularization loss) and OUT_DIR/refvar (reference variables and colocation constraints), then writes
+      regularization loss), OUT_DIR/refvar (reference variables and colocation constraints) and
+      OUT_DIR/keyword_text (signature inputs named `name`, `keys` and `class`), then writes
       OUT_DIR/answers.json and OUT_DIR/answers.npz with what genuine `hub.Module` does with them.
 """
 
@@ -91,6 +92,45 @@ def train_module_fn(vocab_path, training):
   if training:
     combined = tf.compat.v1.nn.dropout(combined, rate=DROPOUT, seed=SEED + 1)
   hub.add_signature("default", {"default": sentences}, {"default": combined})
+
+
+def keyword_text_fn(vocab_path):
+  """Signature inputs named like what the converted functions bind themselves (`name`, `keys`) or like a Python
+  keyword (`class`), beside a plain `default` signature on sentences."""
+  sentences = tf.compat.v1.placeholder(tf.string, [None], name="sentences")
+  ids_table = lookup_ops.index_table_from_file(vocab_path, num_oov_buckets=OOV_BUCKETS)
+  embeddings = tf.compat.v1.get_variable("embeddings", [len(VOCAB) + OOV_BUCKETS, DIM],
+                                         initializer=tf.compat.v1.random_normal_initializer(seed=SEED + 2))
+  words = tf.compat.v1.string_split(sentences)
+  ids = tf.SparseTensor(words.indices, ids_table.lookup(words.values), words.dense_shape)
+  combined = tf.nn.embedding_lookup_sparse(embeddings, ids, None, combiner="mean")
+  combined = tf.pad(combined, [[0, tf.shape(sentences)[0] - tf.shape(combined)[0]], [0, 0]])
+  name = tf.compat.v1.placeholder_with_default(tf.constant(2.0), [], name="name")
+  keys = tf.compat.v1.placeholder_with_default(tf.constant(0.5), [], name="keys")
+  klass = tf.compat.v1.placeholder_with_default(tf.constant(1.0), [], name="class")
+  hub.add_signature("default", {"default": sentences}, {"default": combined})
+  hub.add_signature("scaled", {"sentences": sentences, "name": name, "keys": keys},
+                    {"default": combined * name + keys})
+  hub.add_signature("keyword", {"sentences": sentences, "class": klass}, {"default": combined * klass})
+
+
+KEYWORD_INPUTS = {"name": 3.0, "keys": -1.0}  # values given to keyword_text's `scaled` (besides its defaults)
+
+
+def keyword_text_answers(path, answers, arrays):
+  """keyword_text: its signatures, and `scaled` on SENTENCES with KEYWORD_INPUTS (hub.Module takes every input of
+  a signature, those with a default too)."""
+  spec = hub.load_module_spec(path)
+  answers["keyword_text_signatures"] = sorted(spec.get_signature_names())
+  answers["keyword_text_inputs"] = {s: sorted(spec.get_input_info_dict(s)) for s in answers["keyword_text_signatures"]}
+  with tf.Graph().as_default():
+    module = hub.Module(spec)
+    given = module(dict(sentences=tf.constant(SENTENCES), **{k: tf.constant(v) for k, v in KEYWORD_INPUTS.items()}),
+                   signature="scaled")
+    with tf.compat.v1.Session() as sess:
+      sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+      arrays["keyword_text/scaled/given"] = sess.run(given)
+  answers["keyword_inputs"] = KEYWORD_INPUTS
 
 
 def refvar_module_fn():
@@ -359,7 +399,8 @@ def main(out_dir):
   for name, module_fn, tags_and_args in (
       ("text", text_module_fn, [(set(), {"vocab_path": vocab_path, "weights_path": weights_path})]),
       ("text_train", train_module_fn, train_args),
-      ("refvar", refvar_module_fn, None)):
+      ("refvar", refvar_module_fn, None),
+      ("keyword_text", keyword_text_fn, [(set(), {"vocab_path": vocab_path})])):
     spec = hub.create_module_spec(module_fn, tags_and_args=tags_and_args)
     with tf.Graph().as_default():
       module = hub.Module(spec)
@@ -370,6 +411,7 @@ def main(out_dir):
   train_answers(os.path.join(out_dir, "text_train"), answers, arrays)
   refvar_answers(os.path.join(out_dir, "refvar"), answers, arrays)
   wrapped_answers(os.path.join(out_dir, "text"), os.path.join(out_dir, "refvar"), answers, arrays)
+  keyword_text_answers(os.path.join(out_dir, "keyword_text"), answers, arrays)
   with open(os.path.join(out_dir, "answers.json"), "w") as f:
     json.dump(answers, f, indent=1, sort_keys=True)
   np.savez(os.path.join(out_dir, "answers.npz"), **{k: np.asarray(v) for k, v in arrays.items()})

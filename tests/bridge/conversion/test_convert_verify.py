@@ -80,7 +80,7 @@ def broken_tf2_to_tf1(monkeypatch):
 
     def write_module(dst, meta_graphs, variables=None, **kwargs):
         variables = dict(variables)
-        variables["dense/kernel"] = np.array(variables["dense/kernel"])  # a copy: the source model's variable stays
+        variables["dense/kernel"] = tf.identity(variables["dense/kernel"]).numpy()  # a copy: the source stays
         variables["dense/kernel"][0, 0] += 0.05
         return real(dst, meta_graphs, variables=variables, **kwargs)
 

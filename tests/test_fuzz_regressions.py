@@ -181,6 +181,8 @@ def test_signature_naming_a_missing_tensor_fails_when_used_and_names_the_file(tm
     (b'\xff\xfe{}', "not valid JSON"),
     (b'[1, 2]', "holds a JSON list, not an object"),
     (b'{"variants": [[1]]}', "variants is [[1]]"),
+    (b'{"partitions": ["a"]}', "partitions is [\"a\"]"),
+    (b'{"partitions": {"w/part_0": {"full_name": "w", "full_shape": [4], "offset": [5]}}}', "partitions is"),
 ])
 def test_damaged_bridge_metadata_gives_one_line_naming_the_file(content, problem, seeds, tmp_path, capsys):
     model = str(shutil.copytree(seeds[fuzzing.TF2_SEED], tmp_path / "tf2"))

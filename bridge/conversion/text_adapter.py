@@ -34,7 +34,7 @@ from legacy.engine.functions import ModuleFunctions, input_defaults, load_variab
 from legacy.engine.tables import create_anonymous, definition, initialize, module_tables
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, SERVING_DEFAULT, TRAIN_TAGS
-from legacy.format.metadata import BridgeMetadata
+from legacy.format.metadata import BridgeMetadata, partitions_of
 from legacy.format.reader import StoredModule
 
 INPUT_KIND = "text"
@@ -217,7 +217,7 @@ class TextModuleAdapter(StoredModuleAdapter):
         self._metadata = BridgeMetadata(
             image_size=None, signatures=[self._primary] + [s for s in sorted(self._specs) if s != self._primary],
             primary_signature=self._primary, kind=None, source_format="tf1_hub",
-            variants=[sorted(tags) for tags in module.tags])
+            variants=[sorted(tags) for tags in module.tags], partitions=partitions_of(module))
 
     # -- the Reusable SavedModel API ---------------------------------------------------------------------------
 

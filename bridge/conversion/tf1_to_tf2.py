@@ -20,7 +20,7 @@ import os
 import tensorflow as tf
 
 from bridge.conversion.adapter_base import StoredModuleAdapter
-from legacy.format.metadata import BridgeMetadata, write_metadata
+from legacy.format.metadata import BridgeMetadata, partitions_of, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.engine.functions import ModuleFunctions, checkpoint_values, input_defaults, load_variables
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS,
@@ -198,7 +198,8 @@ class ModuleAdapter(StoredModuleAdapter):
         self._metadata = BridgeMetadata(image_size=size, signatures=[self._primary] + [
             s for s in self._image_signatures if s != self._primary], primary_signature=self._primary,
             kind=_kind(inference, self._primary), source_format="tf1_hub",
-            variants=[sorted(tags) for tags in module.tags], optimized_inference=optimize)
+            variants=[sorted(tags) for tags in module.tags], optimized_inference=optimize,
+            partitions=partitions_of(module))
 
     # -- the Reusable SavedModel API ---------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def build(src: str, *, kind: str | None = None, image_size: tuple | None = None,
     obj = load_reusable(src)
     meta_graphs, values, assets = meta_graphs_from_saved_model(
         src, kind, image_size, require_kind=True, require_image_size=True, size_from_input_shape=True,
-        progress=progress, obj=obj)
+        progress=progress, obj=obj, partitioned=True)
     return TF1Module(meta_graphs, values, assets, source=obj)
 
 

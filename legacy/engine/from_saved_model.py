@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from legacy.errors import ConversionError, ModuleFormatError, spell
 from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
+from legacy.engine.partitions import mark_part, whole_values
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, SERVING_DEFAULT,
                                        TRAIN_TAGS, tag_label)
@@ -43,6 +44,7 @@ class _Plan:
     variable_names: dict  # id(variable) -> checkpoint name
     variables: list  # the variables the module holds, in order
     trainable_ids: set  # id() of those that are trainable
+    partitions: dict = dataclasses.field(default_factory=dict)  # part name -> its slice (see legacy.engine.partitions)
 
 
 
@@ -65,7 +67,7 @@ def unique_variable_names(names: Iterable[str]) -> list:
 def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size: tuple | None = None, *,
                                  require_kind: bool = False, require_image_size: bool = False,
                                  size_from_input_shape: bool = False, progress: Callable[[str], None] = lambda message: None,
-                                 obj=None) -> tuple:
+                                 obj=None, partitioned: bool = False) -> tuple:
     """(meta_graphs, variable_values, asset_files) of the TF2 Reusable SavedModel at `path`, as a TF1 Hub module.
 
     variable_values: checkpoint name -> the model's tf.Variable (read when the checkpoint is written, so that the
@@ -75,6 +77,9 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
     size_from_input_shape: attach the static height and width of the input as the image size when neither the
     arguments nor the model's metadata give one (readers fall back to the static shape anyway).
     obj: the model as `load_reusable(path)` returned it, when the caller has it already.
+    partitioned: the parts of the TF1 variables that were partitioned (recorded in the bridge metadata) become one
+    partitioned variable again, and `variable_values` holds the whole one under its full name (what a module file
+    needs; the shim, which reads the SavedModel's own checkpoint, keeps the parts apart).
     Raises ConversionError when the model cannot be expressed as TF1 graph variants.
     """
     with _eager():  # the restored functions and values are read eagerly, whatever the caller's mode
@@ -84,10 +89,15 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
         from legacy.engine.text_variants import is_text_model
 
         if is_text_model(obj):  # strings, sparse or ragged inputs and lookup tables: see text_variants
-            return _text_meta_graphs(path, obj, progress)
+            return _text_meta_graphs(path, obj, progress, partitioned)
         plan = _plan(path, obj, kind, image_size, require_kind, require_image_size, size_from_input_shape)
         variables, trainable_ids = plan.variables, plan.trainable_ids
         values = {plan.variable_names[id(v)]: v for v in variables}
+        metadata = read_metadata(path)
+        if partitioned and metadata is not None and metadata.partitions:
+            plan.partitions = {name: part for name, part in metadata.partitions.items()
+                               if name in set(plan.variable_names.values())}
+            values = whole_values(values, plan.partitions)
         meta_graphs = []
         variants = [(INFERENCE_TAGS, False)] + ([(TRAIN_TAGS, True)] if plan.has_training else [])
         for tags, training in variants:
@@ -123,22 +133,27 @@ def load_reusable(path: str):
     return obj
 
 
-def _text_meta_graphs(path: str, obj, progress) -> tuple:
+def _text_meta_graphs(path: str, obj, progress, partitioned: bool = False) -> tuple:
     """(meta_graphs, variable_values, asset_files) of a text model: its inference variant, and its {"train"} one
-    when its functions were traced for training (see text_variants)."""
+    when its functions were traced for training (see text_variants); `partitioned` as for
+    `meta_graphs_from_saved_model`."""
     from legacy.engine.text_variants import has_training_traces, text_meta_graph
 
     variables = list(getattr(obj, "variables", []))
     names = dict(zip((id(v) for v in variables), unique_variable_names(v.name.split(":")[0] for v in variables)))
     trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
     metadata = read_metadata(path)
+    partitions = {}
+    if partitioned and metadata is not None and metadata.partitions:
+        partitions = {name: part for name, part in metadata.partitions.items() if name in set(names.values())}
     meta_graphs = []
     for training in (False, True) if has_training_traces(obj, metadata) else (False,):
         progress(f"building graph variant {tag_label(TRAIN_TAGS if training else INFERENCE_TAGS)} (text, "
                  f"training={training})")
-        meta_graph, assets = text_meta_graph(path, obj, metadata, names, trainable_ids, training=training)
+        meta_graph, assets = text_meta_graph(path, obj, metadata, names, trainable_ids, training=training,
+                                             partitions=partitions)
         meta_graphs.append(meta_graph)
-    return meta_graphs, {names[id(v)]: v for v in variables}, assets
+    return meta_graphs, whole_values({names[id(v)]: v for v in variables}, partitions), assets
 
 
 def check_reusable_attributes(obj, path: str) -> None:
@@ -388,6 +403,9 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
             graph_vars[id(var)] = tf.compat.v1.get_variable(
                 plan.variable_names[id(var)], shape=var.shape, dtype=var.dtype, trainable=id(var) in trainable_ids,
                 initializer=tf.compat.v1.zeros_initializer(), use_resource=True)
+            part = plan.partitions.get(plan.variable_names[id(var)])
+            if part is not None:
+                mark_part(graph_vars[id(var)], part)
         handles = {id(v.handle): graph_vars[id(v)] for v in variables}
         spec = tf.TensorSpec(plan.input_shape, tf.float32, name=IMAGE_INPUT_KEY)
         primary_updates = None

@@ -23,6 +23,7 @@ import os
 import tensorflow as tf
 
 from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
+from legacy.engine.partitions import mark_part
 from legacy.engine.tables import NAMED_TABLE_OPS
 from legacy.errors import ConversionError
 from legacy.format.conventions import DEFAULT_SIGNATURE
@@ -66,10 +67,11 @@ def has_training_traces(obj, metadata) -> bool:
 
 
 def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set,
-                    training: bool = False) -> tuple:
+                    training: bool = False, partitions: dict | None = None) -> tuple:
     """(MetaGraphDef, {asset file name: path}) of a text model (see the module docstring): the inference graph
     variant, or with `training` the {"train"} one (the functions' training=True traces; what they assign, e.g.
-    batch-norm statistics, is UPDATE_OPS)."""
+    batch-norm statistics, is UPDATE_OPS). `partitions`: part name -> its slice of a partitioned variable (see
+    `legacy.engine.partitions`)."""
     functions, primary = text_functions(obj, metadata)
     variables = list(getattr(obj, "variables", []))
     graph = tf.Graph()
@@ -80,6 +82,8 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
             graph_var = tf.compat.v1.get_variable(
                 variable_names[id(var)], shape=var.shape, dtype=var.dtype, trainable=id(var) in trainable_ids,
                 initializer=tf.compat.v1.zeros_initializer(), use_resource=True)
+            if variable_names[id(var)] in (partitions or {}):
+                mark_part(graph_var, partitions[variable_names[id(var)]])
             handles[id(var.handle)] = graph_var
         for asset in _descendants(obj, tf.saved_model.Asset):
             path = asset.asset_path.numpy().decode()

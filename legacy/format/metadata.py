@@ -28,6 +28,9 @@ class BridgeMetadata:
     # Converted with --optimize: inference (training=False, the serving signatures) runs a frozen copy of the weights
     # taken at conversion time, so fine-tuning changes training mode and the variables but not inference outputs.
     optimized_inference: bool = False
+    # The parts of partitioned TF1 variables (tf.compat.v1.fixed_size_partitioner): part variable name ->
+    # {"full_name", "full_shape", "offset"}, so that TF2 -> TF1 writes them back as one partitioned variable.
+    partitions: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -69,9 +72,23 @@ def read_metadata(saved_model_dir: str) -> BridgeMetadata | None:
     optimized = data.get("optimized_inference", False)
     if not isinstance(optimized, bool):
         raise _corrupt(path, f"optimized_inference is {_short(optimized)}, not true or false")
+    partitions = data.get("partitions") or {}
+    if not (isinstance(partitions, dict) and all(isinstance(k, str) and _is_part(v) for k, v in partitions.items())):
+        raise _corrupt(path, f"partitions is {_short(partitions)}, not part name -> {{full_name, full_shape, offset}}")
     return BridgeMetadata(image_size=tuple(size) if size else None, signatures=list(signatures),
                           primary_signature=data.get("primary_signature") or "default", kind=data.get("kind"),
-                          source_format=data.get("source_format"), variants=variants, optimized_inference=optimized)
+                          source_format=data.get("source_format"), variants=variants, optimized_inference=optimized,
+                          partitions=partitions)
+
+
+def _is_part(part) -> bool:
+    """{"full_name": str, "full_shape": [n, ...], "offset": [o, ...]} with offsets inside the shape."""
+    if not (isinstance(part, dict) and isinstance(part.get("full_name"), str) and part["full_name"]):
+        return False
+    shape, offset = part.get("full_shape"), part.get("offset")
+    return (isinstance(shape, list) and isinstance(offset, list) and len(shape) == len(offset) and
+            all(type(n) is int and n >= 0 for n in shape) and
+            all(type(o) is int and 0 <= o <= n for o, n in zip(offset, shape)))
 
 
 _MAX_BYTES = 1 << 20  # the file holds a few names and numbers
@@ -90,6 +107,13 @@ def _short(value) -> str:
 def _corrupt(path: str, problem: str) -> ModuleFormatError:
     return ModuleFormatError(f"{path} is damaged ({problem}); convert the model again, or delete the file to "
                              "use the model without the bridge metadata")
+
+
+def partitions_of(module) -> dict:
+    """What `BridgeMetadata.partitions` records of a TF1 module's (a `legacy.format.reader.StoredModule`)
+    partitioned variables: part name -> its whole variable's name and shape, and the part's offset in it."""
+    return {var.name: {"full_name": var.full_name, "full_shape": list(var.full_shape), "offset": list(var.offset)}
+            for var in module.variables() if var.is_part}
 
 
 def write_metadata(saved_model_dir: str, metadata: BridgeMetadata) -> None:

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.numerics
 X = images(4)
 # Fixed weights of the loss whose gradients are compared: reduce_sum(default output * LOSS_WEIGHTS[module]).
 LOSS_WEIGHTS = {"cf_v1_net": np.random.default_rng(1).normal(size=(4, 4)).astype(np.float32)}
+PARTITIONED_WEIGHTS = np.random.default_rng(2).normal(size=(4, 8)).astype(np.float32)  # partitioned_bn: 8 features
 TF1_TO_TF2 = ("partitioned_bn", "cf_v1_net", "qat_net", "keyword_inputs_net", "variant_defaults_net")
-ROUND_TRIPS = ("renorm_net", "while_v2_net")  # TF1 -> TF2 -> TF1
+ROUND_TRIPS = ("renorm_net", "while_v2_net", "partitioned_bn")  # TF1 -> TF2 -> TF1
 
 
 def _quiet(message):
@@ -52,7 +53,7 @@ def conversions(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("module_shapes")
     results = {}
-    for name in TF1_TO_TF2 + ROUND_TRIPS:
+    for name in dict.fromkeys(TF1_TO_TF2 + ROUND_TRIPS):
         results[name] = _attempt(convert, real_module(name), str(root / f"{name}_tf2"), progress=_quiet)
     for name in ROUND_TRIPS:
         if not isinstance(results[name], Exception):
@@ -79,6 +80,7 @@ def genuine(tmp_path_factory, conversions) -> dict:
         "keyword_inputs_net/infer": (real_module("keyword_inputs_net"), X, "", {"name": 3.0, "training": False}),
         # hub.Module feeds every signature input (a default is never used through it): each variant's default
         # as the builder set it (1.0 for inference, 0.5 for training), and another value.
+        "partitioned_bn/gradients": (real_module("partitioned_bn"), X, "", {}),
         "variant_defaults_net/infer": (real_module("variant_defaults_net"), X, "", {"scale": 1.0}),
         "variant_defaults_net/train": (real_module("variant_defaults_net"), X, "train", {"scale": 0.5}),
         "variant_defaults_net/train_fed": (real_module("variant_defaults_net"), X, "train", {"scale": 2.0}),
@@ -88,8 +90,13 @@ def genuine(tmp_path_factory, conversions) -> dict:
         if not isinstance(written, Exception):
             runs[f"{name}/tf1/train"] = (written.destination, X, "train", {})
             runs[f"{name}/tf1/infer"] = (written.destination, X, "", {})
+    if not isinstance(conversions["partitioned_bn/tf1"], Exception):
+        runs["partitioned_bn/tf1/gradients"] = (conversions["partitioned_bn/tf1"].destination, X, "", {})
     weights = {"cf_v1_net/infer": {"default": LOSS_WEIGHTS["cf_v1_net"]},
-               "cf_v1_net/train": {"default": LOSS_WEIGHTS["cf_v1_net"]}}
+               "cf_v1_net/train": {"default": LOSS_WEIGHTS["cf_v1_net"]},
+               # gradients by variable_map name: a partitioned variable's parts joined under its full name
+               "partitioned_bn/gradients": {"default": PARTITIONED_WEIGHTS},
+               "partitioned_bn/tf1/gradients": {"default": PARTITIONED_WEIGHTS}}
     # qat_net's forward pass reads the ranges its updates assign: one genuine session run of both races, so the
     # genuine library answers with every read seeing the state before the call (see real_modules.py run --apart).
     results, _ = genuine_runs(runs, tmp_path_factory.mktemp("module_shapes_genuine"), loss_weights=weights,
@@ -449,3 +456,28 @@ def test_each_variant_feeds_its_own_default(conversions, genuine, kind):
         out = obj.image_feature_vector_scaled(tf.constant(X), training=True, **given)["default"].numpy()
         assert_close_to_genuine(out, expected[key], f"{kind} training at {what}")
     _restore(obj, initial)
+
+
+# -- a partitioned variable, TF1 -> TF2 -> TF1 ---------------------------------------------------------------------
+
+def test_partitioned_round_trip_keeps_one_partitioned_variable(conversions, genuine):
+    """Written back, the parts are one partitioned variable again (each part's save_slice_info names the whole,
+    the checkpoint holds the whole once): the genuine variable_map has `conv1/kernel` (its parts joined), not
+    `conv1/kernel/part_N`, and the written-back module computes what the original does."""
+    import tensorflow as tf
+
+    from legacy.format.reader import read_module
+
+    written = _result(conversions["partitioned_bn/tf1"]).destination
+    parts = [(v.name, v.full_name, v.offset) for v in read_module(written).variables() if v.is_part]
+    assert parts == [("conv1/kernel/part_0", "conv1/kernel", (0, 0, 0, 0)),
+                     ("conv1/kernel/part_1", "conv1/kernel", (2, 0, 0, 0))], parts
+    assert dict(tf.train.list_variables(written + "/variables/variables"))["conv1/kernel"] == [3, 3, 3, 8]
+    original, back = genuine["partitioned_bn/gradients"], genuine["partitioned_bn/tf1/gradients"]
+    grads = {k: v for k, v in back.items() if k.startswith("gradients/default/")}
+    assert sorted(grads) == sorted(k for k in original if k.startswith("gradients/default/"))
+    assert "gradients/default/conv1/kernel" in grads, sorted(grads)
+    for key, value in original.items():
+        assert_close_to_genuine(back[key], value, f"written back: {key}")
+    for key, value in genuine["partitioned_bn/train"].items():
+        assert_close_to_genuine(genuine["partitioned_bn/tf1/train"][key], value, f"written back, train: {key}")

@@ -53,22 +53,29 @@ def mobilenet_feature_vector(path: str, size: int = 32) -> str:
     return save_reusable(base, path, (size, size, 3))
 
 
-def keras3_classifier(path: str, size: int = 24) -> str:
-    """Keras 3 conv net with batch norm and an L2-regularized head, returning logits for 5 classes."""
+def _keras3_convnet(size: int, seed: int, regularized: bool):
+    """Keras 3 conv net with batch norm (random moving statistics), returning logits for 5 classes; with an L2
+    regularizer on the conv and dense kernels when `regularized`."""
     import keras
 
-    keras.utils.set_random_seed(1)
+    keras.utils.set_random_seed(seed)
+    regularizer = keras.regularizers.L2(1e-3) if regularized else None
     model = keras.Sequential([
         keras.Input((size, size, 3)),
-        keras.layers.Conv2D(8, 3, padding="same", kernel_regularizer=keras.regularizers.L2(1e-3)),
+        keras.layers.Conv2D(8, 3, padding="same", kernel_regularizer=regularizer),
         keras.layers.BatchNormalization(),
         keras.layers.ReLU(),
         keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(5, kernel_regularizer=keras.regularizers.L2(1e-3)),
+        keras.layers.Dense(5, kernel_regularizer=regularizer),
     ])
-    variables = [v.value for v in model.variables]
-    _randomize_batch_norm(variables)
-    return save_reusable(model, path, (size, size, 3), variables=variables,
+    _randomize_batch_norm([v.value for v in model.variables])
+    return model
+
+
+def keras3_classifier(path: str, size: int = 24) -> str:
+    """Keras 3 conv net with batch norm and an L2-regularized head, returning logits for 5 classes."""
+    model = _keras3_convnet(size, seed=1, regularized=True)
+    return save_reusable(model, path, (size, size, 3), variables=[v.value for v in model.variables],
                          trainable_variables=[v.value for v in model.trainable_variables])
 
 
@@ -119,18 +126,7 @@ def keras3_exports(directory: str, size: int = 24) -> tuple:
     """(model.export path, tf.saved_model.save path) of one Keras 3 classifier: two signature-only SavedModels of
     the same weights, whose serving signatures name their image input differently (`keras_tensor`, `inputs`), and
     the first also keeps its `serve` endpoint as an attribute function without a training mode."""
-    import keras
-
-    keras.utils.set_random_seed(2)
-    model = keras.Sequential([
-        keras.Input((size, size, 3)),
-        keras.layers.Conv2D(8, 3, padding="same"),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(5),
-    ])
-    _randomize_batch_norm([v.value for v in model.variables])
+    model = _keras3_convnet(size, seed=2, regularized=False)
     exported, saved = os.path.join(directory, "exported"), os.path.join(directory, "saved")
     model.export(exported, verbose=False)
     tf.saved_model.save(model, saved)

@@ -416,6 +416,10 @@ CASES = [
     Case("tf2-image-model-without-kind", lambda ws: _convert(ws, ws.built("no_kind")),
          "does not say whether it is a feature vector or a classifier",
          "pass --kind feature_vector or --kind classification"),
+    Case("tf2-image-size-does-not-fit",
+         lambda ws: _convert(ws, ws.built("no_kind"), "--kind", "feature_vector", "--image-size", "16x16"),
+         "image size 16x16 does not fit the model's input shape [None, 8, 8, 3] (images of 8x8)",
+         "leave the image size out, or pass one that fits"),
     Case("tf2-two-inputs", lambda ws: _convert(ws, ws.built("two_inputs"), "--kind", "feature_vector"),
          "__call__ takes 2 input tensors", "exactly one"),
     # -- untrusted graphs ---------------------------------------------------------------------------------------------

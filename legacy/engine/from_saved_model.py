@@ -205,7 +205,9 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
                               f"{spell('image_size=(height, width)', '--image-size HEIGHTxWIDTH')}")
     for dim, size in zip(shape[1:3], image_size or ()):
         if dim is not None and dim != size:
-            raise ConversionError(f"image size {image_size} does not fit the model's input shape {shape}")
+            fits = "x".join("?" if d is None else str(d) for d in shape[1:3])
+            raise ConversionError(f"image size {image_size[0]}x{image_size[1]} does not fit the model's input shape "
+                                  f"{shape} (images of {fits}); leave the image size out, or pass one that fits")
 
     signatures = {}
     if metadata is not None and metadata.signatures:  # converted from TF1: every TF1 signature comes back

@@ -108,8 +108,8 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
         check_paths(src, dst, force)
         verify_size = None
         if fmt.name == formats.TF1_HUB:
-            _check_verification_size(src, local, signature, image_size, verify)
-            (write, reference), direction = _tf1_to_tf2(local, src, signature, allow_unsafe_ops,
+            module = _check_verification_size(src, local, signature, image_size, verify)
+            (write, reference), direction = _tf1_to_tf2(module, src, signature, allow_unsafe_ops,
                                                         progress, optimize), "tf1->tf2"
             verify_size = image_size
         else:
@@ -194,10 +194,11 @@ def _check_kind_known(src: str, local: str, kind) -> None:
         raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass {fix}")
 
 
-def _check_verification_size(src: str, local: str, signature: str | None, image_size, verify: bool) -> None:
+def _check_verification_size(src: str, local: str, signature: str | None, image_size, verify: bool):
     """A TF1 image module that takes any size and records none (no image_module_info) is verified at the
     `image_size` given, which is refused for one that records its size (its verification uses that) and needed
-    for one that does not (unless nothing is verified). Checked from the module's protos, before any work."""
+    for one that does not (unless nothing is verified). Checked from the module's protos, before any work; returns
+    the module as read (the conversion goes on from it)."""
     from legacy.format.conventions import INFERENCE_TAGS
     from legacy.format.reader import read_module
 
@@ -205,9 +206,9 @@ def _check_verification_size(src: str, local: str, signature: str | None, image_
     primary = signature or DEFAULT_SIGNATURE
     try:
         if IMAGE_INPUT_KEY not in module.variant(INFERENCE_TAGS).signature(primary).inputs:
-            return  # not an image signature: the conversion says what it makes of it
+            return module  # not an image signature: the conversion says what it makes of it
     except BridgeError:
-        return  # no such variant or signature: the conversion names it, with what there is
+        return module  # no such variant or signature: the conversion names it, with what there is
     try:
         recorded = module.expected_image_size(primary)
     except BridgeError:
@@ -224,13 +225,15 @@ def _check_verification_size(src: str, local: str, signature: str | None, image_
             f"verification has no size to draw its random images at; pass "
             f"{spell('image_size=(height, width)', '--image-size HxW')} (the size to verify at; the converted "
             f"model keeps taking any size) or {spell('verify=False', '--no-verify')}")
+    return module
 
 
-def _tf1_to_tf2(src: str, label: str, signature: str | None, allow_unsafe_ops: bool, progress, optimize=False):
+def _tf1_to_tf2(module, label: str, signature: str | None, allow_unsafe_ops: bool, progress, optimize=False):
+    """(write, reference) of converting `module` (a `StoredModule` or its path) to TF2."""
     from bridge.conversion import tf1_to_tf2
 
     progress(f"reading TF1 Hub module {label}")
-    adapter = tf1_to_tf2.build(src, signature=signature, allow_unsafe_ops=allow_unsafe_ops, progress=progress,
+    adapter = tf1_to_tf2.build(module, signature=signature, allow_unsafe_ops=allow_unsafe_ops, progress=progress,
                                optimize=optimize)
     if adapter.stored_module.has_tf1_loops:
         progress("note: the module holds a TF1 while loop (tf.compat.v1.while_loop): the converted model runs in "

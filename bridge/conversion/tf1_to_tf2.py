@@ -26,9 +26,9 @@ from legacy.engine.functions import ModuleFunctions, checkpoint_values, input_de
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS,
                                        SERVING_DEFAULT, TRAIN_TAGS, kind_of_signature)
 from legacy.format.reader import StoredModule, read_module
-# Attributes of the Reusable SavedModel API and of this class that a TF1 signature name must not shadow.
 # The arguments every function of a converted model takes before a signature's other inputs.
 _CALL_ARGUMENTS = (IMAGE_INPUT_KEY, "training")
+# Attributes of the Reusable SavedModel API and of this class that a TF1 signature name must not shadow.
 _RESERVED = frozenset({"variables", "trainable_variables", "regularization_losses", "signatures",
                        "expected_image_size", "metadata", "signature_names", "call_signature", "serve",
                        "serve_training"})

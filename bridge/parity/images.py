@@ -85,15 +85,30 @@ class _Random:
     val_range: tuple
 
 
-class InputSet:
+class Batched:
+    """Inputs streamed in batches of at most `batch_size` (images, sentences or named tensors): the batch size
+    every input set checks, and the number of batches; subclasses give `__len__`."""
+
+    def __init__(self, batch_size: int):
+        if batch_size < 1:
+            raise InvalidInputError(f"batch size must be at least 1, got {batch_size}; pass --batch-size 1 or more")
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def num_batches(self) -> int:
+        return -(-len(self) // self.batch_size)
+
+
+class InputSet(Batched):
     """A re-iterable list of input sources, streamed as float32 NHWC batches of at most `batch_size` images."""
 
     def __init__(self, sources: list, image_size: tuple | None, batch_size: int, skipped: list | None = None):
-        if batch_size < 1:
-            raise InvalidInputError(f"batch size must be at least 1, got {batch_size}; pass --batch-size 1 or more")
+        super().__init__(batch_size)
         self._sources = sources
         self.image_size = image_size
-        self.batch_size = batch_size
         self.skipped = list(skipped or [])  # files in folders left out because their extension is not an image's
 
     def __len__(self) -> int:
@@ -113,10 +128,6 @@ class InputSet:
                 return missing
         self._sources.append(_Random(missing, int(seed), tuple(float(v) for v in val_range)))
         return missing
-
-    @property
-    def num_batches(self) -> int:
-        return -(-len(self) // self.batch_size)
 
     def describe(self) -> dict:
         """What was fed, for the report."""

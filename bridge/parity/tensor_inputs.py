@@ -23,6 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
+from bridge.parity.images import Batched
 from legacy.errors import InvalidInputError
 
 INT_HIGH = 2
@@ -38,21 +39,15 @@ class Batch:
     start: int
 
 
-class TensorSet:
+class TensorSet(Batched):
     """Named input arrays with the same number of examples, streamed in batches of at most `batch_size`."""
 
     def __init__(self, arrays: dict, names: list, random: dict | None, batch_size: int, files: int):
-        if batch_size < 1:
-            raise InvalidInputError(f"batch size must be at least 1, got {batch_size}; pass --batch-size 1 or more")
+        super().__init__(batch_size)
         self._arrays, self._names, self._random, self._files = arrays, names, random, files
-        self.batch_size = batch_size
 
     def __len__(self) -> int:
         return len(self._names)
-
-    @property
-    def num_batches(self) -> int:
-        return -(-len(self) // self.batch_size)
 
     def describe(self) -> dict:
         return {"examples": len(self), "images": len(self), "batches": self.num_batches,

@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from bridge.parity.images import Batched
 from legacy.errors import InvalidInputError
 
 TEXT_EXTENSIONS = (".txt", ".text", ".tsv")
@@ -39,23 +40,17 @@ class Batch:
     start: int
 
 
-class SentenceSet:
+class SentenceSet(Batched):
     """A list of sentence sources, streamed in batches of at most `batch_size` sentences."""
 
     def __init__(self, sentences: list, names: list, random: dict | None, batch_size: int, sources: dict):
-        if batch_size < 1:
-            raise InvalidInputError(f"batch size must be at least 1, got {batch_size}; pass --batch-size 1 or more")
+        super().__init__(batch_size)
         self._sentences, self._names = sentences, names
-        self.batch_size = batch_size
         self._random = random
         self._sources = sources
 
     def __len__(self) -> int:
         return len(self._sentences)
-
-    @property
-    def num_batches(self) -> int:
-        return -(-len(self) // self.batch_size)
 
     def describe(self) -> dict:
         return {"sentences": len(self), "images": len(self), "batches": self.num_batches,

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from legacy.errors import ConversionError, ModuleFormatError, spell
 from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
-from legacy.engine.partitions import mark_part, whole_values
+from legacy.engine.partitions import mark_part, recorded_parts, whole_values
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, SERVING_DEFAULT,
                                        TRAIN_TAGS, tag_label)
@@ -44,6 +44,7 @@ class _Plan:
     variable_names: dict  # id(variable) -> checkpoint name
     variables: list  # the variables the module holds, in order
     trainable_ids: set  # id() of those that are trainable
+    metadata: object  # the model's BridgeMetadata, None when it has none
     partitions: dict = dataclasses.field(default_factory=dict)  # part name -> its slice (see legacy.engine.partitions)
 
 
@@ -93,10 +94,8 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
         plan = _plan(path, obj, kind, image_size, require_kind, require_image_size, size_from_input_shape)
         variables, trainable_ids = plan.variables, plan.trainable_ids
         values = {plan.variable_names[id(v)]: v for v in variables}
-        metadata = read_metadata(path)
-        if partitioned and metadata is not None and metadata.partitions:
-            plan.partitions = {name: part for name, part in metadata.partitions.items()
-                               if name in set(plan.variable_names.values())}
+        if partitioned:
+            plan.partitions = recorded_parts(plan.metadata, plan.variable_names.values())
             values = whole_values(values, plan.partitions)
         meta_graphs = []
         variants = [(INFERENCE_TAGS, False)] + ([(TRAIN_TAGS, True)] if plan.has_training else [])
@@ -143,9 +142,7 @@ def _text_meta_graphs(path: str, obj, progress, partitioned: bool = False) -> tu
     names = dict(zip((id(v) for v in variables), unique_variable_names(v.name.split(":")[0] for v in variables)))
     trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
     metadata = read_metadata(path)
-    partitions = {}
-    if partitioned and metadata is not None and metadata.partitions:
-        partitions = {name: part for name, part in metadata.partitions.items() if name in set(names.values())}
+    partitions = recorded_parts(metadata, names.values()) if partitioned else {}
     meta_graphs = []
     for training in (False, True) if has_training_traces(obj, metadata) else (False,):
         progress(f"building graph variant {tag_label(TRAIN_TAGS if training else INFERENCE_TAGS)} (text, "
@@ -240,7 +237,7 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
     had_train_variant = metadata is None or metadata.variants is None or ["train"] in metadata.variants
     return _Plan(signatures=signatures, image_size=tuple(image_size) if image_size else None,
                  input_shape=shape, has_training=True in trainings and had_train_variant,
-                 variable_names=names, variables=model_variables, trainable_ids=trainable_ids)
+                 variable_names=names, variables=model_variables, trainable_ids=trainable_ids, metadata=metadata)
 
 
 def _call_input(src: str, call) -> tuple:

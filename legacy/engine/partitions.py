@@ -18,6 +18,15 @@ from typing import Mapping
 import numpy as np
 
 
+def recorded_parts(metadata, names) -> dict:
+    """The parts `metadata` (a `BridgeMetadata`, or None) records among the variables named `names`: part name ->
+    its slice (see `BridgeMetadata.partitions`)."""
+    if metadata is None or not metadata.partitions:
+        return {}
+    names = set(names)
+    return {name: part for name, part in metadata.partitions.items() if name in names}
+
+
 def mark_part(graph_var, part: Mapping) -> None:
     """Mark a TF1 graph variable as the part of its whole variable that `part` describes."""
     import tensorflow as tf

@@ -224,16 +224,20 @@ def _instrument_load():
 
 
 def _library_functions(path: str) -> dict:
-    """How many functions the SavedModel's library holds, and how many of them are the checkpoint saver's (the
-    save and restore functions TF1 loaders and TensorFlow Serving run, which `tf.saved_model.load` imports too)."""
+    """How many functions the SavedModel's library holds, and where its checkpoint saver is (the save and restore
+    ops TF1 loaders and TensorFlow Serving run): traced functions, which `tf.saved_model.load` imports too, or
+    plain nodes of the main graph, which it skips."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        library = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0].graph_def.library.function
+        meta_graph = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0]
+    library = meta_graph.graph_def.library.function
     saver = [f for f in library if f.signature.name.startswith(("__inference__traced_save",
                                                                   "__inference__traced_restore"))]
+    filename = meta_graph.saver_def.filename_tensor_name.split(":")[0]
+    graph_saver = [n for n in meta_graph.graph_def.node if n.name.startswith("saver/") or n.name == filename]
     return {"total": len(library), "saver": len(saver), "saver_nodes": sum(len(f.node_def) for f in saver),
-            "nodes": sum(len(f.node_def) for f in library)}
+            "graph_saver_nodes": 0 if saver else len(graph_saver), "nodes": sum(len(f.node_def) for f in library)}
 
 
 def harness(a: str, b: str, count: int, batch_size: int, signature: str) -> dict:

@@ -580,12 +580,17 @@ def cold_start(cfg: Config) -> tuple:
     if loads:
         phases = {k: median([r["load_phases"].get(k, 0.0) for r in loads]) for k in loads[-1]["load_phases"]}
         functions, losses = loads[-1]["functions"], loads[-1]["regularization_losses"]
+        if functions["saver"]:
+            saver = (f"{functions['saver_nodes']} of the nodes are the checkpoint saver's {functions['saver']} "
+                     "functions, which TF1 loaders and TensorFlow Serving run and tf.saved_model.load imports too")
+        else:
+            saver = (f"the checkpoint saver that TF1 loaders and TensorFlow Serving run is "
+                     f"{functions.get('graph_saver_nodes', 0)} plain nodes of the main graph, which "
+                     "tf.saved_model.load skips")
         table.notes.append(
             f"the converted model's load, by phase (median): function library {phases.get('function library', 0):.2f} s "
-            f"({functions['total']} functions, {functions['nodes']} nodes; {functions['saver_nodes']} of the nodes "
-            f"are the checkpoint saver's {functions['saver']} functions, which TF1 loaders and TensorFlow Serving "
-            f"run and tf.saved_model.load imports too; {losses} are one-loss functions, one per regularization "
-            f"loss, as the Reusable SavedModel API lists them), checkpoint restore "
+            f"({functions['total']} functions, {functions['nodes']} nodes; {saver}; {losses} are one-loss "
+            f"functions, one per regularization loss, as the Reusable SavedModel API lists them), checkpoint restore "
             f"{phases.get('checkpoint restore', 0):.2f} s, objects and their captures {phases.get('other', 0):.2f} s")
     table.notes.append("imports: interpreter start to the imports done (tensorflow; plus tensorflow_hub for hub.load, "
                        "plus this project for the shim), not part of the ratio; the ratio's range pairs the runs of "

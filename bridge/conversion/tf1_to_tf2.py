@@ -20,6 +20,7 @@ import os
 import tensorflow as tf
 
 from bridge.conversion.adapter_base import StoredModuleAdapter
+from legacy.format.graph_saver import add_graph_saver
 from legacy.format.metadata import BridgeMetadata, partitions_of, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.engine.functions import ModuleFunctions, checkpoint_values, input_defaults, load_variables
@@ -531,7 +532,12 @@ def build(module, signature: str | None = None, allow_unsafe_ops: bool = False, 
 def write(adapter: ModuleAdapter, path: str, progress=None) -> None:
     """Save a built adapter as a TF2 Reusable SavedModel at `path` (an empty or new directory), with its metadata."""
     (progress or (lambda message: None))("writing the TF2 SavedModel")
-    tf.saved_model.save(adapter.saveable, path, signatures=adapter.export_signatures)
+    # TensorFlow's own saver (two traced functions over every variable) is written only when the checkpoint holds
+    # more than variables: otherwise the same saver_def as plain graph nodes, faster to write and to load.
+    tf.saved_model.save(adapter.saveable, path, signatures=adapter.export_signatures,
+                        options=tf.saved_model.SaveOptions(experimental_skip_saver=True))
+    if not add_graph_saver(path):
+        tf.saved_model.save(adapter.saveable, path, signatures=adapter.export_signatures)
     write_metadata(path, adapter.metadata)
 
 

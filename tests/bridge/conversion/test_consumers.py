@@ -120,6 +120,17 @@ def test_keras3_tfsm_layer_inference_and_fine_tuning(model, loaded, genuine):
     assert all(not np.array_equal(v.numpy(), b) for v, b in zip(moving, moving_before))
 
 
+def test_tf1_loaders_restore_the_weights_through_the_saver_def(model, genuine):
+    """TensorFlow Serving and tf.compat.v1.saved_model.load restore the variables with the saver_def's ops (plain
+    graph nodes, not traced functions) and serve the TF1 module's outputs."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], model)
+        signature = meta_graph.signature_def["default"]
+        features = session.run(signature.outputs["default"].name, {signature.inputs["images"].name: _images()})
+    assert not [f.signature.name for f in meta_graph.graph_def.library.function if "_traced_" in f.signature.name]
+    assert_close(features, genuine[NAME].arrays["outputs/infer/default/default"], GENUINE_OUTPUTS, "TF1 loader")
+
+
 def test_saved_model_cli_lists_the_serving_signatures(model):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     proc = subprocess.run([cli, "show", "--dir", model, "--tag_set", "serve"], capture_output=True, text=True,

@@ -9,7 +9,9 @@ The genuine library refused TF2 SavedModels (`NotFoundError: tfhub_module.pb`). 
   its outputs, and the expected image size as the `image_module_info` attachment, so
   `hub.get_expected_image_size` answers as it did for the TF1 module;
 - graph variants: `set()` runs `training=False`, and `{"train"}` (`training=True`) exists when `__call__` was
-  traced with `training=True` and, for a converted TF1 module, the module had that variant.
+  traced with `training=True` and, for a converted TF1 module, the module had that variant;
+- a SavedModel with serving signatures only (Keras 3's `model.export`): `serving_default` as signature `default`
+  of the inference variant, over the variables it reads (served as TF1 graph variants only).
 
 Whenever the model can be written as TF1 graph variants (`legacy.engine.from_saved_model`: one float32 image input, only
 variables captured), the spec is a `NativeModuleSpec` over those variants, built in memory when the spec is loaded,
@@ -51,7 +53,7 @@ from legacy.hub.native_module import NativeModuleSpec
 from legacy.format.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
                            VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, open_checkpoint, read_saved_model_proto,
                            read_variant, tag_label, untrusted)
-from legacy.format.conventions import TRAIN_TAGS
+from legacy.format.conventions import SERVING_DEFAULT, TRAIN_TAGS
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import image_module_info, write_checkpoint
 
@@ -66,6 +68,11 @@ def load_saved_model_spec(path: str):
     try:
         return GraphVariantsSpec.build(saved)
     except ConversionError as e:
+        if saved.serving_only:  # nothing to fall back on: its signature is no attribute function to call
+            reason = str(e).removeprefix(f"{path}: ")
+            raise ModuleFormatError(f"{path} has serving signatures only and cannot be written as TF1 graph "
+                                    f"variants ({reason}); load it with tf.saved_model.load and its .signatures"
+                                    ) from None
         several = [e for e in saved._endpoints.values() if e.input_spec is None]
         if several:  # the fallback serves one input per signature
             raise ModuleFormatError(f"{path}: function {several[0].attribute} takes several tensors, and the model "
@@ -146,6 +153,7 @@ class SavedModelSpec(ModuleSpec):
         self.variable_names = variable_names  # names of obj.variables, in order (the variable_map keys)
         self.variable_keys = variable_keys  # their checkpoint keys, in the same order
         self.fallback_reason = None  # why the model is not served as TF1 graph variants, when it is not
+        self.serving_only = False  # served from its serving_default signature (no __call__): graph variants only
 
     @classmethod
     def load(cls, path: str) -> "SavedModelSpec":
@@ -160,10 +168,7 @@ class SavedModelSpec(ModuleSpec):
         functions = {name: node_id for name, node_id in children.items()
                      if graph.nodes[node_id].WhichOneof("kind") == "function"}
         if _CALL not in functions:
-            raise NotAModuleError(f"{path} is a TF2 SavedModel without a __call__ function (not a Reusable "
-                                  "SavedModel), so hub.Module cannot apply it; convert it to a TF1 module with "
-                                  "`bridge convert` (an image model's serving_default signature becomes its "
-                                  "inference variant) and load that, or use tf.saved_model.load and its .signatures")
+            return cls._load_serving(path, graph, children, nested_structure_coder)
 
         def endpoint(attribute: str) -> Endpoint:
             # The specs decode in TensorFlow's own code (found by fuzzing: an element dropped from one made it
@@ -186,6 +191,45 @@ class SavedModelSpec(ModuleSpec):
                 endpoints[name] = endpoint(name)
         names, keys = _variables(path, graph, children)
         return cls(path, endpoints, has_train, image_size, names, keys)
+
+    @classmethod
+    def _load_serving(cls, path: str, graph, children: dict, coder) -> "SavedModelSpec":
+        """A SavedModel with serving signatures only (Keras 3's `model.export`, `tf.saved_model.save` of a Keras 3
+        model): its `serving_default` as the `default` signature of an inference-only module, over the variables
+        that signature reads (as `bridge convert` writes it; served as TF1 graph variants only)."""
+        concrete = None
+        if "signatures" in children:
+            for child in graph.nodes[children["signatures"]].children:
+                node = graph.nodes[child.node_id]
+                if child.local_name == SERVING_DEFAULT and node.WhichOneof("kind") == "bare_concrete_function":
+                    concrete = graph.concrete_functions.get(node.bare_concrete_function.concrete_function_name)
+        if concrete is None:
+            raise NotAModuleError(f"{path} is a TF2 SavedModel with neither a __call__ function nor a "
+                                  f"{SERVING_DEFAULT!r} signature, so hub.Module has nothing to apply; re-export it "
+                                  "with a tf.function __call__(images, training=False), or load it with "
+                                  "tf.saved_model.load")
+        with untrusted(path, "the SavedModel's object graph"):
+            _, inputs = coder.decode_proto(concrete.canonicalized_input_signature)
+            outputs = coder.decode_proto(concrete.output_signature)
+        if len(inputs) != 1 or not isinstance(outputs, dict):
+            raise NotAModuleError(f"{path}: its {SERVING_DEFAULT!r} signature takes {len(inputs)} inputs, but "
+                                  "hub.Module serves one image input; load it with tf.saved_model.load")
+        (input_spec,) = inputs.values()
+        if len(outputs) == 1:
+            outputs = {DEFAULT_SIGNATURE: next(iter(outputs.values()))}
+        endpoint = Endpoint(attribute=SERVING_DEFAULT, input_key=IMAGE_INPUT_KEY, input_spec=input_spec,
+                            outputs=dict(outputs), bare=False, trainings=frozenset())
+        bound = {i for i in concrete.bound_inputs if i < len(graph.nodes)
+                 and graph.nodes[i].WhichOneof("kind") == "variable"}
+        # The order `bridge convert` names them in: the model's `variables` list first, then the rest.
+        listed = [c.node_id for c in graph.nodes[children["variables"]].children] if "variables" in children else []
+        ids = [i for i in dict.fromkeys(listed) if i in bound] + sorted(bound - set(listed))
+        names, keys = _variable_entries(path, graph, ids)
+        metadata = read_metadata(path)
+        image_size = tuple(metadata.image_size) if metadata is not None and metadata.image_size else None
+        spec = cls(path, {DEFAULT_SIGNATURE: endpoint}, False, image_size, names, keys)
+        spec.serving_only = True
+        return spec
 
     def __repr__(self) -> str:
         return f"<hub.ModuleSpec {self.path} (TF2 SavedModel)>"
@@ -291,11 +335,17 @@ def _read_endpoint(path: str, attribute: str, graph, node_id: int, coder) -> End
 
 def _variables(path: str, graph, children: dict) -> tuple:
     """Names (unique, for variable_map) and checkpoint keys of the root's `variables`, in their saved order."""
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
     if "variables" not in children:
         return [], []
-    ids = [child.node_id for child in graph.nodes[children["variables"]].children]
+    return _variable_entries(path, graph, [child.node_id for child in graph.nodes[children["variables"]].children])
+
+
+def _variable_entries(path: str, graph, ids: list) -> tuple:
+    """Names (unique, for variable_map) and checkpoint keys of the variables at object graph nodes `ids`."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    if not ids:
+        return [], []
     names = unique_variable_names(graph.nodes[node_id].variable.name for node_id in ids)
     reader = open_checkpoint(os.path.join(path, VARIABLES_PREFIX), path)
     with untrusted(path, "the checkpoint's object graph"):

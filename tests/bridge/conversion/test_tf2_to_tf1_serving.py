@@ -122,16 +122,63 @@ def test_several_outputs_without_a_default_are_refused(tmp_path):
     assert not (tmp_path / "tf1").exists()
 
 
-def test_the_shim_refuses_the_export_and_names_the_conversion_then_loads_the_module(written):
-    """hub.Module applies Reusable SavedModels; for a signature-only one it names `bridge convert`, whose module
-    it then loads and runs (this project's shim, TF 2.21: the written graph against the Keras model's)."""
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_shim_applies_the_export_as_its_conversion_does(written, source, tmp_path):
+    """hub.Module on a signature-only SavedModel: an inference-only module with the `default` signature over the
+    variables its serving signature reads, computing the Keras model's outputs (within TF2_GRAPH_OUTPUTS: the TF1
+    graph against the Keras model's function) and exactly what the shim computes on the module `bridge convert`
+    wrote (the same graph, the same kernels), in eager and in graph mode; Module.export keeps it loadable."""
     from legacy import hub
-    from legacy.errors import NotAModuleError
 
-    src, dst, images, _ = written["exported"]
-    with pytest.raises(NotAModuleError, match=r"without a __call__ function .* convert it to a TF1 module with "
-                                              r"`bridge convert`"):
-        hub.Module(src)
+    src, dst, images, _ = written[source]
+    spec = hub.load_module_spec(src)
+    assert spec.get_tags() == [set()] and spec.get_signature_names() == ["default"]
+    assert list(spec.get_input_info_dict()) == ["images"] and list(spec.get_output_info_dict()) == ["default"]
+    assert hub.get_expected_image_size(spec) == [SIZE, SIZE]
     signature, key = _serving(src)
-    expected = signature(**{key: tf.constant(images)})["output_0"].numpy()
-    assert_close(hub.Module(dst)(images).numpy(), expected, TF2_GRAPH_OUTPUTS, "shim on the written module")
+    expected = next(iter(signature(**{key: tf.constant(images)}).values())).numpy()
+    module = hub.Module(src)
+    eager = module(images).numpy()
+    assert_close(eager, expected, TF2_GRAPH_OUTPUTS, "shim on the signature-only SavedModel")
+    np.testing.assert_array_equal(eager, hub.Module(dst)(images).numpy())
+    assert sorted(module.variable_map) == sorted(hub.Module(dst).variable_map)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        graph_module = hub.Module(src, trainable=True)
+        output = graph_module(tf.constant(images))
+        session.run(tf.compat.v1.global_variables_initializer())
+        np.testing.assert_array_equal(session.run(output), eager)
+        assert not tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)  # no train variant
+        graph_module.export(str(tmp_path / "exported"), session)
+    np.testing.assert_array_equal(hub.Module(str(tmp_path / "exported"))(images).numpy(), eager)
+
+
+def test_the_shim_names_the_fix_for_a_signature_it_cannot_serve(tmp_path):
+    from legacy import hub
+    from legacy.errors import ModuleFormatError, NotAModuleError
+
+    class TwoInputs(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(tf.ones([3, 2]))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3]), tf.TensorSpec([None, 8, 8, 3])])
+        def serve(self, a, b):
+            return {"out": tf.reduce_mean(a + b, [1, 2]) @ self.w}
+
+    model = TwoInputs()
+    tf.saved_model.save(model, str(tmp_path / "two"), signatures={"serving_default": model.serve})
+    with pytest.raises(NotAModuleError, match=r"'serving_default' signature takes 2 inputs.*tf.saved_model.load"):
+        hub.Module(str(tmp_path / "two"))
+    tf.saved_model.save(tf.Module(), str(tmp_path / "plain"))
+    with pytest.raises(NotAModuleError, match=r"neither a __call__ function nor a 'serving_default' signature"):
+        hub.Module(str(tmp_path / "plain"))
+
+    class Strings(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, text):
+            return {"length": tf.strings.length(text)}
+
+    model = Strings()
+    tf.saved_model.save(model, str(tmp_path / "text"), signatures={"serving_default": model.serve})
+    with pytest.raises((ModuleFormatError, NotAModuleError), match=r"tf.saved_model.load"):
+        hub.Module(str(tmp_path / "text"))

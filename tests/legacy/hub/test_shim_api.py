@@ -110,7 +110,7 @@ def test_not_a_module_directory(tmp_path):
     with pytest.raises(NotAModuleError, match="neither a TF1 Hub module"):
         hub.load_module_spec(str(tmp_path))
     tf.saved_model.save(tf.Module(), str(tmp_path / "plain"))
-    with pytest.raises(NotAModuleError, match="without a __call__"):
+    with pytest.raises(NotAModuleError, match="neither a __call__ function nor a 'serving_default' signature"):
         hub.load_module_spec(str(tmp_path / "plain"))
 
 

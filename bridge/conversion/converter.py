@@ -275,6 +275,8 @@ def _verify(src: str, reference, tmp: str, dst: str, images, gradients: bool, se
                                progress=lambda message: progress(f"verifying: {message}"))
     summary = summary_line(report)
     progress(f"parity on {describe_inputs(report.inputs)}")
+    if report.settings.get("batch_fill"):
+        progress(f"parity: {report.settings['batch_fill']}")
     for name, reason in report.settings.get("signatures_not_compared", {}).items():
         progress(f"parity: signature {name} not compared: {reason}")
     progress(f"parity: {summary}; {minimum_line(report)}")

@@ -807,6 +807,8 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     }
     if not_compared:  # only when there is something to say, so reports of image-only models keep their shape
         settings["signatures_not_compared"] = not_compared
+    if kind == "images" and filled:
+        settings["batch_fill"] = filled
     fed = {sig: {k: np.asarray(v).tolist() for k, v in values.items()} for sig, values in feeds.items() if values}
     if fed:
         settings["inputs"] = fed

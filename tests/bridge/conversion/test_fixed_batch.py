@@ -33,8 +33,10 @@ def conversions(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("fixed_batch")
     tf2 = convert(real_module("fixed_batch_net"), str(root / "tf2"), progress=_quiet)
+    said = []  # what `bridge convert` shows of the batch-3 conversion
     return {"tf2": tf2, "tf1": convert(tf2.destination, str(root / "tf1"), progress=_quiet),
-            "3/tf2": convert(real_module("fixed_batch3_net"), str(root / "3_tf2"), progress=_quiet)}
+            "3/tf2": convert(real_module("fixed_batch3_net"), str(root / "3_tf2"), progress=said.append),
+            "3/tf2/progress": said}
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +127,8 @@ def test_a_batch_that_does_not_divide_the_random_count_gets_more_images(conversi
     assert (report.inputs["images"], report.inputs["batches"], report.inputs["batch_size"]) == (9, 3, 3)
     assert any("takes batches of exactly 3 images: 1 more seeded random image" in n and "9 images were compared "
                "instead of 8" in n for n in report.notes), report.notes
+    said = [m for m in conversions["3/tf2/progress"] if "takes batches of exactly 3 images" in m]
+    assert said and said[0].startswith("parity: ") and "9 images were compared instead of 8" in said[0]
 
 
 # -- TF2 -> TF1: the batch is written back -----------------------------------------------------------------------

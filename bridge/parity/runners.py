@@ -23,7 +23,7 @@ import re
 from bridge import formats, validate
 from legacy.errors import BridgeError, InvalidInputError, ModuleFormatError, NotAnImageModuleError
 from legacy.format.conventions import SERVING_DEFAULT
-from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, first_line, is_corrupt_data
+from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, first_line
 
 
 
@@ -778,34 +778,17 @@ def saved_model_runner(path: str, obj=None, label: str | None = None, match_rand
     """A runner for the TF2 SavedModel at `path` (see `open_runner`). `obj`: the model already loaded from `path`,
     run instead of loading it again unless matching random draws needs a seeded copy of it."""
     from bridge.parity.random_draws import RandomOps, seeded_saved_model
+    from legacy.engine.from_saved_model import load_reusable
     from legacy.format.metadata import read_metadata
 
     holder = _Holder()
     load_path, random = seeded_saved_model(path, holder) if match_random else (path, None)
-    loaded = obj if obj is not None and load_path == path else _load_saved_model(load_path)
+    loaded = obj if obj is not None and load_path == path else load_reusable(load_path)
     runner = SavedModelRunner(loaded, metadata=read_metadata(path), label=label or path)
     runner.directory = path
     runner.random = random if random is not None else RandomOps(_saved_model_random_ops(path), False)
     runner._tmp_holder = holder  # keeps the rewritten copy until the runner goes
     return runner
-
-
-def _load_saved_model(path: str):
-    import tensorflow as tf
-
-    from legacy.engine.from_saved_model import check_reusable_attributes
-
-    try:
-        obj = tf.saved_model.load(path)
-        check_reusable_attributes(obj, path)
-        return obj
-    # All seen on damaged files (a cleared op in a function: RuntimeError "Op type not registered").
-    except Exception as e:  # noqa: BLE001 - narrowed just below
-        if not (isinstance(e, OSError) or is_corrupt_data(e)):
-            raise
-        message = " ".join((getattr(e, "message", None) or str(e)).split())[:200]
-        raise ModuleFormatError(f"{path}: the TF2 SavedModel cannot be loaded ({message}); re-export it with "
-                                "tf.saved_model.save") from None
 
 
 class _Holder:

@@ -126,8 +126,12 @@ def load_reusable(path: str):
     """The TF2 SavedModel at `path`, loaded eagerly (whatever the caller's mode); its damage reported as the
     project's error, and its Reusable SavedModel attributes checked (see `check_reusable_attributes`)."""
     with _eager():
-        with untrusted(path, "the SavedModel"):
-            obj = tf.saved_model.load(path)
+        try:
+            with untrusted(path, "the SavedModel"):
+                obj = tf.saved_model.load(path)
+        except OSError as e:  # not damage: a file that cannot be read (permissions, a directory in its place)
+            raise ModuleFormatError(f"{path}: the SavedModel cannot be read ({type(e).__name__}: {first_line(e)}); "
+                                    "check the files' permissions, or copy the model again") from None
         check_reusable_attributes(obj, path)
     return obj
 

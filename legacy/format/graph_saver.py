@@ -106,14 +106,17 @@ def add_graph_saver(path: str) -> bool:
     prefix = filename_node.name
 
     # Restore: the checkpoint's values into the variables (the object graph entry is TF2's, not restored here).
-    restore_names = node("Const", f"{_SCOPE}/restore/tensor_names", dtype=string_type, value=strings(
-        [keys[name] for name in names]), device=_CPU)
-    restore_slices = node("Const", f"{_SCOPE}/restore/shape_and_slices", dtype=string_type,
-                          value=strings([""] * len(names)), device=_CPU)
-    restore = node("RestoreV2", f"{_SCOPE}/restore/RestoreV2", [prefix, restore_names.name, restore_slices.name],
-                   device=_CPU, dtypes=tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(type=dtypes)))
-    assigns = [node("AssignVariableOp", f"{_SCOPE}/restore/assign", [name, f"{restore.name}:{i}"],
-                    dtype=tf.compat.v1.AttrValue(type=dtypes[i])).name for i, name in enumerate(names)]
+    assigns = []
+    if names:  # RestoreV2 reads one tensor at least
+        restore_names = node("Const", f"{_SCOPE}/restore/tensor_names", dtype=string_type, value=strings(
+            [keys[name] for name in names]), device=_CPU)
+        restore_slices = node("Const", f"{_SCOPE}/restore/shape_and_slices", dtype=string_type,
+                              value=strings([""] * len(names)), device=_CPU)
+        restore = node("RestoreV2", f"{_SCOPE}/restore/RestoreV2",
+                       [prefix, restore_names.name, restore_slices.name], device=_CPU,
+                       dtypes=tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(type=dtypes)))
+        assigns = [node("AssignVariableOp", f"{_SCOPE}/restore/assign", [name, f"{restore.name}:{i}"],
+                        dtype=tf.compat.v1.AttrValue(type=dtypes[i])).name for i, name in enumerate(names)]
     restore_all = node("NoOp", f"{_SCOPE}/restore_all", [f"^{name}" for name in assigns])
 
     # Save: every variable and the object graph, so the checkpoint also restores into TF2 objects.

@@ -98,6 +98,21 @@ def test_tf2_load_and_the_safety_scan_accept_it(tmp_path):
     assert not scan_model(path).findings
 
 
+def test_a_model_without_variables(tmp_path):
+    class Scale(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+        def __call__(self, x):
+            return {"out": 2.0 * x}
+
+    path = _save(Scale(), str(tmp_path / "model"))
+    assert add_graph_saver(path)
+    x = np.array([[1.0, 2.0]], np.float32)
+    values, output = _tf1_session_run(path, feeds=x, save_to=str(tmp_path / "ckpt"))
+    assert values == {}
+    np.testing.assert_array_equal(output, 2.0 * x)
+    assert OBJECT_GRAPH_KEY in tf.train.load_checkpoint(str(tmp_path / "ckpt")).get_variable_to_shape_map()
+
+
 def test_two_variables_of_one_name_keep_tensorflows_saver(tmp_path):
     path = _save(_Net(same_names=True), str(tmp_path / "model"))
     before = open(os.path.join(path, "saved_model.pb"), "rb").read()

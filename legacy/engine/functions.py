@@ -236,12 +236,16 @@ class ModuleFunctions:
         so that a SavedModel holds one function per loss)."""
         tags = frozenset(tags or ())
         variant = self.module.variant(tags)
+        if not variant.regularization_losses:
+            return []
+        # Pruned once to every loss (a few nodes per weight), so that each of the losses (54 in a ResNet) prunes
+        # and imports from that instead of the whole graph: the same nodes, a hundredth of the walking.
+        losses_graph = graph_import.prune(variant.meta_graph.graph_def, list(variant.regularization_losses))
         bodies = []
         for loss_name in variant.regularization_losses:
             def body(loss_name=loss_name):
-                return graph_import.import_fetches(variant.meta_graph.graph_def, [loss_name],
-                                                   self._asset_inputs(variant), self.variables,
-                                                   states=self.tables(tags))[0]
+                return graph_import.import_fetches(losses_graph, [loss_name], self._asset_inputs(variant),
+                                                   self.variables, states=self.tables(tags))[0]
             bodies.append(body)
         return bodies
 

@@ -24,9 +24,10 @@ from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, KINDS
 TF1 = "tf1"
 TF2 = "tf2"
 VERIFY_RANDOM = 8  # seeded random images every verification feeds
-# Batches of 4, not the harness's 8: both models run at once, each in inference and training mode, so the batch
-# sets much of a verification's peak memory (ResNet V2 50: 45 MiB less at 4 than at 8, in the same time).
-VERIFY_BATCH_SIZE = 4
+# Batches of 2, not the harness's 8: both models run at once, each in inference and training mode, so the batch
+# sets much of a verification's peak memory (ResNet V2 50: 45 MiB less at 4 than at 8, and another 35-50 MiB less
+# at 2, each in the same time).
+VERIFY_BATCH_SIZE = 2
 
 
 @dataclasses.dataclass

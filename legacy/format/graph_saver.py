@@ -89,6 +89,12 @@ def add_graph_saver(path: str) -> bool:
     handles = {node.name: node for node in graph.node if node.name in keys}
     names = sorted(keys)  # a stable order: the checkpoint key list and the restored tensors line up by index
     dtypes = [handles[name].attr["dtype"].type for name in names]
+    shapes, stored_dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    for name, dtype in zip(names, dtypes):  # each handle must be the variable its name says
+        shape = tf.TensorShape(handles[name].attr["shape"].shape)
+        if (stored_dtypes.get(keys[name]) != tf.as_dtype(dtype)
+                or not shape.is_compatible_with(shapes.get(keys[name], []))):
+            return False
     taken = {node.name for node in graph.node}
 
     def node(op: str, name: str, inputs=(), device: str = "", **attrs):

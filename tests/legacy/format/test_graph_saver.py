@@ -130,3 +130,18 @@ def test_a_checkpoint_holding_more_than_variables_keeps_tensorflows_saver(tmp_pa
 def test_a_model_saved_with_tensorflows_saver_is_left_alone(tmp_path):
     path = _save(_Net(), str(tmp_path / "model"), skip_saver=False)
     assert not add_graph_saver(path)
+
+
+def test_a_handle_that_does_not_fit_its_checkpoint_entry_keeps_tensorflows_saver(tmp_path):
+    """Each handle is paired with its checkpoint entry by name, then checked by dtype and shape: a pairing that
+    does not fit leaves the model to TensorFlow's saver."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = _save(_Net(), str(tmp_path / "model"))
+    filename = os.path.join(path, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel.FromString(open(filename, "rb").read())
+    handle = next(n for n in saved_model.meta_graphs[0].graph_def.node if n.name == "dense/kernel")
+    handle.attr["shape"].shape.dim[0].size = 5  # [2, 3] in the checkpoint
+    with open(filename, "wb") as f:
+        f.write(saved_model.SerializeToString())
+    assert not add_graph_saver(path)

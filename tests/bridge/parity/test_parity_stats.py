@@ -238,3 +238,23 @@ def test_exact_sums_do_not_depend_on_the_order_of_addition():
     for v in reversed(values):
         backward.add(v)
     assert forward.value == backward.value == math.fsum(values)
+
+
+def test_matching_outputs_cost_no_histogram_bins_and_merge_with_those_that_have_some():
+    """An output whose every |a-b| is zero allocates no bins (a verification compares hundreds of such outputs);
+    merged with statistics that have bins, in either order and through pickling, it equals one stream."""
+    a, b = _pair(6, shape=(16, 50), noise=1e-3)
+    same = a[:8].copy()
+    identical = ErrorStats(1e-5, exact_limit=10)
+    identical.update(a[:8], same, start=0)
+    assert identical._abs_hist.counts is None and identical._rel_hist.counts is None
+    assert identical.passes(0.0) and identical.quantile(0.99) == 0.0 and identical.min_rtol(0.0) == 0.0
+    b = np.concatenate([same, b[8:]])
+    one = _fed(a, b, 1e-5, batch=8, exact_limit=10)
+    differing = ErrorStats(1e-5, exact_limit=10)
+    differing.update(a[8:], b[8:], start=8)
+    for first, second in ((identical, differing), (differing, identical)):
+        merged = ErrorStats(1e-5, exact_limit=10)
+        for part in (first, second):
+            merged.merge(pickle.loads(pickle.dumps(part)))
+        assert _summary(merged, 1e-4) == _summary(one, 1e-4)

@@ -9,6 +9,15 @@ from legacy.format.metadata import BridgeMetadata
 from legacy.format.reader import StoredModule
 
 
+def save_options():
+    """The options a converted SavedModel is saved with: without TensorFlow's traced saver, which
+    `legacy.format.graph_saver` writes as plain graph nodes. Functions are traced for export under the same
+    options (`save_context`), so that saving does not trace them again."""
+    import tensorflow as tf
+
+    return tf.saved_model.SaveOptions(experimental_skip_saver=True)
+
+
 class StoredModuleAdapter:
     """Base of the adapters: subclasses set `_stored`, `_primary`, `_metadata` and `_saved` in `__init__`."""
 

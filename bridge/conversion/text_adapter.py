@@ -28,7 +28,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from bridge.conversion.adapter_base import StoredModuleAdapter
+from bridge.conversion.adapter_base import StoredModuleAdapter, save_options
 from legacy.engine import composites
 from legacy.engine.functions import ModuleFunctions, input_defaults, load_variables
 from legacy.engine.tables import create_anonymous, definition, initialize, module_tables
@@ -348,7 +348,7 @@ class TextModuleAdapter(StoredModuleAdapter):
         """Trace every function as `tf.saved_model.save` will; return the serving signatures (dense ones only)."""
         from tensorflow.python.saved_model import save_context
 
-        with save_context.save_context(tf.saved_model.SaveOptions()):
+        with save_context.save_context(save_options()):
             self.trace()
             saved = self._saved
             signatures = {}

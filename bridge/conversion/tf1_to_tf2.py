@@ -19,7 +19,7 @@ import os
 
 import tensorflow as tf
 
-from bridge.conversion.adapter_base import StoredModuleAdapter
+from bridge.conversion.adapter_base import StoredModuleAdapter, save_options
 from legacy.format.graph_saver import add_graph_saver
 from legacy.format.metadata import BridgeMetadata, partitions_of, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
@@ -383,7 +383,7 @@ class ModuleAdapter(StoredModuleAdapter):
         # same options (the variable policy is part of tf.function's cache key): trace here as save will look.
         from tensorflow.python.saved_model import save_context
 
-        with save_context.save_context(tf.saved_model.SaveOptions()):
+        with save_context.save_context(save_options()):
             return self._trace_for_export()
 
     def _trace_for_export(self) -> dict:
@@ -535,7 +535,7 @@ def write(adapter: ModuleAdapter, path: str, progress=None) -> None:
     # TensorFlow's own saver (two traced functions over every variable) is written only when the checkpoint holds
     # more than variables: otherwise the same saver_def as plain graph nodes, faster to write and to load.
     tf.saved_model.save(adapter.saveable, path, signatures=adapter.export_signatures,
-                        options=tf.saved_model.SaveOptions(experimental_skip_saver=True))
+                        options=save_options())
     if not add_graph_saver(path):
         tf.saved_model.save(adapter.saveable, path, signatures=adapter.export_signatures)
     write_metadata(path, adapter.metadata)

@@ -22,8 +22,10 @@ from typing import Callable, Iterable
 import tensorflow as tf
 
 from legacy.errors import ConversionError, ModuleFormatError, spell
-from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
-from legacy.engine.partitions import mark_part, recorded_parts, whole_values
+from legacy.engine.function_import import (export_variant, import_function, import_regularization_losses,
+                                           tensor_info)
+from legacy.engine.graph_variables import create_graph_variables
+from legacy.engine.partitions import recorded_parts, whole_values
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, SERVING_DEFAULT,
                                        TRAIN_TAGS, tag_label)
@@ -46,6 +48,7 @@ class _Plan:
     trainable_ids: set  # id() of those that are trainable
     metadata: object  # the model's BridgeMetadata, None when it has none
     partitions: dict = dataclasses.field(default_factory=dict)  # part name -> its slice (see legacy.engine.partitions)
+    loss_graphs: dict = dataclasses.field(default_factory=dict)  # the losses' flattened graphs, shared by the variants
 
 
 
@@ -147,12 +150,12 @@ def _text_meta_graphs(path: str, obj, progress, partitioned: bool = False) -> tu
     trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
     metadata = read_metadata(path)
     partitions = recorded_parts(metadata, names.values()) if partitioned else {}
-    meta_graphs = []
+    meta_graphs, loss_graphs = [], {}
     for training in (False, True) if has_training_traces(obj, metadata) else (False,):
         progress(f"building graph variant {tag_label(TRAIN_TAGS if training else INFERENCE_TAGS)} (text, "
                  f"training={training})")
         meta_graph, assets = text_meta_graph(path, obj, metadata, names, trainable_ids, training=training,
-                                             partitions=partitions)
+                                             partitions=partitions, loss_graphs=loss_graphs)
         meta_graphs.append(meta_graph)
     return meta_graphs, whole_values({names[id(v)]: v for v in variables}, partitions), assets
 
@@ -401,14 +404,7 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
     graph = tf.Graph()
     with graph.as_default():
         images = tf.compat.v1.placeholder(tf.float32, plan.input_shape, name=IMAGE_INPUT_KEY)
-        graph_vars = {}
-        for var in variables:
-            graph_vars[id(var)] = tf.compat.v1.get_variable(
-                plan.variable_names[id(var)], shape=var.shape, dtype=var.dtype, trainable=id(var) in trainable_ids,
-                initializer=tf.compat.v1.zeros_initializer(), use_resource=True)
-            part = plan.partitions.get(plan.variable_names[id(var)])
-            if part is not None:
-                mark_part(graph_vars[id(var)], part)
+        graph_vars = create_graph_variables(variables, plan.variable_names, trainable_ids, plan.partitions)
         handles = {id(v.handle): graph_vars[id(v)] for v in variables}
         spec = tf.TensorSpec(plan.input_shape, tf.float32, name=IMAGE_INPUT_KEY)
         primary_updates = None
@@ -446,11 +442,8 @@ def _build_variant(obj, plan: _Plan, variables: list, trainable_ids: set, tags: 
                 or primary_updates
         for update in primary_updates or []:
             tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
-        import_regularization_losses(obj, handles)
-        meta_graph = tf.compat.v1.train.export_meta_graph(
-            graph=graph, clear_devices=True, strip_default_attrs=True,
-            collection_list=[tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,
-                             tf.compat.v1.GraphKeys.UPDATE_OPS, tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES])
+        import_regularization_losses(obj, handles, plan.loss_graphs)
+        meta_graph = export_variant(graph)
     name_functions_by_content(meta_graph.graph_def)  # not the TF2 model's names: both may run in one process
     meta_graph.meta_info_def.ClearField("tags")
     meta_graph.meta_info_def.tags.extend(sorted(tags))

@@ -11,8 +11,9 @@ from legacy.engine.native_log import quiet_native_log
 from legacy.errors import ConversionError
 
 
-def import_function(concrete, args: list, handles: dict, scope: str) -> tuple:
-    """Import a concrete function's flattened graph into the current graph: (outputs, update ops)."""
+def flattened_graph(concrete):
+    """A concrete function's graph with every function call inlined, without placement: what `import_function`
+    imports (the same for every graph variant that imports the function)."""
     graph_def = inline_function_calls(concrete.graph.as_graph_def())
     for node in graph_def.node:
         node.device = ""
@@ -24,6 +25,17 @@ def import_function(concrete, args: list, handles: dict, scope: str) -> tuple:
             # Without the mark, gradients flow through the forward ops the function computes, which gives the
             # mathematical gradient (custom gradients that change it on purpose are listed in the README).
             del node.attr["_gradient_op_type"]
+    return graph_def
+
+
+def import_function(concrete, args: list, handles: dict, scope: str, flattened=None) -> tuple:
+    """Import a concrete function's flattened graph into the current graph: (outputs, update ops). `flattened`:
+    its `flattened_graph`, when the caller has it already (it is not changed)."""
+    if flattened is None:
+        graph_def = flattened_graph(concrete)
+    else:
+        graph_def = type(flattened)()
+        graph_def.CopyFrom(flattened)  # detach_updates below edits it
     inputs = concrete.graph.inputs
     input_map = {}
     arg_inputs, captured = inputs[:len(inputs) - len(concrete.captured_inputs)], inputs[
@@ -51,11 +63,32 @@ def import_function(concrete, args: list, handles: dict, scope: str) -> tuple:
     return imported[:len(output_names)], imported[len(output_names):]
 
 
-def import_regularization_losses(obj, handles: dict) -> None:
-    """Each of the model's regularization losses imported and added to REGULARIZATION_LOSSES."""
-    for loss_fn in getattr(obj, "regularization_losses", []):
-        loss, _ = import_function(loss_fn.get_concrete_function(), [], handles, "regularization_loss")
+def import_regularization_losses(obj, handles: dict, flattened: dict | None = None) -> None:
+    """Each of the model's regularization losses imported and added to REGULARIZATION_LOSSES. `flattened`: a dict
+    the caller keeps across graph variants, which traces and flattens each loss once for all of them."""
+    flattened = {} if flattened is None else flattened
+    for index, loss_fn in enumerate(getattr(obj, "regularization_losses", [])):
+        if index not in flattened:  # the trace and its graph: a trace in another variant's graph names its inputs anew
+            concrete = loss_fn.get_concrete_function()
+            flattened[index] = concrete, flattened_graph(concrete)
+        concrete, graph_def = flattened[index]
+        loss, _ = import_function(concrete, [], handles, "regularization_loss", flattened=graph_def)
         tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, loss[0])
+
+
+def export_variant(graph):
+    """The MetaGraphDef of a graph variant built in `graph`: its variables, updates and regularization losses as
+    collections, default-valued attributes stripped, no device placement."""
+    # Not clear_devices=True: TensorFlow then copies the graph node by node in Python (half of the time it takes to
+    # build a ResNet's variant). The devices are cleared in the exported proto.
+    keys = tf.compat.v1.GraphKeys
+    meta_graph = tf.compat.v1.train.export_meta_graph(
+        graph=graph, strip_default_attrs=True,
+        collection_list=[keys.GLOBAL_VARIABLES, keys.TRAINABLE_VARIABLES, keys.UPDATE_OPS, keys.REGULARIZATION_LOSSES])
+    for node in meta_graph.graph_def.node:
+        if node.device:
+            node.device = ""
+    return meta_graph
 
 
 def tensor_info(tensor):

@@ -22,8 +22,9 @@ import os
 
 import tensorflow as tf
 
-from legacy.engine.function_import import import_function, import_regularization_losses, tensor_info
-from legacy.engine.partitions import mark_part
+from legacy.engine.function_import import (export_variant, import_function, import_regularization_losses,
+                                           tensor_info)
+from legacy.engine.graph_variables import create_graph_variables
 from legacy.engine.tables import NAMED_TABLE_OPS
 from legacy.errors import ConversionError
 from legacy.format.conventions import DEFAULT_SIGNATURE
@@ -67,24 +68,19 @@ def has_training_traces(obj, metadata) -> bool:
 
 
 def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids: set,
-                    training: bool = False, partitions: dict | None = None) -> tuple:
+                    training: bool = False, partitions: dict | None = None, loss_graphs: dict | None = None) -> tuple:
     """(MetaGraphDef, {asset file name: path}) of a text model (see the module docstring): the inference graph
     variant, or with `training` the {"train"} one (the functions' training=True traces; what they assign, e.g.
     batch-norm statistics, is UPDATE_OPS). `partitions`: part name -> its slice of a partitioned variable (see
-    `legacy.engine.partitions`)."""
+    `legacy.engine.partitions`); `loss_graphs`: kept by the caller across variants (see
+    `import_regularization_losses`)."""
     functions, primary = text_functions(obj, metadata)
     variables = list(getattr(obj, "variables", []))
     graph = tf.Graph()
     assets, asset_nodes, initializers = {}, [], []
     with graph.as_default():
-        handles = {}
-        for var in variables:
-            graph_var = tf.compat.v1.get_variable(
-                variable_names[id(var)], shape=var.shape, dtype=var.dtype, trainable=id(var) in trainable_ids,
-                initializer=tf.compat.v1.zeros_initializer(), use_resource=True)
-            if variable_names[id(var)] in (partitions or {}):
-                mark_part(graph_var, partitions[variable_names[id(var)]])
-            handles[id(var.handle)] = graph_var
+        graph_vars = create_graph_variables(variables, variable_names, trainable_ids, partitions)
+        handles = {id(var.handle): graph_vars[id(var)] for var in variables}
         for asset in _descendants(obj, tf.saved_model.Asset):
             path = asset.asset_path.numpy().decode()
             name = os.path.basename(path)
@@ -128,11 +124,8 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
                 outputs={k: tensor_info(v) for k, v in structured.items()})
         if primary != DEFAULT_SIGNATURE:
             signature_defs[DEFAULT_SIGNATURE] = signature_defs[primary]
-        import_regularization_losses(obj, handles)
-        meta_graph = tf.compat.v1.train.export_meta_graph(
-            graph=graph, clear_devices=True, strip_default_attrs=True,
-            collection_list=[tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES,
-                             tf.compat.v1.GraphKeys.UPDATE_OPS, tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES])
+        import_regularization_losses(obj, handles, loss_graphs)
+        meta_graph = export_variant(graph)
     meta_graph.meta_info_def.ClearField("tags")
     meta_graph.meta_info_def.tags.extend(["train"] if training else [])
     for name, sig in signature_defs.items():

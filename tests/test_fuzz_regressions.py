@@ -58,6 +58,20 @@ def test_object_graph_child_out_of_range_ends_in_the_projects_error(tmp_path, ca
     assert "object graph is corrupt or inconsistent (IndexError" in err[-1], err
 
 
+def test_object_graph_child_out_of_range_is_refused_by_the_shim(tmp_path):
+    """Found by the campaign with seed 20282 (IndexError in hub.load_module_spec's look at the root's functions).
+    Kept as the damaged model itself, archived: its case drew different bytes when replayed."""
+    import tarfile
+
+    from legacy import hub
+    from legacy.errors import ModuleFormatError
+
+    with tarfile.open(os.path.join(FUZZ_DIR, "shim-object-graph-child-out-of-range.tar.gz")) as archive:
+        archive.extractall(tmp_path / "model", filter="data")
+    with pytest.raises(ModuleFormatError, match=r"object graph refers to object \d+, but it holds \d+; .*re-export"):
+        hub.load_module_spec(str(tmp_path / "model"))
+
+
 # -- damage written out by hand ---------------------------------------------------------------------------------
 
 

@@ -165,6 +165,7 @@ class SavedModelSpec(ModuleSpec):
             raise NotAModuleError(f"{path} is a TF1 SavedModel (no object graph), not a TF1 Hub module or TF2 "
                                   "Reusable SavedModel; load it with tf.compat.v1.saved_model.load")
         children = {child.local_name: child.node_id for child in graph.nodes[0].children}
+        _check_node_ids(path, graph, children.values())
         functions = {name: node_id for name, node_id in children.items()
                      if graph.nodes[node_id].WhichOneof("kind") == "function"}
         if _CALL not in functions:
@@ -340,12 +341,22 @@ def _variables(path: str, graph, children: dict) -> tuple:
     return _variable_entries(path, graph, [child.node_id for child in graph.nodes[children["variables"]].children])
 
 
+def _check_node_ids(path: str, graph, ids) -> None:
+    """Refuse references to objects the object graph does not hold (found by fuzzing: a root child's node id made
+    out of range raised IndexError)."""
+    for node_id in ids:
+        if not 0 <= node_id < len(graph.nodes):
+            raise ModuleFormatError(f"{path}: the SavedModel's object graph refers to object {node_id}, but it holds "
+                                    f"{len(graph.nodes)}; the SavedModel is damaged: re-download or re-export it")
+
+
 def _variable_entries(path: str, graph, ids: list) -> tuple:
     """Names (unique, for variable_map) and checkpoint keys of the variables at object graph nodes `ids`."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
     if not ids:
         return [], []
+    _check_node_ids(path, graph, ids)
     names = unique_variable_names(graph.nodes[node_id].variable.name for node_id in ids)
     reader = open_checkpoint(os.path.join(path, VARIABLES_PREFIX), path)
     with untrusted(path, "the checkpoint's object graph"):

@@ -2,12 +2,13 @@
 
 The kinds of spec are recognised in one place (`LOADERS`) by cheap file tests: a TF1 Hub module (it holds
 `tfhub_module.pb`), else a TF2 SavedModel, which the genuine library refused with `NotFoundError:
-tfhub_module.pb` and this shim presents as a module (see `legacy.hub.tf2_module`). Loading reads protocol buffers
-only; nothing runs until a `hub.Module` is built from the spec.
+tfhub_module.pb` and this shim presents as a module (see `legacy.hub.tf2_module`): its graph variants are built
+when its spec is loaded, and the spec is kept for the next load of the same unchanged files.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 
 from legacy.errors import NotAModuleError
@@ -18,10 +19,43 @@ from legacy.hub.tf2_module import load_saved_model_spec
 
 
 
+_SPEC_CACHE_SIZE = 4  # TF2 specs kept (each holds its graph variants, a few MB of protos)
+_tf2_specs: collections.OrderedDict = collections.OrderedDict()  # real path -> (files' stat, spec)
+
+
+def _files_stat(path: str) -> tuple:
+    """(relative path, size, mtime) of every file under `path`: changes when the model is written again."""
+    found = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            stat = os.stat(full)
+            found.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(found))
+
+
+def _cached_saved_model_spec(path: str) -> ModuleSpec:
+    """`load_saved_model_spec`, kept for the next load of the same unchanged files: building a TF2 model's graph
+    variants takes seconds (2 s for a ResNet), and legacy code often builds a `hub.Module` from the same path in
+    every graph it makes. The spec describes the model only; each `hub.Module` makes its own variables from it."""
+    key = os.path.realpath(path)
+    stat = _files_stat(key)
+    cached = _tf2_specs.get(key)
+    if cached is not None and cached[0] == stat:
+        _tf2_specs.move_to_end(key)
+        return cached[1]
+    spec = load_saved_model_spec(path)
+    _tf2_specs[key] = (stat, spec)
+    _tf2_specs.move_to_end(key)
+    while len(_tf2_specs) > _SPEC_CACHE_SIZE:
+        _tf2_specs.popitem(last=False)
+    return spec
+
+
 # Each entry answers "is this mine?" by a cheap file test; adding a kind of spec adds one entry.
 LOADERS: tuple = (
     (is_tf1_hub_module, NativeModuleSpec.load),
-    (is_tf2_saved_model, load_saved_model_spec),
+    (is_tf2_saved_model, _cached_saved_model_spec),
 )
 
 

@@ -4,6 +4,7 @@ TF2 SavedModels that carry no bridge metadata (made by tests/bridge/tf2_models.p
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -315,3 +316,32 @@ def test_tf2_saved_model_of_any_image_size_has_no_expected_size(tf2_model):
     with pytest.raises(NotAnImageModuleError, match="known height and width"):
         hub.get_expected_image_size(spec)
     assert hub.get_num_image_channels(spec) == 3
+
+
+def test_a_tf2_spec_is_loaded_once_while_its_files_stay_the_same(tmp_path):
+    """Building a TF2 model's graph variants takes seconds: the spec is kept for the next load of the same files,
+    and loaded again once any file changes (the model written again) or for another path."""
+    class Scale(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(2.0)
+
+        @tf.function
+        def __call__(self, images, training=False):
+            return images * self.w
+
+    model = Scale()
+    model.__call__.get_concrete_function(tf.TensorSpec([None, 4, 4, 3]), training=False)
+    path = str(tmp_path / "model")
+    tf.saved_model.save(model, path)
+    first = hub.load_module_spec(path)
+    assert hub.load_module_spec(path) is first
+    assert hub.load_module_spec(os.path.join(str(tmp_path), ".", "model")) is first  # the same real path
+    model.w.assign(3.0)
+    tf.saved_model.save(model, path)  # rewritten in place: new files
+    second = hub.load_module_spec(path)
+    assert second is not first
+    images = np.ones([1, 4, 4, 3], np.float32)
+    np.testing.assert_array_equal(hub.Module(second)(images).numpy(), 3.0 * images)
+    shutil.copytree(path, str(tmp_path / "copy"))
+    assert hub.load_module_spec(str(tmp_path / "copy")) is not second

@@ -16,6 +16,7 @@ import tempfile
 import weakref
 
 from legacy.engine.random_ops import UNMATCHED, describe_ops, random_ops, seeded_copy
+from legacy.format.conventions import FINGERPRINT_FILENAME, SAVED_MODEL_FILENAME
 
 METHOD = ("stateful random ops made stateless on both sides for the comparison, each seeded from its own "
           "seed/seed2 attrs (a fixed seed when both are 0), so both models draw the same numbers on every call")
@@ -59,8 +60,8 @@ def seeded_saved_model(path: str, owner) -> tuple:
     tmp = tempfile.mkdtemp(prefix="bridge-parity-")
     weakref.finalize(owner, shutil.rmtree, tmp, True)
     for name in os.listdir(path):
-        if name not in ("saved_model.pb", "fingerprint.pb"):
+        if name not in (SAVED_MODEL_FILENAME, FINGERPRINT_FILENAME):
             os.symlink(os.path.abspath(os.path.join(path, name)), os.path.join(tmp, name))
-    with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
+    with open(os.path.join(tmp, SAVED_MODEL_FILENAME), "wb") as f:
         f.write(saved_model.SerializeToString())
     return tmp, RandomOps(found, True)

@@ -21,6 +21,10 @@ from legacy.errors import InvalidInputError, NotAModuleError, spell
 MODULE_DEF_FILENAME = "tfhub_module.pb"  # a directory is a TF1 Hub module exactly when it holds this file
 SAVED_MODEL_FILENAME = "saved_model.pb"
 SAVED_MODEL_TEXT_FILENAME = "saved_model.pbtxt"
+FINGERPRINT_FILENAME = "fingerprint.pb"  # a TF2 SavedModel's hash of saved_model.pb (stale once that changes)
+# A TF2 checkpoint's entry holding its object graph, and the attribute name of a variable's value in it.
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+VARIABLE_VALUE = "VARIABLE_VALUE"
 
 # -- graph variants ----------------------------------------------------------------------------------------------
 INFERENCE_TAGS = frozenset()

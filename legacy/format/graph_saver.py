@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import os
 
-from legacy.format.conventions import SAVED_MODEL_FILENAME
+from legacy.format.conventions import FINGERPRINT_FILENAME, OBJECT_GRAPH_KEY, SAVED_MODEL_FILENAME, VARIABLE_VALUE
+from legacy.format.reader import VARIABLES_PREFIX
 
-OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-_VARIABLE_VALUE = "VARIABLE_VALUE"
 _SCOPE = "saver"
 _CPU = "/device:CPU:0"
-_FINGERPRINT_FILENAME = "fingerprint.pb"
 
 
 def _variable_keys(meta_graph, object_graph) -> dict | None:
@@ -47,7 +45,7 @@ def _variable_keys(meta_graph, object_graph) -> dict | None:
                 return None  # a table, an iterator, ...: something only TensorFlow's saver knows to save
             continue
         name = saved.variable.name
-        if (len(attributes) != 1 or attributes[0].name != _VARIABLE_VALUE or name not in handles
+        if (len(attributes) != 1 or attributes[0].name != VARIABLE_VALUE or name not in handles
                 or name in keys):
             return None
         keys[name] = attributes[0].checkpoint_key
@@ -78,7 +76,7 @@ def add_graph_saver(path: str) -> bool:
     if len(saved_model.meta_graphs) != 1 or saved_model.meta_graphs[0].HasField("saver_def"):
         return False
     meta_graph = saved_model.meta_graphs[0]
-    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    reader = tf.train.load_checkpoint(os.path.join(path, VARIABLES_PREFIX))
     object_graph_bytes = reader.get_tensor(OBJECT_GRAPH_KEY)
     object_graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(object_graph_bytes)
     keys = _variable_keys(meta_graph, object_graph)
@@ -151,7 +149,7 @@ def add_graph_saver(path: str) -> bool:
             meta_graph.meta_info_def.stripped_op_list.op.add().CopyFrom(op_def_registry.get(op))
     with open(filename, "wb") as f:
         f.write(saved_model.SerializeToString(deterministic=True))
-    if os.path.exists(os.path.join(path, _FINGERPRINT_FILENAME)):  # it hashes saved_model.pb: write it again
+    if os.path.exists(os.path.join(path, FINGERPRINT_FILENAME)):  # it hashes saved_model.pb: write it again
         from tensorflow.python.saved_model import fingerprinting_utils
 
         fingerprinting_utils.write_fingerprint(path)

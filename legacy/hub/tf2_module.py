@@ -53,12 +53,12 @@ from legacy.hub.native_module import NativeModuleSpec
 from legacy.format.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
                            VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, open_checkpoint, read_saved_model_proto,
                            read_variant, tag_label, untrusted)
-from legacy.format.conventions import SERVING_DEFAULT, TRAIN_TAGS
+from legacy.format.conventions import (FINGERPRINT_FILENAME, OBJECT_GRAPH_KEY, SERVING_DEFAULT, TRAIN_TAGS,
+                                       VARIABLE_VALUE)
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import image_module_info, write_checkpoint
 
 _CALL = "__call__"
-_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _log = logging.getLogger(__name__)
 
 
@@ -289,7 +289,7 @@ class SavedModelSpec(ModuleSpec):
         with atomic_directory(path, force=empty_dir) as tmp:
             for entry in os.listdir(self.path):
                 src = os.path.join(self.path, entry)
-                if entry in (VARIABLES_DIRNAME, "fingerprint.pb"):  # new weights: the old fingerprint is stale
+                if entry in (VARIABLES_DIRNAME, FINGERPRINT_FILENAME):  # new weights: the old fingerprint is stale
                     continue
                 if os.path.isdir(src):
                     shutil.copytree(src, os.path.join(tmp, entry))
@@ -361,13 +361,13 @@ def _variable_entries(path: str, graph, ids: list) -> tuple:
     reader = open_checkpoint(os.path.join(path, VARIABLES_PREFIX), path)
     with untrusted(path, "the checkpoint's object graph"):
         object_graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
-            reader.get_tensor(_OBJECT_GRAPH_KEY))
+            reader.get_tensor(OBJECT_GRAPH_KEY))
     keys = []
     for node_id, name in zip(ids, names):
         if node_id >= len(object_graph.nodes):
             raise ModuleFormatError(f"{path}: the checkpoint's object graph has no entry for variable {name!r}; "
                                     "the SavedModel is damaged: save it again")
-        found = [a.checkpoint_key for a in object_graph.nodes[node_id].attributes if a.name == "VARIABLE_VALUE"]
+        found = [a.checkpoint_key for a in object_graph.nodes[node_id].attributes if a.name == VARIABLE_VALUE]
         if not found:
             raise ModuleFormatError(f"{path}: the checkpoint holds no value for variable {name!r}; the SavedModel "
                                     "is incomplete: save it again")

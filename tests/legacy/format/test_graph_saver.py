@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
-from legacy.format.graph_saver import OBJECT_GRAPH_KEY, add_graph_saver
+from legacy.format.conventions import OBJECT_GRAPH_KEY
+from legacy.format.graph_saver import add_graph_saver
 from legacy.format.safety import scan_model
 
 

@@ -780,7 +780,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
         notes += [f"signature {name} takes no sentences: its inputs {', '.join(sorted(specs))} were drawn for each "
                   f"batch (seed {seed}; integers in [0, {INT_HIGH}) unless they index a table, strings from "
                   f"{words}, unknown lengths {DEFAULT_LENGTH})" for name, specs in drawn.items()]
-    if kind == "images" and filled:
+    if filled:
         notes.append(filled)
     notes += _missing_outputs_notes(results) + list(session.notes)
     random = {side: None if r.random is None else r.random.to_json() for side, r in (("A", ra), ("B", rb))}
@@ -807,7 +807,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     }
     if not_compared:  # only when there is something to say, so reports of image-only models keep their shape
         settings["signatures_not_compared"] = not_compared
-    if kind == "images" and filled:
+    if filled:
         settings["batch_fill"] = filled
     fed = {sig: {k: np.asarray(v).tolist() for k, v in values.items()} for sig, values in feeds.items() if values}
     if fed:

@@ -220,10 +220,10 @@ class SavedModelSpec(ModuleSpec):
             outputs = {DEFAULT_SIGNATURE: next(iter(outputs.values()))}
         endpoint = Endpoint(attribute=SERVING_DEFAULT, input_key=IMAGE_INPUT_KEY, input_spec=input_spec,
                             outputs=dict(outputs), bare=False, trainings=frozenset())
-        bound = {i for i in concrete.bound_inputs if i < len(graph.nodes)
-                 and graph.nodes[i].WhichOneof("kind") == "variable"}
+        _check_node_ids(path, graph, concrete.bound_inputs)
+        bound = {i for i in concrete.bound_inputs if graph.nodes[i].WhichOneof("kind") == "variable"}
         # The order `bridge convert` names them in: the model's `variables` list first, then the rest.
-        listed = [c.node_id for c in graph.nodes[children["variables"]].children] if "variables" in children else []
+        listed = _listed_variable_ids(graph, children)
         ids = [i for i in dict.fromkeys(listed) if i in bound] + sorted(bound - set(listed))
         names, keys = _variable_entries(path, graph, ids)
         metadata = read_metadata(path)
@@ -336,9 +336,14 @@ def _read_endpoint(path: str, attribute: str, graph, node_id: int, coder) -> End
 
 def _variables(path: str, graph, children: dict) -> tuple:
     """Names (unique, for variable_map) and checkpoint keys of the root's `variables`, in their saved order."""
+    return _variable_entries(path, graph, _listed_variable_ids(graph, children))
+
+
+def _listed_variable_ids(graph, children: dict) -> list:
+    """Object graph nodes of the root's `variables` list, in its order (none without the list)."""
     if "variables" not in children:
-        return [], []
-    return _variable_entries(path, graph, [child.node_id for child in graph.nodes[children["variables"]].children])
+        return []
+    return [child.node_id for child in graph.nodes[children["variables"]].children]
 
 
 def _check_node_ids(path: str, graph, ids) -> None:

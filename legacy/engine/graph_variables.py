@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from legacy.engine.partitions import mark_part
+from legacy.format.graph_defs import node_def
 
 _SMALL = 1000  # elements: tf.zeros writes a smaller zero tensor as a constant, a larger one as a Fill
 
@@ -96,16 +97,10 @@ def _variable_nodes(name: str, shape, dtype) -> list:
     colocated = tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(s=[f"loc:@{name}".encode()]))
     dtype_attr = tf.compat.v1.AttrValue(type=dtype.as_datatype_enum)
 
-    def node(op: str, node_name: str, inputs=(), **attrs):
-        new = tf.compat.v1.NodeDef(op=op, name=node_name, input=list(inputs))
-        for key, value in attrs.items():
-            new.attr[key].CopyFrom(value)
-        return new
-
     def const(node_name: str, value, value_dtype, value_shape=None):
         tensor = tf.make_tensor_proto(value, dtype=value_dtype, shape=value_shape)  # one value: compact
-        return node("Const", node_name, dtype=tf.compat.v1.AttrValue(type=value_dtype.as_datatype_enum),
-                    value=tf.compat.v1.AttrValue(tensor=tensor), _class=colocated)
+        return node_def("Const", node_name, dtype=tf.compat.v1.AttrValue(type=value_dtype.as_datatype_enum),
+                        value=tf.compat.v1.AttrValue(tensor=tensor), _class=colocated)
 
     zeros = f"{name}/Initializer/zeros"
     if shape.num_elements() < _SMALL:  # as tf.zeros: a constant when small, else a Fill
@@ -113,13 +108,13 @@ def _variable_nodes(name: str, shape, dtype) -> list:
     else:
         initializer = [const(f"{zeros}/shape_as_tensor", shape.as_list(), tf.int32),
                        const(f"{zeros}/Const", dtype.as_numpy_dtype(0), dtype),
-                       node("Fill", zeros, [f"{zeros}/shape_as_tensor", f"{zeros}/Const"], T=dtype_attr,
-                            index_type=tf.compat.v1.AttrValue(type=tf.int32.as_datatype_enum), _class=colocated)]
+                       node_def("Fill", zeros, [f"{zeros}/shape_as_tensor", f"{zeros}/Const"], T=dtype_attr,
+                                index_type=tf.compat.v1.AttrValue(type=tf.int32.as_datatype_enum), _class=colocated)]
     return initializer + [
-        node("VarHandleOp", name, dtype=dtype_attr, shape=tf.compat.v1.AttrValue(shape=shape.as_proto()),
-             shared_name=tf.compat.v1.AttrValue(s=name.encode()), container=tf.compat.v1.AttrValue(s=b""),
-             debug_name=tf.compat.v1.AttrValue(s=f"{name}/".encode()), _class=colocated),
-        node("VarIsInitializedOp", f"{name}/IsInitialized/VarIsInitializedOp", [name]),
-        node("AssignVariableOp", f"{name}/Assign", [name, zeros], dtype=dtype_attr),
-        node("ReadVariableOp", f"{name}/Read/ReadVariableOp", [name], dtype=dtype_attr),
+        node_def("VarHandleOp", name, dtype=dtype_attr, shape=tf.compat.v1.AttrValue(shape=shape.as_proto()),
+                 shared_name=tf.compat.v1.AttrValue(s=name.encode()), container=tf.compat.v1.AttrValue(s=b""),
+                 debug_name=tf.compat.v1.AttrValue(s=f"{name}/".encode()), _class=colocated),
+        node_def("VarIsInitializedOp", f"{name}/IsInitialized/VarIsInitializedOp", [name]),
+        node_def("AssignVariableOp", f"{name}/Assign", [name, zeros], dtype=dtype_attr),
+        node_def("ReadVariableOp", f"{name}/Read/ReadVariableOp", [name], dtype=dtype_attr),
     ]

@@ -9,6 +9,16 @@ from __future__ import annotations
 from typing import Iterable
 
 
+def node_def(op: str, name: str, inputs: Iterable[str] = (), device: str = "", **attrs):
+    """A NodeDef built as a proto, without a graph: `attrs` maps attr names to AttrValue protos."""
+    from tensorflow.core.framework import node_def_pb2
+
+    node = node_def_pb2.NodeDef(op=op, name=name, input=list(inputs), device=device)
+    for key, value in attrs.items():
+        node.attr[key].CopyFrom(value)
+    return node
+
+
 def op_name(name: str) -> str:
     """`scope/op:0` or `^scope/op` -> `scope/op`."""
     name = name[1:] if name.startswith("^") else name

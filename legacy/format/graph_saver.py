@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from legacy.format.conventions import FINGERPRINT_FILENAME, OBJECT_GRAPH_KEY, SAVED_MODEL_FILENAME, VARIABLE_VALUE
+from legacy.format.graph_defs import node_def
 from legacy.format.reader import VARIABLES_PREFIX
 
 _SCOPE = "saver"
@@ -96,10 +97,8 @@ def add_graph_saver(path: str) -> bool:
     taken = {node.name for node in graph.node}
 
     def node(op: str, name: str, inputs=(), device: str = "", **attrs):
-        new = graph.node.add(op=op, name=_unique(taken, name), input=list(inputs), device=device)
-        for key, value in attrs.items():
-            new.attr[key].CopyFrom(value)
-        return new
+        graph.node.append(node_def(op, _unique(taken, name), inputs, device, **attrs))
+        return graph.node[-1]
 
     def strings(values) -> tf.compat.v1.AttrValue:
         return tf.compat.v1.AttrValue(tensor=tf.make_tensor_proto(values, dtype=tf.string))

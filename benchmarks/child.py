@@ -229,13 +229,15 @@ def _library_functions(path: str) -> dict:
     plain nodes of the main graph, which it skips."""
     from tensorflow.core.protobuf import saved_model_pb2
 
+    from legacy.format.graph_saver import SCOPE
+
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         meta_graph = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0]
     library = meta_graph.graph_def.library.function
     saver = [f for f in library if f.signature.name.startswith(("__inference__traced_save",
                                                                   "__inference__traced_restore"))]
     filename = meta_graph.saver_def.filename_tensor_name.split(":")[0]
-    graph_saver = [n for n in meta_graph.graph_def.node if n.name.startswith("saver/") or n.name == filename]
+    graph_saver = [n for n in meta_graph.graph_def.node if n.name.startswith(f"{SCOPE}/") or n.name == filename]
     return {"total": len(library), "saver": len(saver), "saver_nodes": sum(len(f.node_def) for f in saver),
             "graph_saver_nodes": 0 if saver else len(graph_saver), "nodes": sum(len(f.node_def) for f in library)}
 

@@ -22,7 +22,7 @@ from legacy.format.conventions import FINGERPRINT_FILENAME, OBJECT_GRAPH_KEY, SA
 from legacy.format.graph_defs import node_def
 from legacy.format.reader import VARIABLES_PREFIX
 
-_SCOPE = "saver"
+SCOPE = "saver"  # name scope of the saver's nodes
 _CPU = "/device:CPU:0"
 
 
@@ -111,31 +111,31 @@ def add_graph_saver(path: str) -> bool:
     # Restore: the checkpoint's values into the variables (the object graph entry is TF2's, not restored here).
     assigns = []
     if names:  # RestoreV2 reads one tensor at least
-        restore_names = node("Const", f"{_SCOPE}/restore/tensor_names", dtype=string_type, value=strings(
+        restore_names = node("Const", f"{SCOPE}/restore/tensor_names", dtype=string_type, value=strings(
             [keys[name] for name in names]), device=_CPU)
-        restore_slices = node("Const", f"{_SCOPE}/restore/shape_and_slices", dtype=string_type,
+        restore_slices = node("Const", f"{SCOPE}/restore/shape_and_slices", dtype=string_type,
                               value=strings([""] * len(names)), device=_CPU)
-        restore = node("RestoreV2", f"{_SCOPE}/restore/RestoreV2",
+        restore = node("RestoreV2", f"{SCOPE}/restore/RestoreV2",
                        [prefix, restore_names.name, restore_slices.name], device=_CPU,
                        dtypes=tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(type=dtypes)))
-        assigns = [node("AssignVariableOp", f"{_SCOPE}/restore/assign", [name, f"{restore.name}:{i}"],
+        assigns = [node("AssignVariableOp", f"{SCOPE}/restore/assign", [name, f"{restore.name}:{i}"],
                         dtype=tf.compat.v1.AttrValue(type=dtypes[i])).name for i, name in enumerate(names)]
-    restore_all = node("NoOp", f"{_SCOPE}/restore_all", [f"^{name}" for name in assigns])
+    restore_all = node("NoOp", f"{SCOPE}/restore_all", [f"^{name}" for name in assigns])
 
     # Save: every variable and the object graph, so the checkpoint also restores into TF2 objects.
-    save_names = node("Const", f"{_SCOPE}/save/tensor_names", dtype=string_type,
+    save_names = node("Const", f"{SCOPE}/save/tensor_names", dtype=string_type,
                       value=strings([keys[name] for name in names] + [OBJECT_GRAPH_KEY]), device=_CPU)
-    save_slices = node("Const", f"{_SCOPE}/save/shape_and_slices", dtype=string_type,
+    save_slices = node("Const", f"{SCOPE}/save/shape_and_slices", dtype=string_type,
                        value=strings([""] * (len(names) + 1)), device=_CPU)
-    object_graph_const = node("Const", f"{_SCOPE}/save/object_graph", dtype=string_type,
+    object_graph_const = node("Const", f"{SCOPE}/save/object_graph", dtype=string_type,
                               value=strings(object_graph_bytes), device=_CPU)
-    reads = [node("ReadVariableOp", f"{_SCOPE}/save/read", [name],
+    reads = [node("ReadVariableOp", f"{SCOPE}/save/read", [name],
                   dtype=tf.compat.v1.AttrValue(type=dtypes[i])).name for i, name in enumerate(names)]
-    save = node("SaveV2", f"{_SCOPE}/save/SaveV2",
+    save = node("SaveV2", f"{SCOPE}/save/SaveV2",
                 [prefix, save_names.name, save_slices.name] + reads + [object_graph_const.name], device=_CPU,
                 dtypes=tf.compat.v1.AttrValue(list=tf.compat.v1.AttrValue.ListValue(
                     type=dtypes + [tf.string.as_datatype_enum])))
-    saved = node("Identity", f"{_SCOPE}/save/control_dependency", [prefix, f"^{save.name}"], device=_CPU,
+    saved = node("Identity", f"{SCOPE}/save/control_dependency", [prefix, f"^{save.name}"], device=_CPU,
                  T=string_type)
 
     meta_graph.saver_def.CopyFrom(saver_pb2.SaverDef(

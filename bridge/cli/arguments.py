@@ -145,13 +145,13 @@ def add_tolerances(parser) -> None:
                             "several")
 
 
-def add_output(parser, *, json_file: bool = False, full: bool = False) -> None:
+def add_output(parser, *, full: bool = False) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--json", action="store_true",
                        help="print one JSON document on stdout and nothing else: top-level status (ok, "
                             "verification_failed or error) and reason, on success and on every failure")
-    if json_file:
-        group.add_argument("--json-file", metavar="FILE", help="also write the JSON document to FILE")
+    group.add_argument("--json-file", metavar="FILE",
+                       help="write the JSON document (as --json prints it) to FILE; its directory must exist")
     if full:
         group.add_argument("--full", action="store_true",
                            help="show every output's row (default: a summary: failures and the worst outputs)")

@@ -56,26 +56,33 @@ def conversion_options(args) -> dict:
 
 
 def run(args) -> int:
-    from bridge.cli.output import OK, VERIFICATION_FAILED, emit_json, one_line
+    from bridge.cli.output import OK, VERIFICATION_FAILED, emit_json, one_line, save_json
     from bridge.cli.progress import reporter
     from bridge.conversion.converter import convert
+    from bridge.parity.report import check_parent
     from legacy.errors import VerificationError
 
+    if args.json_file:
+        check_parent(args.json_file)
     progress = reporter("bridge", quiet=args.quiet, json_output=args.json)
     try:
         result = convert(args.src, args.dst, progress=progress, **conversion_options(args))
     except VerificationError as e:
         print(e.report.table(full=args.full), file=sys.stderr)
         print(f"bridge convert: error: {one_line(e)}", file=sys.stderr)
+        document = {"status": VERIFICATION_FAILED, "reason": one_line(e), "source": args.src,
+                    "destination": args.dst, "verification": e.report.to_json()}
+        save_json(document, args.json_file)
         if args.json:
-            emit_json({"status": VERIFICATION_FAILED, "reason": one_line(e), "source": args.src,
-                       "destination": args.dst, "verification": e.report.to_json()})
+            emit_json(document)
         return 1
     line = (f"{result.direction}: {result.source} ({result.source_bytes} bytes) -> {result.destination} "
             f"({result.destination_bytes} bytes)"
             + ("" if result.verification is None else f", verified: {result.verification.status.upper()}"))
+    document = {"status": OK, "reason": line, **result.to_json()}
+    save_json(document, args.json_file)
     if args.json:
-        emit_json({"status": OK, "reason": line, **result.to_json()})
+        emit_json(document)
     else:
         print(line)
     return 0

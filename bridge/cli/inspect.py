@@ -9,6 +9,7 @@ Python, by node name.
 Examples:
   bridge inspect testdata/modules/convnet_bn
   bridge inspect --json converted/ > report.json
+  bridge inspect converted/ --json-file report.json
   bridge inspect mobilenet_v2.tar.gz
   TFHUB_CACHE_DIR=~/hub_cache bridge inspect https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4
 """
@@ -30,12 +31,17 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from bridge.cli.output import OK, emit_json
+    from bridge.cli.output import OK, emit_json, save_json
     from bridge.inspect import format_report, inspect_model
+    from bridge.parity.report import check_parent
 
+    if args.json_file:
+        check_parent(args.json_file)
     report = inspect_model(args.path)
+    document = {"status": OK, "reason": f"{report['format_label']} described", **report}
+    save_json(document, args.json_file)
     if args.json:
-        emit_json({"status": OK, "reason": f"{report['format_label']} described", **report})
+        emit_json(document)
     else:
         print(format_report(report))
     return 0

@@ -52,7 +52,7 @@ def register(sub) -> None:
                                                                    "process (default: 1)")
     arguments.add_conversion(p)
     arguments.add_verification(p)
-    arguments.add_output(p, json_file=True)
+    arguments.add_output(p)
     scale = p.add_argument_group("scaling out (needs pip install 'tf-hub-bridge[beam]')")
     scale.add_argument("--runner", choices=("local", "beam"), default="local",
                        help="local: processes started here (default); beam: one Apache Beam work item per model, "

@@ -17,13 +17,24 @@ def one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
-def emit_json(document: dict) -> None:
-    """Write `document` (with `status` first) as the only thing on stdout."""
+def _ordered(document: dict) -> dict:
     assert document.get("status") in STATUSES, document.get("status")
     ordered = {"status": document["status"], "reason": document.get("reason", "")}
     ordered.update(document)
-    sys.stdout.write(json.dumps(ordered, indent=2) + "\n")
+    return ordered
+
+
+def emit_json(document: dict) -> None:
+    """Write `document` (with `status` first) as the only thing on stdout."""
+    sys.stdout.write(json.dumps(_ordered(document), indent=2) + "\n")
     sys.stdout.flush()
+
+
+def save_json(document: dict, path: str | None) -> None:
+    """`--json-file PATH`: write `document` (with `status` first) to PATH; nothing when PATH is None."""
+    if path:
+        with open(path, "w") as f:
+            f.write(json.dumps(_ordered(document), indent=2) + "\n")
 
 
 def message(prog: str, text: str) -> None:

@@ -66,7 +66,7 @@ def register(sub) -> None:
                       help="also report top-1/top-5 agreement of this output (image_classification/default and a "
                            "classifier's default output always are); repeat for several")
     arguments.add_tolerances(p)
-    arguments.add_output(p, json_file=True, full=True)
+    arguments.add_output(p, full=True)
     saved = p.add_argument_group("saved arrays")
     saved.add_argument("--save-inputs", metavar="FILE.npz",
                        help="save the input batches, keys batch_00000, ... (reusable as --images)")

@@ -290,6 +290,23 @@ def test_old_json_file_spelling_names_the_new_one(capsys, tmp_path):
     assert code == 0 and _document(out)["status"] == "ok"
 
 
+@pytest.mark.parametrize("command", ["inspect", "convert"])
+def test_json_file_advice_works_for_every_command(capsys, tmp_path, command):
+    """`--json FILE` names --json-file, and that spelling is an option of the command that refused it."""
+    report = tmp_path / "report.json"
+    argv = [command, MODULE] + ([str(tmp_path / "tf2"), "--no-verify"] if command == "convert" else [])
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--json", str(report)])
+    _, err = capsys.readouterr()
+    assert e.value.code == 2 and f"pass --json-file {report}" in err
+    code, out, err = _cli(capsys, *argv, "--json-file", str(report), "--quiet")
+    assert code == 0 and out.strip() and not out.lstrip().startswith("{")  # the human report still on stdout
+    document = json.loads(report.read_text())
+    assert document["status"] == "ok" and document["reason"]
+    code, out, err = _cli(capsys, "inspect", MODULE, "--json-file", str(tmp_path / "no" / "dir.json"))
+    assert code == 2 and "does not exist" in err and not out
+
+
 # -- parity names what only one model has --------------------------------------------------------------------------
 
 

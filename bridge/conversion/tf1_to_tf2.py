@@ -180,8 +180,10 @@ class ModuleAdapter(StoredModuleAdapter):
             with tf.init_scope():  # freezing reads the variables' values
                 self._inference = self._inference.with_functions(freeze_and_optimize)
         # One tf.function per loss, importing its graph when traced: a function calling a wrapped function would
-        # save two functions per loss (ResNet V2 50 has 54 losses), each to trace, save and load.
-        regularization_losses = [tf.function(body, input_signature=[], autograph=False)
+        # save two functions per loss (ResNet V2 50 has 54 losses), each to trace, save and load. Each wraps its
+        # own partial: TensorFlow counts traces by the Python function's code, and the losses' bodies share one, so
+        # tracing the sixth loss would read as "retracing" and print TensorFlow's warning.
+        regularization_losses = [tf.function(functools.partial(body), input_signature=[], autograph=False)
                                  for body in self._fns.regularization_loss_bodies(self._training_tags)]
         self._saved = SavedAdapter(self, list(variables.values()), regularization_losses, assets)
         self.variables = self._saved.variables
@@ -204,11 +206,14 @@ class ModuleAdapter(StoredModuleAdapter):
 
     # -- the Reusable SavedModel API ---------------------------------------------------------------------------
 
-    def __call__(self, images, training: bool = False):
-        """The primary signature's `default` output; `training=True` runs the train variant and its updates."""
+    def __call__(self, images, training: bool = False, **hyperparameters):
+        """The primary signature's `default` output; `training=True` runs the train variant and its updates.
+        `hyperparameters` (e.g. `batch_norm_momentum` of a version-3 module) run the signature that takes them,
+        as the converted model's `__call__` does."""
         _check_training(training)
-        images = self._check_images(self._primary, images)
-        return self._saved.__call__(images, training=training)
+        name = self._route({k: v for k, v in hyperparameters.items() if v is not None})
+        images = self._check_images(name, images)
+        return self._saved.__call__(images, training=training, **hyperparameters)
 
     def call_signature(self, name: str, images, /, training: bool = False, **inputs) -> dict:
         """All outputs of TF1 signature `name` (also reachable as `obj.<name>(images, training=...)`); its other

@@ -15,6 +15,7 @@ BRIDGE = [sys.executable, "-m", "bridge.cli"]
 ENV = {**os.environ, "PYTHONPATH": ROOT}
 ENV.pop("BRIDGE_DEBUG", None)
 MODULE = module_path("convnet_bn")
+ZOO_MODULE = os.path.join(ROOT, "testdata", "zoo", "modules", "mobilenet_v2")
 
 
 def test_convert_prints_only_its_own_lines(tmp_path):
@@ -76,6 +77,10 @@ images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32
 adapter = bridge.adapt({MODULE!r})
 for training in (False, True, False):
     adapter(images, training=training)
+zoo = bridge.adapt({ZOO_MODULE!r})  # 13 regularization losses, each its own function, each traced once
+assert len(zoo.regularization_losses) > 5
+sum(float(loss()) for loss in zoo.regularization_losses)
+zoo(images, training=True, batch_norm_momentum=0.5)
 module = hub.Module({MODULE!r}, trainable=True, tags={{"train"}})
 for _ in range(3):
     module(images, signature="image_feature_vector", as_dict=True)

@@ -7,14 +7,17 @@ must be byte for byte what it was. The checks run before TensorFlow is imported,
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from bridge.conversion.converter import convert
-from legacy.errors import DestinationExistsError
+from legacy.errors import BridgeError, DestinationExistsError
 from tests.corpus import ROOT
 
 SOURCE = os.path.join(ROOT, "testdata", "modules", "convnet_bn")
@@ -44,6 +47,21 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "notmodel").mkdir()
     (tmp_path / "notmodel" / "important.txt").write_text("precious")
     (tmp_path / "empty").mkdir()
+    # Folders that hold a model's files and a user's besides: replacing them would delete the user's.
+    project = tmp_path / "project"
+    (project / "variables").mkdir(parents=True)
+    (project / "data").mkdir()
+    (project / "saved_model.pb").write_bytes(b"not even a real model")
+    (project / "variables" / "variables.index").write_bytes(b"")
+    (project / "train.py").write_text("print('my training script')")
+    (project / "data" / "x.csv").write_text("1,2,3")
+    hidden = tmp_path / "hidden_in_variables"
+    shutil.copytree(SOURCE, hidden)
+    (hidden / "variables" / "notes.txt").write_text("a note kept with the weights")
+    # Links naming protected or replaceable folders, typed with and without a trailing slash.
+    (work / "link_to_work").symlink_to(work, target_is_directory=True)
+    (work / "link_to_empty").symlink_to(tmp_path / "empty", target_is_directory=True)
+    (work / "link_to_notmodel").symlink_to(tmp_path / "notmodel", target_is_directory=True)
     monkeypatch.chdir(work)
     return tmp_path
 
@@ -57,6 +75,17 @@ REFUSED = [
     ("notes", "not a model"),
     ("/", "is the root directory"),
     (os.path.expanduser("~"), "is the home directory"),
+    ("./", "is the current directory"),
+    ("../", "contains the current directory"),
+    ("notes/", "not a model"),
+    ("../notmodel/", "not a model"),
+    ("../project", "holds files that are not part of a model (data/, train.py)"),
+    ("../hidden_in_variables", "holds files that are not part of a model (variables/notes.txt)"),
+    ("link_to_work", "is the current directory"),
+    ("link_to_work/", "is the current directory"),
+    ("link_to_empty", "is a symbolic link"),
+    ("link_to_empty/", "is a symbolic link"),
+    ("link_to_notmodel/", "is a symbolic link"),
 ]
 
 
@@ -76,7 +105,7 @@ def test_cli_refuses_and_touches_nothing(workdir, dst, reason, force):
 @pytest.mark.parametrize("dst,reason", REFUSED)
 def test_python_api_refuses_and_touches_nothing(workdir, dst, reason):
     before = snapshot(str(workdir))
-    with pytest.raises(DestinationExistsError, match=reason):
+    with pytest.raises(DestinationExistsError, match=re.escape(reason)):
         convert(SOURCE, dst, force=True, verify=False)
     assert snapshot(str(workdir)) == before
 
@@ -107,3 +136,38 @@ def test_existing_model_without_force_suggests_force(workdir):
     convert(SOURCE, "../empty", force=True, verify=False)
     with pytest.raises(DestinationExistsError, match="pass --force"):
         convert(SOURCE, "../empty", verify=False)
+
+
+def test_a_cached_handle_is_never_its_own_destination(tmp_path, monkeypatch):
+    """A TF Hub handle resolves to a folder in TFHUB_CACHE_DIR: that folder is the source, never replaced."""
+    handle = "https://tfhub.dev/example/convnet/1"
+    cache = tmp_path / "hub_cache"
+    cached = cache / hashlib.sha1(handle.encode("utf8")).hexdigest()
+    shutil.copytree(SOURCE, cached)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(cache))
+    before = snapshot(str(tmp_path))
+    for dst in (cached, cached / "variables"):
+        with pytest.raises(BridgeError, match="is the source or inside it"):
+            convert(handle, str(dst), force=True, verify=False)
+    assert snapshot(str(tmp_path)) == before
+
+
+def test_interrupted_convert_exits_130_and_leaves_nothing(tmp_path):
+    """Ctrl-C (SIGINT) during a conversion: exit status 130, the JSON error document, no output, no leftovers."""
+    import json
+    import signal
+    import time
+
+    dst = tmp_path / "out"
+    proc = subprocess.Popen([*BRIDGE, "convert", SOURCE, str(dst), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    deadline = time.monotonic() + 120
+    while not any(name.startswith(".out.partial-") for name in os.listdir(tmp_path)):  # mid-conversion
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert json.loads(out)["status"] == "error"
+    assert err.strip().splitlines()[-1] == "bridge convert: error: interrupted"  # after the progress lines
+    assert os.listdir(tmp_path) == []

@@ -57,13 +57,17 @@ def directory_bytes(path: str) -> int:
     return total
 
 
-def check_paths(src: str, dst: str, force: bool) -> None:
+def check_paths(src: str, dst: str, force: bool, local: str | None = None) -> None:
     """Refuse a destination that is the source, lies inside it or contains it, or that may not be replaced
-    (see `legacy.format.atomic.check_destination`: --force replaces only a model or an empty directory)."""
-    src_real, dst_real = os.path.realpath(src), os.path.realpath(dst)
-    if dst_real == src_real or dst_real.startswith(src_real + os.sep):
-        raise BridgeError(f"destination {dst} is the source or inside it; choose a path outside {src}")
-    check_destination(dst, force, protect=(src,))
+    (see `legacy.format.atomic.check_destination`: --force replaces only a model or an empty directory).
+    `local`: the directory `src` resolved to (a cached TF Hub handle's folder in TFHUB_CACHE_DIR), protected too."""
+    sources = [src] + ([local] if local and local != src else [])
+    dst_real = os.path.realpath(dst)
+    for path in sources:
+        src_real = os.path.realpath(path)
+        if dst_real == src_real or dst_real.startswith(src_real + os.sep):
+            raise BridgeError(f"destination {dst} is the source or inside it; choose a path outside {path}")
+    check_destination(dst, force, protect=tuple(sources))
 
 
 def convert(src: str, dst: str, *, to: str | None = None, signature: str | None = None, force: bool = False,
@@ -106,7 +110,8 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
     with open_model(src, check_safety=True, allow_unsafe_ops=allow_unsafe_ops) as opened:
         fmt, local = opened.format, opened.path
         _check_direction(src, fmt, to, signature, kind, image_size, optimize, verify)
-        check_paths(src, dst, force)
+        check_paths(src, dst, force, local)
+        source_bytes = directory_bytes(local)
         verify_size = None
         if fmt.name == formats.TF1_HUB:
             module = _check_verification_size(src, local, signature, image_size, verify)
@@ -117,12 +122,11 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
             _check_kind_known(src, local, kind)
             (write, reference), direction = _tf2_to_tf1(local, src, dst, kind, image_size, progress), "tf2->tf1"
         report = None
-        with atomic_directory(dst, force=force, protect=(src,)) as tmp:
+        with atomic_directory(dst, force=force, protect=(src, local)) as tmp:
             write(tmp)
             if verify:
                 report = _verify(src, reference(), tmp, dst, verify_images, verify_gradients, seed,
                                  allow_unsafe_ops, progress, options["inputs"], verify_size)
-        source_bytes = directory_bytes(local)
     return ConversionResult(src, dst, direction, source_bytes, directory_bytes(dst), report)
 
 

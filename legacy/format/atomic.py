@@ -29,7 +29,7 @@ import time
 from typing import Iterator
 
 from legacy.errors import BridgeError, DestinationExistsError
-from legacy.format.conventions import is_model_directory
+from legacy.format.conventions import foreign_entries, is_model_directory
 
 PARTIAL = "partial"  # temporary directory being filled
 OLD = "old"  # an old destination moved aside while --force replaces it (only where an atomic swap is missing)
@@ -53,7 +53,7 @@ def check_destination(dst: str, force: bool = False, protect=()) -> None:
     if refusal:
         raise DestinationExistsError(f"{dst} {refusal}; choose a new or empty directory for the output")
     remove_stale_temp_dirs(dst)
-    if os.path.islink(dst):
+    if os.path.islink(os.fspath(dst).rstrip(os.sep) or os.sep):  # `link/` names the link too
         raise DestinationExistsError(f"{dst} is a symbolic link; remove it, or pass the directory it points to")
     if os.path.lexists(dst) and not os.path.isdir(dst):
         raise DestinationExistsError(f"{dst} exists and is not a directory; remove it or choose another destination")
@@ -92,14 +92,21 @@ def protected_reason(dst: str, protect=()) -> str | None:
 
 def replaceable_reason(path: str) -> str | None:
     """Why the existing directory `path` may not be replaced, or None when it is empty or holds a model (a TF1
-    Hub module or a TF2 SavedModel)."""
+    Hub module or a TF2 SavedModel) and nothing else: a model folder that also holds other files (a project with
+    its saved_model.pb beside train.py) is never replaced, since replacing it would delete them."""
     try:
         entries = os.listdir(path)
+        foreign = foreign_entries(path) if entries else []
     except OSError as e:
         return f"cannot be read ({e.strerror})"
-    if not entries or is_model_directory(path):
+    if not entries:
         return None
-    return "is a folder with other files in it, not a model, so it is never replaced"
+    if not is_model_directory(path):
+        return "is a folder with other files in it, not a model, so it is never replaced"
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        return f"holds files that are not part of a model ({shown}), so it is never replaced"
+    return None
 
 
 def temp_prefix(dst: str, kind: str = PARTIAL) -> str:

@@ -49,6 +49,28 @@ def is_tf2_saved_model(path: str) -> bool:
     return os.path.isfile(os.path.join(path, SAVED_MODEL_FILENAME)) and not is_tf1_hub_module(path)
 
 
+# What a TF1 Hub module or a TF2 SavedModel holds at its top level (every writer of either format, TensorFlow's,
+# tf-keras's and this project's): a folder holding anything else holds someone's files besides a model.
+MODEL_ENTRIES = frozenset({MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, SAVED_MODEL_TEXT_FILENAME,
+                           FINGERPRINT_FILENAME, "keras_metadata.pb", "variables", "assets", "assets.extra"})
+
+
+def foreign_entries(path: str) -> list:
+    """The entries of directory `path` that are not part of a model: top-level names outside `MODEL_ENTRIES`, a
+    `variables` or a model file that is not of the kind its name says, and files in `variables/` other than a
+    checkpoint's index and data shards. Empty for a model directory (or an empty one)."""
+    foreign = []
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        is_dir = os.path.isdir(full) and not os.path.islink(full)
+        if name not in MODEL_ENTRIES or is_dir != (name in ("variables", "assets", "assets.extra")):
+            foreign.append(name + ("/" if is_dir else ""))
+        elif name == "variables":
+            foreign += [f"variables/{entry}" for entry in sorted(os.listdir(full))
+                        if entry != "variables.index" and not re.fullmatch(r"variables\.data-\d+-of-\d+", entry)]
+    return foreign
+
+
 def is_model_directory(path: str) -> bool:
     """A directory holding a TF1 Hub module or a TF2 SavedModel (the only folders `--force` may replace)."""
     return any(os.path.isfile(os.path.join(path, name))

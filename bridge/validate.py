@@ -45,7 +45,9 @@ def integer(value, *, name: str, minimum: int | None = None):
     if value is None:
         return None
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise InvalidInputError(f"{name}={value!r} is not a whole number; pass e.g. {name}=0")
+        example = 0 if minimum is None or minimum <= 0 else minimum
+        raise InvalidInputError(f"{spell(f'{name}={value!r}', f'--{_flag(name)} {value}')} is not a whole number; "
+                                f"pass e.g. {spell(f'{name}={example}', f'--{_flag(name)} {example}')}")
     if minimum is not None and value < minimum:
         raise InvalidInputError(f"{spell(name, '--' + _flag(name))} must be at least {minimum}, got {value}")
     return int(value)

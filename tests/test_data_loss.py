@@ -134,7 +134,7 @@ def test_force_replaces_a_model_and_an_empty_directory(workdir):
 
 def test_existing_model_without_force_suggests_force(workdir):
     convert(SOURCE, "../empty", force=True, verify=False)
-    with pytest.raises(DestinationExistsError, match="pass --force"):
+    with pytest.raises(DestinationExistsError, match=r"pass force=True to replace it"):
         convert(SOURCE, "../empty", verify=False)
 
 

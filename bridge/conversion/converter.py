@@ -115,6 +115,7 @@ def convert(src: str, dst: str, *, to: str | None = None, signature: str | None 
         verify_size = None
         if fmt.name == formats.TF1_HUB:
             module = _check_verification_size(src, local, signature, image_size, verify)
+            _check_input_names(module, options["inputs"])
             (write, reference), direction = _tf1_to_tf2(module, src, signature, allow_unsafe_ops,
                                                         progress, optimize), "tf1->tf2"
             verify_size = image_size
@@ -231,6 +232,20 @@ def _check_verification_size(src: str, local: str, signature: str | None, image_
             f"{spell('image_size=(height, width)', '--image-size HxW')} (the size to verify at; the converted "
             f"model keeps taking any size) or {spell('verify=False', '--no-verify')}")
     return module
+
+
+def _check_input_names(module, inputs) -> None:
+    """Refuse, before any tracing, `inputs` naming no input of any signature of the TF1 module (a typo would
+    otherwise surface only when the verification starts). Which signatures are compared is decided later."""
+    if not inputs:
+        return
+    known = {key for tags in module.tags for sig in module.variant(tags).signatures.values()
+             for key in sig.inputs if key != IMAGE_INPUT_KEY}
+    unknown = sorted(set(inputs) - known)
+    if unknown:
+        given = spell(f"inputs={{{unknown[0]!r}: ...}}", f"--input {unknown[0]}=...")
+        raise InvalidInputError(f"{given} names no input of any signature of {module.path}; their inputs besides "
+                                f"images: {', '.join(sorted(known)) or 'none'}")
 
 
 def _tf1_to_tf2(module, label: str, signature: str | None, allow_unsafe_ops: bool, progress, optimize=False):

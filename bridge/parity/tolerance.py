@@ -16,7 +16,7 @@ import math
 from typing import Mapping
 
 from bridge.parity.results import GRADIENTS, INFERENCE, TRAINING, UPDATES
-from legacy.errors import InvalidInputError
+from legacy.errors import InvalidInputError, spell
 
 DEFAULT_ATOL_SCALE = 1e-5  # default atol, as a fraction of max|reference| of each output
 DEFAULT_RTOL = 1e-5
@@ -79,10 +79,12 @@ def _parse_tolerance(value, flag: str) -> dict:
         try:
             number = float(number)
         except (TypeError, ValueError):
-            raise InvalidInputError(f"--{flag} {number!r} is not a number; pass --{flag} VALUE or "
-                                    f"--{flag} NAME:VALUE (NAME: signature/output_key, output_key or a mode)") from None
+            given = spell(f"{flag}={number!r}", f"--{flag} {number!r}")
+            fix = spell(f"{flag}=VALUE or {flag}={{NAME: VALUE}}", f"--{flag} VALUE or --{flag} NAME:VALUE")
+            raise InvalidInputError(f"{given} is not a number; pass {fix} (NAME: signature/output_key, output_key "
+                                    "or a mode)") from None
         if not number >= 0 or math.isinf(number):
-            raise InvalidInputError(f"--{flag} must be a finite number >= 0, got {number}")
+            raise InvalidInputError(f"{spell(flag, '--' + flag)} must be a finite number >= 0, got {number}")
         table[name] = number
     return table
 

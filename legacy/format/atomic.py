@@ -28,7 +28,7 @@ import tempfile
 import time
 from typing import Iterator
 
-from legacy.errors import BridgeError, DestinationExistsError
+from legacy.errors import BridgeError, DestinationExistsError, spell
 from legacy.format.conventions import foreign_entries, is_model_directory
 
 PARTIAL = "partial"  # temporary directory being filled
@@ -62,7 +62,7 @@ def check_destination(dst: str, force: bool = False, protect=()) -> None:
         if refusal:
             raise DestinationExistsError(f"{dst} {refusal}; choose a new or empty directory for the output")
         if not force and os.listdir(dst):  # an empty directory is filled without ceremony
-            raise DestinationExistsError(f"{dst} already exists; pass --force (force=True) to replace it")
+            raise DestinationExistsError(f"{dst} already exists; pass {spell('force=True', '--force')} to replace it")
     parent = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(parent):
         raise BridgeError(f"the parent directory of {dst} does not exist; create {parent} first")

@@ -140,6 +140,21 @@ def test_python_compare_refuses_in_python_spelling():
         bridge.compare(MODULE, MODULE, image_size=(32,))
     with pytest.raises(InvalidInputError, match="batch_size must be at least 1"):
         bridge.compare(MODULE, MODULE, batch_size=0)
+    with pytest.raises(InvalidInputError, match=r"^batch_size='8' is not a whole number; pass e.g. batch_size=1$"):
+        bridge.compare(MODULE, MODULE, batch_size="8")
+    with pytest.raises(InvalidInputError, match=r"^atol='x' is not a number; pass atol=VALUE or atol=\{NAME: VALUE\}"):
+        bridge.compare(MODULE, MODULE, atol="x")
+    with pytest.raises(InvalidInputError, match=r"^rtol='x' is not a number"):
+        bridge.compare(MODULE, MODULE, rtol={"default": "x"})
+    with pytest.raises(InvalidInputError, match=r"^atol must be a finite number >= 0, got -1.0$"):
+        bridge.compare(MODULE, MODULE, atol=-1)
+
+
+def test_cli_tolerances_are_refused_in_cli_spelling(capsys):
+    code, out, err = _cli(capsys, "parity", MODULE, MODULE, "--atol", "x")
+    assert code == 2 and "--atol 'x' is not a number; pass --atol VALUE or --atol NAME:VALUE" in err
+    code, out, err = _cli(capsys, "parity", MODULE, MODULE, "--batch-size", "0")
+    assert code == 2 and "--batch-size must be at least 1" in err
 
 
 # -- multi-value options take one value per use ---------------------------------------------------------------------
@@ -369,3 +384,16 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"bridge (tf-hub-bridge) {bridge.__version__}"
+
+
+def test_an_input_no_signature_has_is_refused_before_tracing(capsys, tmp_path, monkeypatch):
+    """`--input NAME=...` naming no input of the TF1 module is refused from its protos, before any function is
+    traced (the conversion step is never reached)."""
+    from bridge.conversion import converter
+
+    monkeypatch.setattr(converter, "_tf1_to_tf2", lambda *args, **kwargs: pytest.fail("conversion started"))
+    code, out, err = _cli(capsys, "convert", MODULE, str(tmp_path / "tf2"), "--input", "foo=1")
+    assert code == 2 and "--input foo=... names no input of any signature" in err and "none" in err
+    with pytest.raises(InvalidInputError, match=r"inputs=\{'foo': \.\.\.\} names no input"):
+        bridge.convert(MODULE, str(tmp_path / "tf2"), inputs={"foo": 1.0})
+    assert not (tmp_path / "tf2").exists()

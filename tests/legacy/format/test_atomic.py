@@ -19,14 +19,15 @@ from legacy.format import atomic
 from legacy.errors import DestinationExistsError
 from tests.corpus import ROOT
 
-# A writer that fills `dst` with files a, b, saved_model.pb (each holding its text) through atomic_directory and SIGKILLs itself
+# A writer that fills `dst` with a model's files (each holding its text) through atomic_directory and SIGKILLs itself
 # at the point named by argv[3]; the hooks patch what legacy.format.atomic calls at that point.
 _WRITER = textwrap.dedent("""
     import os, signal, sys
     from legacy.format import atomic
 
     dst, text, point = sys.argv[1], sys.argv[2], sys.argv[3]
-    FILES = ("a", "b", "saved_model.pb")  # a model by its file names: --force replaces only models
+    FILES = ("fingerprint.pb", "keras_metadata.pb", "saved_model.pb")  # a model by its file names: --force
+    # replaces only a folder holding a model and nothing else
     force = "--force" in sys.argv
 
     def die(*args, **kwargs):
@@ -51,7 +52,7 @@ _WRITER = textwrap.dedent("""
         for name in FILES:
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
-            if point == "writing" and name == "b":
+            if point == "writing" and name == "keras_metadata.pb":
                 die()
         if point == "wait":  # until a line arrives on stdin
             open(dst + ".ready", "w").close()
@@ -75,7 +76,7 @@ def _state(dst) -> str | None:
     if not os.path.lexists(dst):
         return None
     files = sorted(os.listdir(dst))
-    assert files == ["a", "b", "saved_model.pb"], f"{dst} is partial: {files}"
+    assert files == ["fingerprint.pb", "keras_metadata.pb", "saved_model.pb"], f"{dst} is partial: {files}"
     texts = {open(os.path.join(dst, f)).read() for f in files}
     assert len(texts) == 1, f"{dst} mixes two writes: {texts}"
     return texts.pop()
@@ -99,7 +100,7 @@ def test_force_write_killed_leaves_old_or_new_and_next_run_cleans_up(tmp_path, p
     if point == "between-renames":
         assert not os.path.lexists(dst)  # the old one sits in .model.old-*, the new one in .model.partial-*
         code, _, err = _writer(dst, "next")  # without --force: the old destination comes back first
-        assert code == 1 and "already exists; pass --force" in err
+        assert code == 1 and "already exists; pass force=True" in err  # a Python caller
         assert _state(dst) == "old"
     assert _writer(dst, "next", force=True)[0] == 0
     assert _state(dst) == "next"

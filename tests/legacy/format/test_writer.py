@@ -71,7 +71,7 @@ def test_existing_destination_is_never_overwritten_without_force(tmp_path):
         assert os.listdir(dst) == ["keep.txt"]
     (dst / "keep.txt").unlink()
     rewrite_module(module, str(dst))  # an empty directory is filled
-    with pytest.raises(DestinationExistsError, match="--force"):
+    with pytest.raises(DestinationExistsError, match="pass force=True"):
         rewrite_module(module, str(dst))
     rewrite_module(module, str(dst), force=True)  # a model is replaced with force
     assert (dst / "tfhub_module.pb").exists()

@@ -39,6 +39,9 @@ def main(argv=None) -> int:
     parser.add_argument("--report-every", type=int, default=500, help="print the counts every N cases")
     parser.add_argument("--summary", help="also write the final counts as JSON to this file")
     args = parser.parse_args(argv)
+    for flag, value in (("-n", args.cases), ("--jobs", args.jobs), ("--report-every", args.report_every)):
+        if value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
 
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hypothesis_seed

@@ -388,11 +388,14 @@ def test_archives_cached_handles_and_objects(reference, converted, hub_cache, tm
     archive = str(tmp_path / f"{NAME}.tar.gz")
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(module_path(NAME), arcname=".")
+    tf2_archive = str(tmp_path / f"{NAME}_tf2.tar.gz")
+    with tarfile.open(tf2_archive, "w:gz") as tar:
+        tar.add(converted, arcname=".")
     entry = hub_cache / hashlib.sha1(HANDLE.encode("utf8")).hexdigest()
     shutil.copytree(converted, entry)
     (hub_cache / (entry.name + ".descriptor.txt")).write_text(f"Module: {HANDLE}\n")
 
-    for handle in (archive, HANDLE, bridge.adapt(module_path(NAME)), tf.saved_model.load(converted)):
+    for handle in (archive, tf2_archive, HANDLE, bridge.adapt(module_path(NAME)), tf.saved_model.load(converted)):
         layer = KerasLayer(handle, trainable=True)
         np.testing.assert_array_equal(np.asarray(_keras3_model(layer, "sequential")(_images())), reference["outputs"])
         assert len(layer.trainable_weights) == reference["trainable"]

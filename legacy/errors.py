@@ -46,8 +46,18 @@ class UnsupportedCollectionsError(ModuleFormatError, ValueError):
     """A SavedModel with graph collections a TF1 Hub module cannot hold (a ValueError, as in tensorflow_hub 0.15)."""
 
 
-class UnknownVariantError(BridgeError, ValueError):
-    """No graph variant with the requested tags (the message lists the ones that exist)."""
+class UnknownVariantError(BridgeError, ValueError, KeyError):
+    """No graph variant with the requested tags (the message lists the ones that exist).
+
+    A ValueError, as `hub.Module(spec, tags=...)` raised in tensorflow_hub 0.15, and a KeyError, as its
+    `spec.get_signature_names(tags=...)` and the other spec lookups raised."""
+
+    __str__ = Exception.__str__  # the message as given, not quoted as a KeyError's
+
+
+class CheckpointMismatchError(BridgeError, ValueError):
+    """A checkpoint that lacks a module variable or holds it with another shape (a ValueError, as in
+    tensorflow_hub 0.15's `ModuleSpec.export(path, checkpoint_path=...)`)."""
 
 
 class UnknownSignatureError(BridgeError, ValueError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from legacy.errors import ConversionError, ModuleFormatError
+from legacy.errors import ConversionError, InvalidInputError, ModuleFormatError
 from legacy.format.graph_defs import name_functions_by_content, op_name
 from legacy.format.reader import REF_VARIABLE_OPS, VARIABLE_OPS
 from legacy.engine.inline import ASSIGN_OPS
@@ -253,30 +253,61 @@ def order_reads_before_writes(graph_def) -> None:
                     write.input.append(f"^{read.name}")
 
 
-def rewrite_colocation(colocation: dict, prefix: str, imported: set, input_map: Mapping) -> None:
+def rewrite_colocation(colocation: dict, prefix: str, imported: set, input_map: Mapping,
+                       state_groups: Mapping[str, list] | None = None) -> None:
     """Put the module's colocation constraints back onto the imported ops, under their new names.
 
-    As the TF1 hub library did: `loc:@X` becomes the colocation of the tensor that replaced X (a variable or table
-    of the module's state, or a signature input), or `loc:@<prefix>X` for a node imported here; the op moves to the
-    device of what it is colocated with. A constraint on a node that was pruned away (not needed for the fetched
-    tensors) is dropped with it.
+    As the TF1 hub library did: `loc:@X` becomes the colocation of the tensor that replaced X (a signature input,
+    a variable or table of the module's state), `loc:@<prefix>X` for a node imported here, or the colocation of the
+    module's state X when this import does not need X itself (`state_groups`: state node name -> the colocation
+    groups of what the module created for it, e.g. `loc:@module/w`); the op moves to the device of what it is
+    colocated with. A constraint on a node that was pruned away (not needed for the fetched tensors) is dropped
+    with it. When X has several outputs that would be rewritten differently (two of them replaced by inputs
+    placed apart, or one replaced and another imported), the constraint has no single meaning: `InvalidInputError`
+    (a ValueError), as the legacy library raised.
     """
     import tensorflow as tf
 
     graph = tf.compat.v1.get_default_graph()
-    mapped = {}
+    state_groups = state_groups or {}
+    replaced: dict = {}  # op name in the module -> {output index: (replacement tensor, its colocation groups)}
     for key, tensor in input_map.items():
-        mapped.setdefault(op_name(key), tensor.op.colocation_groups())
+        if key.startswith("^"):
+            continue
+        name, _, index = key.rpartition(":")
+        replaced.setdefault(name, {})[int(index)] = (tensor, sorted(tensor.op.colocation_groups()))
+
+    def target_groups(node_name: str, target: str) -> list:
+        if target not in replaced:
+            if target in imported:
+                return [("loc:@" + prefix + target).encode()]
+            return list(state_groups.get(target, []))
+        outputs = dict(replaced[target])
+        if target in imported:
+            for i in range(len(graph.get_operation_by_name(prefix + target).outputs)):
+                outputs.setdefault(i, (None, [("loc:@" + prefix + target).encode()]))
+        # The replaced outputs first: the message names an input the caller passed before what was not replaced.
+        (first, (tensor_a, groups_a)), *others = sorted(outputs.items(), key=lambda o: (o[1][0] is None, o[0]))
+        for second, (tensor_b, groups_b) in others:
+            if groups_b != groups_a:
+                def why(index, tensor):
+                    source = f"{prefix}{target}:{index}"
+                    return (f"input {source!r} is replaced by {tensor.name!r}" if tensor is not None else
+                            f"tensor {source!r} is not replaced by an input")
+                raise InvalidInputError(
+                    f"Failed to rewrite colocation constraints while applying hub.Module: node "
+                    f"{prefix + node_name!r} has a colocation constraint {('loc:@' + prefix + target).encode()!r} "
+                    f"with ambiguous rewriting {groups_a} vs {groups_b} because {why(first, tensor_a)} and "
+                    f"{why(second, tensor_b)}; publish the module without signature inputs made of several outputs "
+                    "of one op that tf.colocate_with(...) constraints on other ops refer to (e.g. pass each "
+                    "through tf.identity outside the constraints)")
+        return groups_a
+
     for node_name, values in colocation.items():
         groups = []
         for value in values:
-            if not value.startswith(b"loc:@"):
-                continue
-            target = value[5:].decode()
-            if target in mapped:
-                groups.extend(mapped[target])
-            elif target in imported:
-                groups.append(("loc:@" + prefix + target).encode())
+            if value.startswith(b"loc:@"):
+                groups.extend(target_groups(node_name, value[5:].decode()))
         groups = sorted(set(groups))
         op = graph.get_operation_by_name(prefix + node_name)
         if not groups or groups == [("loc:@" + op.name).encode()]:
@@ -407,7 +438,9 @@ def import_fetches(graph_def, fetches: Sequence[str], inputs: Mapping[str, objec
         raise ModuleFormatError(f"the module graph cannot be imported ({text[:200]}); the module is damaged or "
                                 "was made for another TensorFlow: re-download or re-export it") from None
     if colocate and colocation:
-        rewrite_colocation(colocation, name, set(nodes), input_map)
+        state_groups = {k: v.op.colocation_groups() for k, v in variables.items() if hasattr(v, "op")}
+        state_groups.update({k: _in_graph(v).op.colocation_groups() for k, v in states.items()})
+        rewrite_colocation(colocation, name, set(nodes), input_map, state_groups)
     if contexts:
         restore_control_flow(contexts, name)
     return result

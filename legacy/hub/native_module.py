@@ -20,13 +20,14 @@ eager code has no UPDATE_OPS collection to run them from.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 
 import tensorflow as tf
 
 from legacy.engine import composites, graph_import
 from legacy.format.graph_defs import op_name
-from legacy.errors import DestinationExistsError, ModuleFormatError
+from legacy.errors import BridgeError, CheckpointMismatchError, DestinationExistsError, ModuleFormatError
 from legacy.engine.functions import ModuleFunctions, load_variables
 from legacy.format.reader import (MODULE_DEF_FILENAME, VARIABLE_OPS, StoredModule, open_checkpoint, read_module,
                                   untrusted)
@@ -40,23 +41,27 @@ class NativeModuleSpec(ModuleSpec):
     """A TF1 Hub format module: graph variants with signatures, plus where its weights and assets come from."""
 
     def __init__(self, stored: StoredModule, checkpoint_prefix: str | None, asset_sources: dict,
-                 description: str, checkpoint_keys: dict | None = None):
+                 description: str, checkpoint_keys: dict | None = None, tag_order: list | None = None):
         """checkpoint_prefix: the module's variables checkpoint, or None to use the variables' initializers.
         asset_sources: asset file name (as in the graphs' AssetFileDefs) -> path of the file to use.
         checkpoint_keys: variable name -> its key in the checkpoint, when the keys are not the names (the
-        checkpoint of a TF2 SavedModel); None: the names are the keys, as in a TF1 Hub module."""
+        checkpoint of a TF2 SavedModel); None: the names are the keys, as in a TF1 Hub module.
+        tag_order: the variants in the order `get_tags` lists them and `write` writes them (the order of
+        create_module_spec's tags_and_args, as in the legacy library); None: the stored order."""
         self.stored = stored
         self.checkpoint_prefix = checkpoint_prefix
         self.checkpoint_keys = dict(checkpoint_keys) if checkpoint_keys is not None else None
         self.asset_sources = dict(asset_sources)
         self.description = description
+        self._tag_order = [frozenset(t) for t in tag_order] if tag_order is not None else None
 
     @classmethod
     def load(cls, path: str) -> "NativeModuleSpec":
         stored = read_module(path)
         assets_dir = os.path.abspath(stored.assets_dir)
         return cls(stored, stored.variables_prefix if stored.variables() else None,
-                   {name: os.path.join(assets_dir, name) for name in stored.asset_files()}, path)
+                   {name: os.path.join(assets_dir, name) for name in stored.asset_files()}, path,
+                   tag_order=list(stored.variants))  # the file's order, as the legacy library listed them
 
     def __repr__(self) -> str:
         return f"<hub.ModuleSpec {self.description}>"
@@ -64,7 +69,7 @@ class NativeModuleSpec(ModuleSpec):
     # -- the ModuleSpec interface ----------------------------------------------------------------------------
 
     def get_tags(self) -> list:
-        return [set(tags) for tags in self.stored.tags]
+        return [set(tags) for tags in self._tag_order or self.stored.tags]
 
     def get_signature_names(self, tags=None) -> list:
         return sorted(self.stored.variant(tags).signatures)
@@ -86,17 +91,8 @@ class NativeModuleSpec(ModuleSpec):
         return EagerModuleImpl(self, name, trainable, tags)
 
     def _export_from_checkpoint(self, path, checkpoint_path, name_transform_fn):
-        reader = tf.train.load_checkpoint(checkpoint_path)
-        available = reader.get_variable_to_shape_map()
-        values = {}
-        for var in self.stored.variables():
-            key = name_transform_fn(var.name)
-            if key not in available:
-                raise ModuleFormatError(f"checkpoint {checkpoint_path} has no variable {key!r} (module variable "
-                                        f"{var.name!r}); pass a name_transform_fn that maps module names to "
-                                        "checkpoint names")
-            values[var.name] = reader.get_tensor(key)
-        self.write(path, values)
+        values = checkpoint_values(self.stored.variables(), checkpoint_path, name_transform_fn)
+        self.write(path, values)  # only once every variable was found as it should be: nothing half-written
 
     # -- shared by the instantiations ------------------------------------------------------------------------
 
@@ -107,7 +103,7 @@ class NativeModuleSpec(ModuleSpec):
             raise DestinationExistsError(f"{path} already holds a module; export to a new or empty directory")
         # The legacy exporter wrote into an existing directory; replacing an empty one is the safe equivalent.
         empty_dir = os.path.isdir(path) and not os.listdir(path)
-        meta_graphs = [self.stored.variants[tags].meta_graph for tags in self.stored.tags]
+        meta_graphs = [self.stored.variants[frozenset(tags)].meta_graph for tags in self.get_tags()]
         # The variants the spec has, as the legacy exporter wrote them: also none untagged (a SavedModel of {serve}).
         write_module(path, meta_graphs, variables=values or None, assets=self.asset_sources, force=empty_dir,
                      require_inference=False)
@@ -157,6 +153,53 @@ class NativeModuleSpec(ModuleSpec):
         return inputs
 
 
+def checkpoint_values(infos, checkpoint_path: str, name_transform_fn) -> dict:
+    """Module variable name -> its value in a training checkpoint, under `name_transform_fn(name)`.
+
+    Checked as the legacy library's export did before writing anything: a name the checkpoint lacks or a shape it
+    holds differently is a `CheckpointMismatchError` (a ValueError; "is not found in" and "doesn't match with shape
+    of" are the legacy library's words, which legacy code and tests match on), another dtype an
+    `InvalidArgumentError`, as its restore op raised.
+    """
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    values = {}
+    for var in sorted(infos, key=lambda info: info.checkpoint_key):  # the first name missing, as before
+        if var.checkpoint_key in values:
+            continue  # another part of a partitioned variable: the checkpoint holds the whole one
+        if var.is_part:
+            var = dataclasses.replace(var, name=var.full_name, shape=var.full_shape, full_name=None,
+                                      full_shape=None, offset=None)
+        key = name_transform_fn(var.name)
+        if key not in shapes:
+            held = ", ".join(f"{k} {v}" for k, v in sorted(shapes.items())[:8])
+            raise CheckpointMismatchError(
+                f"Tensor {key} is not found in checkpoint {checkpoint_path} (module variable {var.name!r}), which "
+                f"holds {held}{' ...' if len(shapes) > 8 else ''}; pass a name_transform_fn that maps module "
+                "names to these names")
+        if list(shapes[key]) != list(var.shape):
+            raise CheckpointMismatchError(
+                f"Shape of module variable {var.name!r} ({tuple(var.shape)}) doesn't match with shape of tensor "
+                f"{key} ({shapes[key]}) in checkpoint {checkpoint_path}; export the checkpoint of a graph built "
+                "like the module_fn, or fix name_transform_fn")
+        if dtypes[key] != tf.as_dtype(var.dtype):
+            raise CheckpointDtypeError(
+                f"tensor_name = {key}; expected dtype {tf.as_dtype(var.dtype).name} does not equal original dtype "
+                f"{dtypes[key].name} in checkpoint {checkpoint_path} (module variable {var.name!r}); export the "
+                "checkpoint of a graph built like the module_fn, or fix name_transform_fn")
+        values[var.name] = reader.get_tensor(key)
+    return values
+
+
+class CheckpointDtypeError(BridgeError, tf.errors.InvalidArgumentError):
+    """A checkpoint value of another dtype than the module variable: an InvalidArgumentError, as the legacy
+    library's restore op raised it."""
+
+    def __init__(self, message: str):
+        tf.errors.InvalidArgumentError.__init__(self, None, None, message)
+
+
 def _safe_scope(signature: str) -> str:
     return signature.replace(":", "_")
 
@@ -187,6 +230,8 @@ class GraphModuleImpl:
         """
         paths = self._spec.asset_inputs(self._tags, lambda path: path)
         graph_def = graph_import.with_constant_values(self._variant.meta_graph.graph_def, paths)
+        self._asset_names = sorted(paths)
+        self._graph_def = graph_def  # the module graph with its asset paths: what each application imports
         tables = graph_import.state_node_names(graph_def)
         initializers = list(self._variant.table_initializers)
         asset_names = sorted(paths)
@@ -270,18 +315,22 @@ class GraphModuleImpl:
         feeds = {}
         for key, value in inputs.items():
             feeds.update(zip(sig.inputs[key].component_names(), composites.flatten(sig.inputs[key], value)))
-        feeds.update(self._asset_inputs)
         fetches = sorted({name for info in sig.outputs.values() for name in info.component_names()
                           if name not in feeds})  # an output that is an input is returned as given
+        # Each application has its own asset path constants, in ASSET_FILEPATHS as with the legacy library (which
+        # imported the whole graph per application): a SavedModel exported from the graph copies the files.
+        assets = [name for name in self._asset_names if name not in fetches and name not in feeds]
         updates = list(self._variant.update_ops) if self._trainable else []
         tensors = dict(feeds)
-        if fetches or updates:
+        if fetches or updates or assets:
             with tf.compat.v1.name_scope(f"{self._name}_apply_{_safe_scope(signature)}") as scope:
                 fetched = graph_import.import_fetches(
-                    self._variant.meta_graph.graph_def, fetches + updates, feeds, self._variables, name=scope,
+                    self._graph_def, fetches + assets + updates, feeds, self._variables, name=scope,
                     states=self._tables, colocate=True, collections=self._variant.meta_graph.collection_def)
-            tensors.update(zip(fetches, fetched))
-            for update in fetched[len(fetches):]:
+            tensors.update(zip(fetches + assets, fetched))
+            for name in self._asset_names:
+                tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS, tensors[name])
+            for update in fetched[len(fetches) + len(assets):]:
                 tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
         return {key: composites.pack(info, [tensors[name] for name in info.component_names()])
                 for key, info in sig.outputs.items()}

@@ -74,8 +74,10 @@ def _tensor_dict(value, what: str, signature: str, graph) -> dict:
             if isinstance(tensor, tf.__internal__.CompositeTensor) else [tensor]
         if not isinstance(tensor, (tf.Tensor, tf.SparseTensor, tf.RaggedTensor)) or any(
                 getattr(c, "graph", None) is not graph for c in components):
-            raise ModuleFnError(f"signature {signature!r}: {what} {key!r} is {type(tensor).__name__}, but must be "
-                                "a tf.Tensor, tf.SparseTensor or tf.RaggedTensor created inside the module_fn")
+            # "should have one of the types": the legacy library's words, which legacy code and tests match on.
+            raise ModuleFnError(f"The inputs and outputs declared in hub.add_signature() for signature "
+                                f"{signature!r} should have one of the types Tensor, SparseTensor, RaggedTensor, "
+                                f"created inside the module_fn: {what} {key!r} is {type(tensor).__name__}")
         result[key] = tensor
     return result
 
@@ -148,7 +150,8 @@ def create_module_spec(module_fn: Callable, tags_and_args: Iterable | None = Non
                        drop_collections: Iterable[str] | None = None) -> NativeModuleSpec:
     """A module spec built by running `module_fn(**args)` once per graph variant.
 
-    tags_and_args: [(tags, args)], default [(set(), {})]; the inference variant set() is required.
+    tags_and_args: [(tags, args)], default [(set(), {})]. Without an inference variant set() (e.g. only {"train"}
+      and {"eval"}), as with the legacy library, `hub.Module(spec)` needs tags= naming one of them.
     drop_collections: graph collections to leave out (the format allows only a few; the error lists them).
     """
     tags_and_args = [(set(), {})] if tags_and_args is None else list(tags_and_args)
@@ -169,10 +172,8 @@ def create_module_spec(module_fn: Callable, tags_and_args: Iterable | None = Non
                 raise ModuleFnError(f"two different asset files are named {filename!r}; give them distinct names")
         # The reader validates the variant as it would on disk (collections, attachments, variables).
         variants[tags] = reader.read_variant(description, tags, meta_graph)
-    if frozenset() not in variants:
-        raise ModuleFnError("tags_and_args has no inference variant; add (set(), {...}) to it")
     return NativeModuleSpec(StoredModule(path=description, variants=variants), checkpoint_prefix=None,
-                            asset_sources=asset_sources, description=description)
+                            asset_sources=asset_sources, description=description, tag_order=list(variants))
 
 
 def _build_variant(module_fn: Callable, tags: frozenset, args: dict, drop: list) -> tuple:
@@ -192,8 +193,9 @@ def _build_variant(module_fn: Callable, tags: frozenset, args: dict, drop: list)
         finally:
             _building.pop()
     if not state.signatures:
-        raise ModuleFnError(f"module_fn built variant {tag_label(tags)} without signatures; call "
-                            "hub.add_signature(inputs=..., outputs=...) inside it")
+        # "No signatures present": the legacy library's words, which legacy code and tests match on.
+        raise ModuleFnError(f"No signatures present in graph variant {tag_label(tags)} built by the module_fn; "
+                            "call hub.add_signature(inputs=..., outputs=...) inside it")
     error = _state_colocation_error(graph, tags)
     if error:
         raise ModuleFnError(error)

@@ -66,7 +66,8 @@ class ModuleSpec:
     """
 
     def get_tags(self) -> list:
-        """The graph variants, as a list of tag sets (the inference variant `set()` first)."""
+        """The graph variants, as a list of tag sets, in the legacy library's order: a module's as its
+        saved_model.pb holds them, a created spec's as its tags_and_args lists them."""
         raise NotImplementedError
 
     def get_signature_names(self, tags: Iterable[str] | None = None) -> list:

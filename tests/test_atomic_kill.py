@@ -106,11 +106,14 @@ def test_force_keeps_the_old_destination_until_the_new_one_is_complete(tmp_path,
 
     dst = str(tmp_path / "tf2")
     convert(SOURCE, dst, verify=False, progress=lambda message: None)
-    with open(os.path.join(dst, "OLD"), "w") as f:
+    # A mark of the previous conversion where a model may hold one (--force replaces only a folder holding a model
+    # and nothing else).
+    mark = os.path.join("assets.extra", "OLD")
+    with open(os.path.join(dst, mark), "w") as f:
         f.write("the previous conversion")
     convert_and_kill(dst, verifying, "--force")  # the new model is complete in its temporary directory
-    assert open(os.path.join(dst, "OLD")).read() == "the previous conversion"
-    assert_complete(dst, sorted(reference + ["OLD"]))
+    assert open(os.path.join(dst, mark)).read() == "the previous conversion"
+    assert_complete(dst, sorted(reference + [mark]))
     convert(SOURCE, dst, force=True, verify=False, progress=lambda message: None)
-    assert_complete(dst, reference)  # replaced: OLD is gone with the old model
+    assert_complete(dst, reference)  # replaced: the mark is gone with the old model
     assert temp_siblings(dst) == []

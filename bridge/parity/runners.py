@@ -252,10 +252,10 @@ class Runner:
 def unique_names(variables) -> dict:
     """name -> variable, ':0' stripped; a repeated name gets `_1`, `_2`, ... in order.
 
-    The rule the converter uses for checkpoint names (`legacy.engine.from_saved_model.unique_variable_names`), so that
+    The rule the converter uses for checkpoint names (`legacy.format.conventions.unique_variable_names`), so that
     variables of a TF2 model and of the TF1 module converted from it match by name.
     """
-    from legacy.engine.from_saved_model import unique_variable_names
+    from legacy.format.conventions import unique_variable_names
 
     variables = list(variables)
     return dict(zip(unique_variable_names(variable_name(var) for var in variables), variables))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Iterable
+from typing import Callable
 
 import tensorflow as tf
 
@@ -28,7 +28,7 @@ from legacy.engine.graph_variables import create_graph_variables
 from legacy.engine.partitions import recorded_parts, whole_values
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, SERVING_DEFAULT,
-                                       TRAIN_TAGS, tag_label)
+                                       TRAIN_TAGS, tag_label, unique_variable_names)
 from legacy.format.graph_defs import name_functions_by_content
 from legacy.format.reader import first_line, is_corrupt_data, untrusted
 from legacy.format.writer import attach_image_size
@@ -50,23 +50,6 @@ class _Plan:
     partitions: dict = dataclasses.field(default_factory=dict)  # part name -> its slice (see legacy.engine.partitions)
     loss_graphs: dict = dataclasses.field(default_factory=dict)  # the losses' flattened graphs, shared by the variants
 
-
-
-def unique_variable_names(names: Iterable[str]) -> list:
-    """Checkpoint names for TF2 variable names (':0' already stripped), in order: a repeated name gets `_1`, `_2`...
-
-    TF2 names need not be unique (Keras 3: "kernel", "kernel", ...). The converter, the shim and the parity
-    harness all name variables this way, so a TF2 model and the TF1 module made from it match by name.
-    """
-    result, used = [], set()
-    for base in names:
-        base = base or "variable"
-        name, k = base, 1
-        while name in used:
-            name, k = f"{base}_{k}", k + 1
-        used.add(name)
-        result.append(name)
-    return result
 
 def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size: tuple | None = None, *,
                                  require_kind: bool = False, require_image_size: bool = False,

@@ -100,6 +100,26 @@ def kind_of_signature(name: str) -> str | None:
     return next((kind for kind, signature in KINDS.items() if signature == name), None)
 
 
+# -- variable names ----------------------------------------------------------------------------------------------
+
+
+def unique_variable_names(names: Iterable[str]) -> list:
+    """Checkpoint names for TF2 variable names (':0' already stripped), in order: a repeated name gets `_1`, `_2`...
+
+    TF2 names need not be unique (Keras 3: "kernel", "kernel", ...). The converter, the shim and the parity
+    harness all name variables this way, so a TF2 model and the TF1 module made from it match by name.
+    """
+    result, used = [], set()
+    for base in names:
+        base = base or "variable"
+        name, k = base, 1
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        result.append(name)
+    return result
+
+
 _SIZE = re.compile(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*")
 
 

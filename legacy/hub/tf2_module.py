@@ -43,8 +43,7 @@ import shutil
 
 import tensorflow as tf
 
-from legacy.engine.from_saved_model import (check_reusable_attributes, meta_graphs_from_saved_model,
-                                             unique_variable_names)
+from legacy.engine.from_saved_model import check_reusable_attributes, meta_graphs_from_saved_model
 from legacy.format.atomic import atomic_directory
 from legacy.errors import (ConversionError, DestinationExistsError, ModuleFormatError, NotAModuleError,
                            UnknownSignatureError)
@@ -54,7 +53,7 @@ from legacy.format.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODU
                            VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, open_checkpoint, read_saved_model_proto,
                            read_variant, tag_label, untrusted)
 from legacy.format.conventions import (FINGERPRINT_FILENAME, OBJECT_GRAPH_KEY, SERVING_DEFAULT, TRAIN_TAGS,
-                                       VARIABLE_VALUE)
+                                       VARIABLE_VALUE, unique_variable_names)
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import image_module_info, write_checkpoint
 

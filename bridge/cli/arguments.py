@@ -17,6 +17,7 @@ import re
 
 from bridge import validate
 from legacy.errors import InvalidInputError
+from legacy.format.conventions import KINDS
 
 MULTI_VALUE = ("--images", "--verify-images", "--atol", "--rtol", "--signature", "--logits", "--input")
 
@@ -84,7 +85,7 @@ def add_conversion(parser):
     group.add_argument("--to", choices=("tf1", "tf2"), help="target format (default: the other one)")
     group.add_argument("--signature", metavar="NAME",
                        help="TF1 -> TF2 only: the TF1 signature that __call__ serves (default: 'default')")
-    group.add_argument("--kind", choices=("feature_vector", "classification"),
+    group.add_argument("--kind", choices=tuple(KINDS),
                        help="TF2 -> TF1 only: the image signature to write besides 'default' (default: from the "
                             "model's metadata)")
     add_image_size(group, "TF2 -> TF1: the expected image size to record, needed when the model's input size is "

@@ -167,6 +167,14 @@ def static_image_size(shape) -> tuple | None:
     return shape[1], shape[2]
 
 
+def static_num_channels(shape) -> int | None:
+    """The channel count of a static image shape [batch, height, width, channels] (as `static_image_size` takes
+    it), or None when it does not give it: the only source the legacy lookup reads."""
+    if shape is None or len(shape) != 4 or not shape[3]:
+        return None
+    return shape[3]
+
+
 def expected_image_size(recorded, input_shape: Callable[[], object]) -> tuple | None:
     """The one rule, in both formats, for the size of the images a model expects: the size it records (a TF1
     module's `image_module_info` when it sets both sizes, see `attached_image_size`; the bridge metadata of a

@@ -24,7 +24,8 @@ from legacy.format import protos
 from legacy.format.graph_defs import has_tf1_loops, op_name
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY,  # noqa: F401
                                        MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, TRAIN_TAGS, attached_image_size,
-                                       expected_image_size, is_tf1_hub_module, require_directory, tag_label)
+                                       expected_image_size, is_tf1_hub_module, require_directory,
+                                       static_num_channels, tag_label)
 from legacy.errors import (BridgeError, ModuleFormatError, NotAModuleError, NotAnImageModuleError,
                            UnknownSignatureError, UnknownVariantError)
 
@@ -251,11 +252,12 @@ class StoredModule:
                            tags: Iterable[str] | None = None) -> int:
         """Number of channels from the static shape of the image input (the legacy lookup reads nothing else)."""
         shape = self._image_input(signature, input_name, tags).shape
-        if shape is None or len(shape) != 4 or not shape[3]:
+        channels = static_num_channels(shape)
+        if channels is None:
             raise NotAnImageModuleError(
                 f"Shape of module input is {_shape_str(shape)}, expected [batch_size, height, width, "
                 "num_channels] with known num_channels")
-        return shape[3]
+        return channels
 
     def _image_input(self, signature, input_name, tags) -> TensorInfo:
         sig = self.variant(tags).signature(signature)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from legacy.format import protos
 from legacy.errors import NotAnImageModuleError
-from legacy.format.conventions import attached_image_size, expected_image_size
+from legacy.format.conventions import attached_image_size, expected_image_size, static_num_channels
 from legacy.format.reader import IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY
 from legacy.hub.spec import signature_name
 
@@ -40,12 +40,12 @@ def get_expected_image_size(module_or_spec, signature: str | None = None, input_
 def get_num_image_channels(module_or_spec, signature: str | None = None, input_name: str | None = None) -> int:
     """The number of color channels the module expects (a ValueError when the static shape does not say)."""
     shape = _image_input_shape(module_or_spec, signature, input_name)
-    dims = _dims(shape)
-    if dims is None or len(dims) != 4 or not dims[3]:
+    channels = static_num_channels(_dims(shape))
+    if channels is None:
         raise NotAnImageModuleError(
             f"Shape of module input is {shape}, expected [batch_size, height, width, num_channels] with known "
             "num_channels; use the module's documentation (usually 3, RGB)")
-    return dims[3]
+    return channels
 
 
 def _dims(shape) -> list | None:

@@ -37,6 +37,7 @@ import keras
 import tensorflow as tf
 
 from legacy.errors import BridgeError, InvalidInputError, UnknownSignatureError
+from legacy.format.conventions import unique_variable_names, variable_name
 
 PACKAGE = "bridge"  # the name Keras records for the class in saved models: "bridge>KerasLayer"
 DEFAULT_OUTPUT = "default"  # the output key of every TF1 image signature
@@ -349,19 +350,8 @@ def _wrap_variables(obj) -> list:
     variables = list(getattr(obj, "variables", []))
     trainable = list(getattr(obj, "trainable_variables", []))
     trainable_ids = {id(v) for v in trainable}
-    wrapped, names = [], set()
-    for var, is_trainable in [(v, True) for v in trainable] + [(v, False) for v in variables
-                                                                if id(v) not in trainable_ids]:
-        name = _weight_name(var, names)
-        wrapped.append(keras.Variable(var, trainable=is_trainable, dtype=var.dtype, name=name))
-    return wrapped
-
-
-def _weight_name(var, taken: set) -> str:
-    """The variable's name as a Keras weight name (which cannot contain "/"), unique within the layer."""
-    base = var.name.split(":")[0].replace("/", "_") or "variable"
-    name, n = base, 1
-    while name in taken:
-        name, n = f"{base}_{n}", n + 1
-    taken.add(name)
-    return name
+    ordered = [(v, True) for v in trainable] + [(v, False) for v in variables if id(v) not in trainable_ids]
+    # Keras weight names cannot contain "/"; unique within the layer.
+    names = unique_variable_names(variable_name(var).replace("/", "_") for var, _ in ordered)
+    return [keras.Variable(var, trainable=is_trainable, dtype=var.dtype, name=name)
+            for (var, is_trainable), name in zip(ordered, names)]

@@ -115,7 +115,7 @@ def _genuine_answers(oracle, machine: dict) -> dict:
 
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory) -> dict:
-    """{corpus module: path of its TF2 SavedModel}, converted (and verified) by bridge.converter.convert.
+    """{corpus module: path of its TF2 SavedModel}, converted (and verified) by bridge.conversion.converter.convert.
 
     Shared by every test file: tests load these models but never write into them.
     """

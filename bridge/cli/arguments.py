@@ -3,7 +3,8 @@
 Groups: model source and safety (`--allow-unsafe-ops`), conversion (`--to`, `--signature`, `--kind`,
 `--image-size`, `--force`), verification (`--no-verify`, `--verify-images`, `--verify-gradients`, `--seed`,
 `--input`), image inputs (`--images`, `--random`, `--seed`, `--val-range`, `--batch-size`, `--image-size`,
-`--input`), tolerances (`--atol`, `--rtol`) and output (`--json`, `--json-file`, `--full`, `--quiet`, `--verbose`).
+`--input`), tolerances (`--atol`, `--rtol`), output (`--json`, `--json-file`, `--full`, `--quiet`, `--verbose`)
+and scaling out (`--runner`, `--beam-options`).
 
 Option values are checked right after parsing (`check`, on `bridge.validate`: the grammar the Python API uses), so
 a typo fails in milliseconds, before TensorFlow is imported or anything is printed. Options that take several values take one per use (`action="append"`): `--images a --images b`, so they
@@ -17,6 +18,7 @@ import re
 
 from bridge import validate
 from legacy.errors import InvalidInputError
+from legacy.format.conventions import KINDS
 
 MULTI_VALUE = ("--images", "--verify-images", "--atol", "--rtol", "--signature", "--logits", "--input")
 
@@ -84,7 +86,7 @@ def add_conversion(parser):
     group.add_argument("--to", choices=("tf1", "tf2"), help="target format (default: the other one)")
     group.add_argument("--signature", metavar="NAME",
                        help="TF1 -> TF2 only: the TF1 signature that __call__ serves (default: 'default')")
-    group.add_argument("--kind", choices=("feature_vector", "classification"),
+    group.add_argument("--kind", choices=tuple(KINDS),
                        help="TF2 -> TF1 only: the image signature to write besides 'default' (default: from the "
                             "model's metadata)")
     add_image_size(group, "TF2 -> TF1: the expected image size to record, needed when the model's input size is "
@@ -156,6 +158,17 @@ def add_output(parser, *, full: bool = False) -> None:
         group.add_argument("--full", action="store_true",
                            help="show every output's row (default: a summary: failures and the worst outputs)")
     add_verbosity(group)
+
+
+def add_scale_out(parser, *, what: str, local: str, beam: str, options_example: str) -> None:
+    """--runner and --beam-options; `what`: what runs on Beam, `local`/`beam`: what each runner does,
+    `options_example`: the pipeline options shown in the help."""
+    group = parser.add_argument_group(f"scaling out ({what}needs pip install 'tf-hub-bridge[beam]')")
+    group.add_argument("--runner", choices=("local", "beam"), default="local",
+                       help=f"local: {local} (default); beam: {beam}")
+    group.add_argument("--beam-options", metavar="\"FLAGS\"",
+                       help=f"Beam pipeline options, e.g. --beam-options=\"{options_example}\" (default: "
+                            "DirectRunner, 2 workers)")
 
 
 def add_verbosity(group) -> None:

@@ -53,13 +53,9 @@ def register(sub) -> None:
     arguments.add_conversion(p)
     arguments.add_verification(p)
     arguments.add_output(p)
-    scale = p.add_argument_group("scaling out (needs pip install 'tf-hub-bridge[beam]')")
-    scale.add_argument("--runner", choices=("local", "beam"), default="local",
-                       help="local: processes started here (default); beam: one Apache Beam work item per model, "
-                            "the same records and report")
-    scale.add_argument("--beam-options", metavar="\"FLAGS\"",
-                       help="Beam pipeline options, e.g. --beam-options=\"--direct_num_workers=4\" (default: "
-                            "DirectRunner, 2 workers)")
+    arguments.add_scale_out(p, what="", local="processes started here",
+                            beam="one Apache Beam work item per model, the same records and report",
+                            options_example="--direct_num_workers=4")
     p.set_defaults(run=run)
 
 

@@ -72,13 +72,10 @@ def register(sub) -> None:
                        help="save the input batches, keys batch_00000, ... (reusable as --images)")
     saved.add_argument("--save-outputs", metavar="FILE.npz",
                        help="save both models' outputs, one array per batch: keys A|B/<mode>/<output>/<batch>")
-    scale = p.add_argument_group("scaling out (inference outputs; needs pip install 'tf-hub-bridge[beam]')")
-    scale.add_argument("--runner", choices=("local", "beam"), default="local",
-                       help="local: this process (default); beam: an Apache Beam pipeline, the same report "
-                            "(--images may then be glob patterns)")
-    scale.add_argument("--beam-options", metavar="\"FLAGS\"",
-                       help="Beam pipeline options, e.g. --beam-options=\"--runner=DataflowRunner --project=P "
-                            "--region=R --temp_location=gs://B/tmp\" (default: DirectRunner, 2 workers)")
+    arguments.add_scale_out(p, what="inference outputs; ", local="this process",
+                            beam="an Apache Beam pipeline, the same report (--images may then be glob patterns)",
+                            options_example="--runner=DataflowRunner --project=P --region=R "
+                                            "--temp_location=gs://B/tmp")
     p.set_defaults(run=run)
 
 

@@ -19,7 +19,7 @@ import sys
 from bridge import formats, validate
 from legacy.errors import BridgeError, ConversionError, InvalidInputError, VerificationError, spell
 from legacy.format.atomic import atomic_directory, check_destination
-from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, KINDS
+from legacy.format.conventions import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, KINDS, kind_fix
 
 TF1 = "tf1"
 TF2 = "tf2"
@@ -196,8 +196,8 @@ def _check_kind_known(src: str, local: str, kind) -> None:
 
     metadata = read_metadata(local)
     if kind is None and (metadata is None or not metadata.signatures) and not saved_model_takes_text(local):
-        fix = spell("kind='feature_vector' or kind='classification'", "--kind feature_vector or --kind classification")
-        raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass {fix}")
+        raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass "
+                              f"{kind_fix()}")
 
 
 def _check_verification_size(src: str, local: str, signature: str | None, image_size, verify: bool):

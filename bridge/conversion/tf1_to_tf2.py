@@ -25,7 +25,7 @@ from legacy.format.metadata import BridgeMetadata, partitions_of, write_metadata
 from legacy.errors import InvalidInputError, NotAnImageModuleError
 from legacy.engine.functions import ModuleFunctions, checkpoint_values, input_defaults, load_variables
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS,
-                                       SERVING_DEFAULT, TRAIN_TAGS, kind_of_signature)
+                                       SERVING_DEFAULT, TRAIN_TAGS, kind_of_signature, variable_name)
 from legacy.format.reader import StoredModule, read_module
 # The arguments every function of a converted model takes before a signature's other inputs.
 _CALL_ARGUMENTS = (IMAGE_INPUT_KEY, "training")
@@ -552,7 +552,7 @@ def as_stored(adapter: ModuleAdapter) -> ModuleAdapter:
     if hasattr(adapter, "restore_stored"):  # a text module's adapter
         return adapter.restore_stored()
     if adapter.variables:
-        by_name = {var.name.split(":")[0]: var for var in adapter.variables}
+        by_name = {variable_name(var): var for var in adapter.variables}
         for name, value in checkpoint_values(adapter.stored_module):  # one value at a time
             by_name[name].assign(value)  # a part of a partitioned variable (`.../part_0`): a slice of the whole
     return adapter

@@ -35,8 +35,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bridge.parity.images import (DEFAULT_VAL_RANGE, Batch, InputSet, _Array, _ArrayFile,
-                                  _ImageFile, _read_npz_member, collect_inputs, load_image)
+from bridge.parity.images import (DEFAULT_VAL_RANGE, ArrayFile, Batch, ImageFile, InMemoryArray, InputSet,
+                                  collect_inputs, load_image, read_npz_member)
 from bridge.parity.results import INFERENCE, Report
 from bridge.parity.stats import ErrorStats
 from bridge.parity.tolerance import DEFAULT_ATOL_SCALE, DEFAULT_RTOL, SEMANTICS, Tolerances, check_overrides
@@ -97,8 +97,8 @@ def plan_batches(inputs: InputSet) -> list:
         offset = 0
         while offset < source.count:
             take = min(size - len(names), source.count - offset)
-            if isinstance(source, _Array):
-                pieces.append((_Array(source.array[offset:offset + take], source.label), 0, take))
+            if isinstance(source, InMemoryArray):
+                pieces.append((InMemoryArray(source.array[offset:offset + take], source.label), 0, take))
             else:
                 pieces.append((source, offset, take))
             names.extend(_names(source, offset, take))
@@ -114,11 +114,11 @@ def plan_batches(inputs: InputSet) -> list:
 
 def _names(source, offset: int, count: int) -> list:
     """The names `InputSet.batches()` gives these images."""
-    if isinstance(source, _ImageFile):
+    if isinstance(source, ImageFile):
         return [source.path]
-    if isinstance(source, _ArrayFile):
+    if isinstance(source, ArrayFile):
         label = source.path if source.key is None else f"{source.path}:{source.key}"
-    elif isinstance(source, _Array):
+    elif isinstance(source, InMemoryArray):
         label = source.label
     else:
         label = f"random(seed={source.seed})"
@@ -132,17 +132,17 @@ def read_batch(plan: BatchPlan, image_size: tuple | None) -> Batch:
 
 
 def _read_piece(source, offset: int, count: int, image_size) -> np.ndarray:
-    if isinstance(source, _ImageFile):
+    if isinstance(source, ImageFile):
         return load_image(source.path, image_size)[None]
-    if isinstance(source, _Array):
+    if isinstance(source, InMemoryArray):
         return source.array
-    if isinstance(source, _ArrayFile):
+    if isinstance(source, ArrayFile):
         if source.key is None:
             array = np.load(source.path, mmap_mode="r", allow_pickle=False)
             array = array[None] if array.ndim == 3 else array
             return np.asarray(array[offset:offset + count], dtype=np.float32)
         rows, position = [], 0
-        for chunk in _read_npz_member(source.path, source.key, max(count, 1)):  # streamed: skip to the offset
+        for chunk in read_npz_member(source.path, source.key, max(count, 1)):  # streamed: skip to the offset
             end = position + len(chunk)
             if end > offset:
                 rows.append(chunk[max(0, offset - position):offset + count - position])
@@ -238,11 +238,11 @@ class Part:
 def batch_statistics(a: Outputs, b: Outputs, batch: Batch, signatures: Sequence[str], tolerances: Tolerances,
                      logits: Sequence[str] = ()):
     """((signature, key), Part) for every output of one batch: what the local harness feeds for that batch."""
-    from bridge.parity.comparison import _ordered
+    from bridge.parity.comparison import ordered_keys
 
     for sig in signatures:
         va, vb = a.values[sig], b.values[sig]
-        for key in _ordered(set(va) | set(vb)):
+        for key in ordered_keys(set(va) | set(vb)):
             if key not in va or key not in vb:
                 yield (sig, key), Part(None, f"output only in {'A' if key in va else 'B'}", batch.start)
                 continue
@@ -337,8 +337,9 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
     `images`: as for `compare`, plus glob patterns. `beam_options`: Beam pipeline flags, a string or a list
     (default `DEFAULT_OPTIONS`: DirectRunner, 2 workers as threads).
     """
-    from bridge.parity.comparison import (DEFAULT_RANDOM, _check_logits, _open, fill_fixed_batches, input_kind,
-                                          resolve_batch_size, resolve_image_size, select_signatures)
+    from bridge.parity.comparison import (DEFAULT_RANDOM, check_logits, fill_fixed_batches, input_kind,
+                                          open_model_runner, resolve_batch_size, resolve_image_size,
+                                          select_signatures)
 
     tolerances = Tolerances.parse(atol, rtol)
     for model in (a, b):
@@ -349,7 +350,7 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
     images = expand_globs(images)
     progress = progress or (lambda message: None)
     with contextlib.ExitStack() as stack:
-        ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (a, b))
+        ra, rb = (open_model_runner(model, stack, allow_unsafe_ops) for model in (a, b))
         chosen = select_signatures(ra, rb, signatures)
         kind = input_kind(ra, rb)
         if kind != "images":
@@ -371,7 +372,7 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
         names = {n for sig in chosen for side in outputs.values() for key in side[sig] for n in (f"{sig}/{key}", key)}
         names.update(("inference", "training", "gradients", "updates"))
         check_overrides(tolerances, names)
-        _check_logits(logits, names)
+        check_logits(logits, names)
         a_desc, b_desc = ra.describe(), rb.describe()
         only_in = {"A": [s for s in ra.signature_names if s not in rb.signature_names],
                    "B": [s for s in rb.signature_names if s not in ra.signature_names]}
@@ -407,15 +408,15 @@ def compare_on_beam(a, b, images=None, *, random: int | None = None, seed: int =
 def _report(combined: dict, chosen: list, tolerances: Tolerances, inputs: InputSet, images, a_desc: dict,
             b_desc: dict, seed: int, only_in: dict, labels: tuple, random_ops: dict) -> Report:
     """The local harness's Report from the combined statistics (same entries, order, settings and inputs)."""
-    from bridge.parity.comparison import _describe_sources, _Entry, _missing_outputs_notes, _ordered
+    from bridge.parity.comparison import OutputEntry, describe_sources, missing_outputs_notes, ordered_keys
 
     results = []
     for sig in chosen:
-        keys = _ordered(key for s, key in combined if s == sig)
+        keys = ordered_keys(key for s, key in combined if s == sig)
         for key in keys:
             part = combined[(sig, key)]
             stats = part.stats
-            entry = _Entry(f"{sig}/{key}", sig, key, INFERENCE, tolerances, bool(stats and stats.logits))
+            entry = OutputEntry(f"{sig}/{key}", sig, key, INFERENCE, tolerances, bool(stats and stats.logits))
             if stats is not None:
                 entry.stats = stats
             entry.missing = part.missing
@@ -432,10 +433,10 @@ def _report(combined: dict, chosen: list, tolerances: Tolerances, inputs: InputS
                       "default_rtol": DEFAULT_RTOL, "overrides": tolerances.to_json()},
     }
     describe = inputs.describe()
-    describe["sources"] = _describe_sources(images)
+    describe["sources"] = describe_sources(images)
     notes = [f"signature{'s' if len(names) > 1 else ''} only in {side} ({label}), not compared: "
              f"{', '.join(names)}" for (side, names), label in zip(only_in.items(), labels) if names]
-    notes += _missing_outputs_notes(results)
+    notes += missing_outputs_notes(results)
     return Report(a=a_desc, b=b_desc, inputs=describe, results=results, settings=settings, notes=notes)
 
 

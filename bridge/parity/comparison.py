@@ -53,7 +53,7 @@ GRADIENT_LOSS = ("sum over the compared signatures and their shared float output
 # -- the streaming comparison --------------------------------------------------------------------------------------
 
 
-class _Entry:
+class OutputEntry:
     """One output being compared: its identity and its streaming statistics (or why it cannot be compared)."""
 
     def __init__(self, name, signature, key, mode, tolerances: Tolerances, logits: bool):
@@ -157,12 +157,12 @@ class _Session:
             names.update(f"updates/{var}" for side in self.initial.values() for var in side)
         return names
 
-    def _entry(self, mode: str, signature: str | None, key: str) -> _Entry:
+    def _entry(self, mode: str, signature: str | None, key: str) -> OutputEntry:
         name = key if signature is None else f"{signature}/{key}"
         if (mode, name) not in self.entries:
             logits = mode in (INFERENCE, TRAINING) and (
                 any(r.is_logits(signature, key) for r in self.runners.values()) or bool({name, key} & self.logits))
-            entry = _Entry(name, signature, key, mode, self.tolerances, logits)
+            entry = OutputEntry(name, signature, key, mode, self.tolerances, logits)
             entry.note = self._random_note(mode, signature, key)
             self.entries[(mode, name)] = entry
         return self.entries[(mode, name)]
@@ -247,8 +247,8 @@ class _Session:
         for sig in self.distinct:
             a, b = outputs["A"][sig], outputs["B"][sig]
             if sig not in self.shared_keys:
-                self.shared_keys[sig] = _ordered([k for k in a if k in b])
-            for key in _ordered(set(a) | set(b)):
+                self.shared_keys[sig] = ordered_keys([k for k in a if k in b])
+            for key in ordered_keys(set(a) | set(b)):
                 entry = self._entry(mode, sig, key)
                 if not entry.aliases:
                     entry.aliases = [f"{alias}/{key}" for alias, earlier in self.aliases.items() if earlier == sig]
@@ -374,7 +374,7 @@ def _asset_relative(value: np.ndarray) -> np.ndarray:
     return np.array(changed, dtype=object).reshape(value.shape)
 
 
-def _ordered(keys) -> list:
+def ordered_keys(keys) -> list:
     """Output keys, `default` first, the rest sorted."""
     keys = set(keys)
     return (["default"] if "default" in keys else []) + sorted(keys - {"default"})
@@ -613,7 +613,7 @@ def compare(a, b, images=None, *, random: int | None = None, seed: int = 0,
     image_size = parse_image_size(image_size)
     signatures = [signatures] if isinstance(signatures, str) else signatures
     with contextlib.ExitStack() as stack:
-        ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (a, b))
+        ra, rb = (open_model_runner(model, stack, allow_unsafe_ops) for model in (a, b))
         return _compare(ra, rb, tolerances, images=images, random=random, seed=seed, val_range=val_range,
                         batch_size=batch_size, image_size=image_size, signatures=signatures, training=training,
                         gradients=gradients, logits=logits, save_inputs=save_inputs, save_outputs=save_outputs,
@@ -682,7 +682,7 @@ def _as_list(images) -> list:
         raise InvalidInputError(f"images must be paths or arrays, got {type(images).__name__}") from None
 
 
-def _open(model, stack: contextlib.ExitStack, allow_unsafe_ops: bool) -> Runner:
+def open_model_runner(model, stack: contextlib.ExitStack, allow_unsafe_ops: bool) -> Runner:
     """A runner for `model`; a path is resolved (archives extracted until `stack` closes) and scanned first."""
     if isinstance(model, (str, os.PathLike)):
         from bridge.formats import open_model
@@ -756,7 +756,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
             session.step(batch, index)
             if index == 0:  # every output name is known now: refuse names that match none
                 check_overrides(tolerances, session.known_names())
-                _check_logits(logits, session.known_names())
+                check_logits(logits, session.known_names())
             if progress:
                 what = {"text": "sentences", "tensors": "examples"}.get(kind, "images")
                 progress(f"batch {index + 1}/{inputs.num_batches}: {batch.start + len(batch.names)}/{total} {what}")
@@ -782,7 +782,7 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
                   f"{words}, unknown lengths {DEFAULT_LENGTH})" for name, specs in drawn.items()]
     if filled:
         notes.append(filled)
-    notes += _missing_outputs_notes(results) + list(session.notes)
+    notes += missing_outputs_notes(results) + list(session.notes)
     random = {side: None if r.random is None else r.random.to_json() for side, r in (("A", ra), ("B", rb))}
     if any(r.random is None or r.random.ops for r in (ra, rb)):
         from bridge.parity.random_draws import METHOD
@@ -813,12 +813,12 @@ def _compare(ra: Runner, rb: Runner, tolerances: Tolerances, *, images, random, 
     if fed:
         settings["inputs"] = fed
     describe = inputs.describe()
-    describe["sources"] = _describe_sources(images)
+    describe["sources"] = describe_sources(images)
     return Report(a=ra.describe(), b=rb.describe(), inputs=describe, results=results, settings=settings,
                   notes=notes)
 
 
-def _missing_outputs_notes(results: list) -> list:
+def missing_outputs_notes(results: list) -> list:
     """A note per model naming the outputs that only it has (they fail: the other model cannot match them)."""
     notes = []
     for side in ("A", "B"):
@@ -829,7 +829,8 @@ def _missing_outputs_notes(results: list) -> list:
     return notes
 
 
-def _check_logits(logits: Sequence[str], names: set) -> None:
+def check_logits(logits: Sequence[str], names: set) -> None:
+    """Every --logits name is an output of the models (`names`), else an error listing the outputs there are."""
     unknown = [n for n in logits if n not in names]
     if unknown:
         outputs = sorted(n for n in names if "/" in n and not n.startswith(("updates/", "gradients/")))
@@ -837,7 +838,8 @@ def _check_logits(logits: Sequence[str], names: set) -> None:
                                 f"signature/output_key or an output key (here: {', '.join(outputs)})")
 
 
-def _describe_sources(images) -> list:
+def describe_sources(images) -> list:
+    """The inputs as the report lists them: paths as given, arrays by their shape."""
     if images is None:
         return []
     items = [images] if isinstance(images, (str, np.ndarray)) or hasattr(images, "__fspath__") else list(images)
@@ -859,7 +861,7 @@ def verify_conversion(src, dst, images=None, *, random: int = DEFAULT_RANDOM, se
     with a fixed batch size are verified in batches of exactly that size).
     """
     with contextlib.ExitStack() as stack:
-        ra, rb = (_open(model, stack, allow_unsafe_ops) for model in (src, dst))
+        ra, rb = (open_model_runner(model, stack, allow_unsafe_ops) for model in (src, dst))
         for runner, label in zip((ra, rb), labels):
             runner.label = label or runner.label
         training = ra.supports_training and rb.supports_training

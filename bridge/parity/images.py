@@ -52,13 +52,17 @@ class Batch:
 
 
 @dataclasses.dataclass(frozen=True)
-class _ImageFile:
+class ImageFile:
+    """An image file among the inputs (one image)."""
+
     path: str
     count: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
-class _ArrayFile:
+class ArrayFile:
+    """An .npy, or one array of an .npz, among the inputs: read in slices, never whole."""
+
     path: str
     key: str | None  # the array inside an .npz, None for an .npy
     shape: tuple  # [N, H, W, 3] (a single [H, W, 3] image is read as N = 1)
@@ -69,7 +73,9 @@ class _ArrayFile:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Array:
+class InMemoryArray:
+    """An array given in memory (Python API), with the label reports show for it."""
+
     array: np.ndarray
     label: str
 
@@ -133,7 +139,7 @@ class InputSet(Batched):
         """What was fed, for the report."""
         kinds = {"image files": 0, "array images": 0, "random images": 0}
         for s in self._sources:
-            key = ("image files" if isinstance(s, _ImageFile) else "random images" if isinstance(s, _Random)
+            key = ("image files" if isinstance(s, ImageFile) else "random images" if isinstance(s, _Random)
                    else "array images")
             kinds[key] += s.count
         randoms = [s for s in self._sources if isinstance(s, _Random)]
@@ -178,16 +184,16 @@ class InputSet(Batched):
 
     def _chunks(self) -> Iterator[tuple]:
         for source in self._sources:
-            if isinstance(source, _ImageFile):
+            if isinstance(source, ImageFile):
                 yield load_image(source.path, self.image_size)[None], [source.path]
-            elif isinstance(source, _ArrayFile):
+            elif isinstance(source, ArrayFile):
                 yield from self._array_file_chunks(source)
-            elif isinstance(source, _Array):
+            elif isinstance(source, InMemoryArray):
                 yield source.array, [f"{source.label}[{i}]" for i in range(source.count)]
             else:
                 yield from self._random_chunks(source)
 
-    def _array_file_chunks(self, source: _ArrayFile) -> Iterator[tuple]:
+    def _array_file_chunks(self, source: ArrayFile) -> Iterator[tuple]:
         label = source.path if source.key is None else f"{source.path}:{source.key}"
         if source.key is None:
             array = np.load(source.path, mmap_mode="r", allow_pickle=False)  # memory-mapped: read per chunk
@@ -198,7 +204,7 @@ class InputSet(Batched):
                 yield chunk, [f"{label}[{i}]" for i in range(offset, offset + len(chunk))]
             return
         offset = 0
-        for chunk in _read_npz_member(source.path, source.key, self.batch_size):
+        for chunk in read_npz_member(source.path, source.key, self.batch_size):
             yield chunk, [f"{label}[{i}]" for i in range(offset, offset + len(chunk))]
             offset += len(chunk)
 
@@ -227,7 +233,7 @@ def collect_inputs(images=None, *, random: int | None = None, seed: int = 0,
     if images is not None:
         for item in _as_items(images):
             if isinstance(item, np.ndarray):
-                sources.append(_Array(_check_array(item, "array", image_size), "array"))
+                sources.append(InMemoryArray(_check_array(item, "array", image_size), "array"))
             else:
                 found, left_out = _sources_for_path(os.fspath(item), image_size)
                 sources.extend(found)
@@ -263,14 +269,14 @@ def _sources_for_path(path: str, image_size) -> tuple:
         if not files:
             raise InvalidInputError(f"{path}: no image files (JPEG, PNG, GIF or BMP) in this folder; "
                                     "pass a folder of images, image files, or --random N")
-        return [_ImageFile(f) for f in files], skipped
+        return [ImageFile(f) for f in files], skipped
     extension = os.path.splitext(path)[1].lower()
     if extension == ".npy":
         return [_array_file(path, None, image_size)], []
     if extension == ".npz":
         return _npz_sources(path, image_size), []
     sniff_image(path)
-    return [_ImageFile(path)], []
+    return [ImageFile(path)], []
 
 
 def list_image_files(folder: str) -> tuple:
@@ -380,7 +386,7 @@ def _npz_header(stream) -> tuple:
     return shape, dtype, fortran
 
 
-def _read_npz_member(path: str, key: str, rows: int) -> Iterator[np.ndarray]:
+def read_npz_member(path: str, key: str, rows: int) -> Iterator[np.ndarray]:
     """One array of an .npz as float32 chunks of `rows` images, read from the zip stream: never whole in memory."""
     try:
         yield from _npz_member_chunks(path, key, rows)
@@ -410,7 +416,7 @@ def _npz_member_chunks(path: str, key: str, rows: int) -> Iterator[np.ndarray]:
             yield np.frombuffer(data, dtype=dtype).reshape((n,) + shape[1:]).astype(np.float32)
 
 
-def _array_file(path: str, key: str | None, image_size) -> _ArrayFile:
+def _array_file(path: str, key: str | None, image_size) -> ArrayFile:
     """Check an .npy file or .npz member from its header (the data is read batch by batch later)."""
     label = path if key is None else f"{path}:{key}"
     try:
@@ -425,7 +431,7 @@ def _array_file(path: str, key: str | None, image_size) -> _ArrayFile:
                                 "(numeric dtype, no pickled objects)") from None
     _check_shape(tuple(shape), dtype, label, image_size)
     shape = tuple(shape) if len(shape) == 4 else (1,) + tuple(shape)
-    return _ArrayFile(path, key, shape)
+    return ArrayFile(path, key, shape)
 
 
 def _check_array(array: np.ndarray, label: str, image_size) -> np.ndarray:

@@ -18,18 +18,12 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 
 from bridge import formats, validate
 from legacy.errors import BridgeError, InvalidInputError, ModuleFormatError, NotAnImageModuleError
-from legacy.format.conventions import SERVING_DEFAULT
+from legacy.format.conventions import (SERVING_DEFAULT, expected_image_size, holds_saved_model, static_image_size,
+                                       variable_name)
 from legacy.format.reader import DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, first_line
-
-
-
-def variable_name(var) -> str:
-    """A variable's name without the ':0' output suffix (checkpoint names in TF1 modules)."""
-    return re.sub(r":\d+$", "", var.name)
 
 
 class Runner:
@@ -123,7 +117,7 @@ class Runner:
         from legacy.format.reader import read_saved_model_proto
 
         directory = getattr(self, "directory", None)
-        if directory is None or not os.path.isfile(os.path.join(directory, "saved_model.pb")):
+        if directory is None or not holds_saved_model(directory):
             return False
         return any(has_tf1_loops(mg.graph_def) for mg in read_saved_model_proto(directory).meta_graphs)
 
@@ -252,10 +246,10 @@ class Runner:
 def unique_names(variables) -> dict:
     """name -> variable, ':0' stripped; a repeated name gets `_1`, `_2`, ... in order.
 
-    The rule the converter uses for checkpoint names (`legacy.engine.from_saved_model.unique_variable_names`), so that
+    The rule the converter uses for checkpoint names (`legacy.format.conventions.unique_variable_names`), so that
     variables of a TF2 model and of the TF1 module converted from it match by name.
     """
-    from legacy.engine.from_saved_model import unique_variable_names
+    from legacy.format.conventions import unique_variable_names
 
     variables = list(variables)
     return dict(zip(unique_variable_names(variable_name(var) for var in variables), variables))
@@ -442,13 +436,13 @@ class SavedModelRunner(Runner):
 
     @property
     def expected_image_size(self):
-        if self.metadata is not None and self.metadata.image_size:
-            return tuple(self.metadata.image_size)
-        for fn, _, _ in self._functions.values():
-            size = _static_image_size(fn)
-            if size:
-                return size
-        return None
+        recorded = self.metadata.image_size if self.metadata is not None else None
+        return expected_image_size(recorded, self._static_image_shape)
+
+    def _static_image_shape(self) -> list | None:
+        """The first image input shape (of any function) with a static height and width, else None."""
+        return next((shape for fn, _, _ in self._functions.values() for shape in _image_shapes(fn)
+                     if static_image_size(shape)), None)
 
     @property
     def supports_training(self) -> bool:
@@ -723,15 +717,13 @@ def _takes_training(obj) -> bool:
     return False
 
 
-def _static_image_size(fn):
+def _image_shapes(fn) -> list:
+    """The shapes of the 4-D tensor arguments of `fn`'s traces, as lists (None where unknown)."""
     import tensorflow as tf
 
-    for cf in _concrete_functions(fn):
-        args, kwargs = cf.structured_input_signature
-        for spec in list(args) + list(kwargs.values()):
-            if isinstance(spec, tf.TensorSpec) and spec.shape.rank == 4 and spec.shape[1] and spec.shape[2]:
-                return int(spec.shape[1]), int(spec.shape[2])
-    return None
+    return [spec.shape.as_list() for cf in _concrete_functions(fn)
+            for spec in list(cf.structured_input_signature[0]) + list(cf.structured_input_signature[1].values())
+            if isinstance(spec, tf.TensorSpec) and spec.shape.rank == 4]
 
 
 def open_runner(model, label: str | None = None, allow_unsafe_ops: bool = False,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Iterable
+from typing import Callable
 
 import tensorflow as tf
 
@@ -28,7 +28,8 @@ from legacy.engine.graph_variables import create_graph_variables
 from legacy.engine.partitions import recorded_parts, whole_values
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, SERVING_DEFAULT,
-                                       TRAIN_TAGS, tag_label)
+                                       TRAIN_TAGS, expected_image_size, kind_fix, tag_label, unique_variable_names,
+                                       variable_name)
 from legacy.format.graph_defs import name_functions_by_content
 from legacy.format.reader import first_line, is_corrupt_data, untrusted
 from legacy.format.writer import attach_image_size
@@ -50,23 +51,6 @@ class _Plan:
     partitions: dict = dataclasses.field(default_factory=dict)  # part name -> its slice (see legacy.engine.partitions)
     loss_graphs: dict = dataclasses.field(default_factory=dict)  # the losses' flattened graphs, shared by the variants
 
-
-
-def unique_variable_names(names: Iterable[str]) -> list:
-    """Checkpoint names for TF2 variable names (':0' already stripped), in order: a repeated name gets `_1`, `_2`...
-
-    TF2 names need not be unique (Keras 3: "kernel", "kernel", ...). The converter, the shim and the parity
-    harness all name variables this way, so a TF2 model and the TF1 module made from it match by name.
-    """
-    result, used = [], set()
-    for base in names:
-        base = base or "variable"
-        name, k = base, 1
-        while name in used:
-            name, k = f"{base}_{k}", k + 1
-        used.add(name)
-        result.append(name)
-    return result
 
 def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size: tuple | None = None, *,
                                  require_kind: bool = False, require_image_size: bool = False,
@@ -146,7 +130,7 @@ def _text_meta_graphs(path: str, obj, progress, partitioned: bool = False) -> tu
     from legacy.engine.text_variants import has_training_traces, text_meta_graph
 
     variables = list(getattr(obj, "variables", []))
-    names = dict(zip((id(v) for v in variables), unique_variable_names(v.name.split(":")[0] for v in variables)))
+    names = dict(zip((id(v) for v in variables), unique_variable_names(variable_name(v) for v in variables)))
     trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
     metadata = read_metadata(path)
     partitions = recorded_parts(metadata, names.values()) if partitioned else {}
@@ -200,10 +184,9 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
                               "module takes float32 [batch, height, width, 3]")
     metadata = read_metadata(src)
     shape = input_spec.shape.as_list()
-    if image_size is None and metadata is not None and metadata.image_size:
-        image_size = tuple(metadata.image_size)
-    if image_size is None and (size_from_input_shape or require_image_size) and shape[1] and shape[2]:
-        image_size = (shape[1], shape[2])
+    if image_size is None:  # the recorded size, else the input shape's when the caller asks for it
+        image_size = expected_image_size(metadata.image_size if metadata is not None else None,
+                                         lambda: shape if size_from_input_shape or require_image_size else None)
     if image_size is None and require_image_size:
         raise ConversionError(f"{src} takes images of any size and records no expected size; pass "
                               f"{spell('image_size=(height, width)', '--image-size HEIGHTxWIDTH')}")
@@ -224,12 +207,11 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
             signatures[KINDS[kind]] = (call, False)
     else:
         if kind is None and require_kind:
-            fix = spell("kind='feature_vector' or kind='classification'",
-                        "--kind feature_vector or --kind classification")
-            raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass {fix}")
+            raise ConversionError(f"{src} does not say whether it is a feature vector or a classifier; pass "
+                                  f"{kind_fix()}")
         signatures[DEFAULT_SIGNATURE] = (call, False)
     if kind is not None and kind not in KINDS:
-        raise ConversionError(f"unknown kind {kind!r}; use feature_vector or classification")
+        raise ConversionError(f"unknown kind {kind!r}; use {' or '.join(KINDS)}")
     if kind is not None and KINDS[kind] not in signatures:
         signatures[KINDS[kind]] = (call, False)
 
@@ -237,11 +219,11 @@ def _plan(src: str, obj, kind: str | None, image_size: tuple | None, require_kin
     trainable_ids = {id(v) for v in getattr(obj, "trainable_variables", [])}
     if serving is not None:
         model_variables, trainable_ids = serving.variables, {id(v) for v in serving.variables if v.trainable}
-    unique = unique_variable_names(var.name.split(":")[0] for var in model_variables)
+    unique = unique_variable_names(variable_name(var) for var in model_variables)
     names = {id(var): name for var, name in zip(model_variables, unique)}
     # A model converted from a TF1 module without a train variant gets none back (its training=True trace only
     # repeats the inference graph).
-    had_train_variant = metadata is None or metadata.variants is None or ["train"] in metadata.variants
+    had_train_variant = metadata is None or metadata.variants is None or sorted(TRAIN_TAGS) in metadata.variants
     return _Plan(signatures=signatures, image_size=tuple(image_size) if image_size else None,
                  input_shape=shape, has_training=True in trainings and had_train_variant,
                  variable_names=names, variables=model_variables, trainable_ids=trainable_ids, metadata=metadata)

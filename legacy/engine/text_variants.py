@@ -27,7 +27,7 @@ from legacy.engine.function_import import (export_variant, import_function, impo
 from legacy.engine.graph_variables import create_graph_variables
 from legacy.engine.tables import NAMED_TABLE_OPS
 from legacy.errors import ConversionError
-from legacy.format.conventions import DEFAULT_SIGNATURE
+from legacy.format.conventions import DEFAULT_SIGNATURE, TRAIN_TAGS
 from legacy.format.graph_defs import name_functions_by_content
 
 
@@ -127,7 +127,7 @@ def text_meta_graph(src: str, obj, metadata, variable_names: dict, trainable_ids
         import_regularization_losses(obj, handles, loss_graphs)
         meta_graph = export_variant(graph)
     meta_graph.meta_info_def.ClearField("tags")
-    meta_graph.meta_info_def.tags.extend(["train"] if training else [])
+    meta_graph.meta_info_def.tags.extend(sorted(TRAIN_TAGS) if training else [])
     for name, sig in signature_defs.items():
         meta_graph.signature_def[name].CopyFrom(sig)
     name_functions_by_content(meta_graph.graph_def)  # not the TF2 model's names: both may run in one process

@@ -33,13 +33,13 @@ import zlib
 from typing import Iterator
 
 from legacy.errors import BridgeError, ModelNotCachedError, ModuleFormatError, UnsafeArchiveError
+from legacy.format.conventions import MODEL_FILENAMES, holds_model
 
 MAX_BYTES_ENV = "BRIDGE_MAX_ARCHIVE_BYTES"
 DEFAULT_MAX_BYTES = 16 * 1024 ** 3  # well above the largest TF Hub image models (a few GB)
 MAX_MEMBERS = 100_000
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 HANDLE_SCHEMES = ("http://", "https://", "gs://")
-_MODEL_FILES = ("tfhub_module.pb", "saved_model.pb")
 _CHUNK = 1 << 20
 _MAX_METADATA = 1 << 20  # pax headers and GNU long names: tarfile reads each into memory whole
 # What a corrupt or truncated compressed stream raises while tarfile reads it (a gzip header cut short makes
@@ -114,16 +114,15 @@ def resolve_model_path(model, max_bytes: int | None = None) -> Iterator:
 
 def _model_root(archive: str, root: str) -> str:
     """The directory inside an extracted archive that holds the model: its root, or its only subdirectory."""
-    if any(os.path.isfile(os.path.join(root, f)) for f in _MODEL_FILES):
+    if holds_model(root):
         return root
     entries = os.listdir(root)
     if len(entries) == 1:
         inner = os.path.join(root, entries[0])
-        if os.path.isdir(inner) and not os.path.islink(inner) and any(
-                os.path.isfile(os.path.join(inner, f)) for f in _MODEL_FILES):
+        if os.path.isdir(inner) and not os.path.islink(inner) and holds_model(inner):
             return inner
     raise ModuleFormatError(
-        f"{archive} holds no model: neither {' nor '.join(_MODEL_FILES)} at its root; pack the model directory's "
+        f"{archive} holds no model: neither {' nor '.join(MODEL_FILENAMES)} at its root; pack the model directory's "
         "contents, e.g. tar -czf model.tar.gz -C model_dir .")
 
 

@@ -23,8 +23,9 @@ from google.protobuf.message import DecodeError
 from legacy.format import protos
 from legacy.format.graph_defs import has_tf1_loops, op_name
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY,  # noqa: F401
-                                       MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, TRAIN_TAGS, is_tf1_hub_module,
-                                       require_directory, tag_label)
+                                       MODULE_DEF_FILENAME, SAVED_MODEL_FILENAME, TRAIN_TAGS, attached_image_size,
+                                       expected_image_size, is_tf1_hub_module, require_directory,
+                                       static_num_channels, tag_label)
 from legacy.errors import (BridgeError, ModuleFormatError, NotAModuleError, NotAnImageModuleError,
                            UnknownSignatureError, UnknownVariantError)
 
@@ -238,25 +239,25 @@ class StoredModule:
     def expected_image_size(self, signature: str | None = None, input_name: str | None = None,
                             tags: Iterable[str] | None = None) -> tuple:
         """(height, width) the legacy way: the attachment when both sizes are set, else the static input shape."""
-        info = self.image_module_info(tags)
-        if info is not None and info.default_image_size.height and info.default_image_size.width:
-            return info.default_image_size.height, info.default_image_size.width
-        shape = self._image_input(signature, input_name, tags).shape
-        if shape is None or len(shape) != 4 or not shape[1] or not shape[2]:
+        size = expected_image_size(attached_image_size(self.image_module_info(tags)),
+                                   lambda: self._image_input(signature, input_name, tags).shape)
+        if size is None:
             raise NotAnImageModuleError(
-                f"Shape of module input is {_shape_str(shape)}, expected [batch_size, height, width, num_channels] "
-                "with known height and width; give the size explicitly (e.g. --image-size HEIGHTxWIDTH)")
-        return shape[1], shape[2]
+                f"Shape of module input is {_shape_str(self._image_input(signature, input_name, tags).shape)}, "
+                "expected [batch_size, height, width, num_channels] with known height and width; give the size "
+                "explicitly (e.g. --image-size HEIGHTxWIDTH)")
+        return size
 
     def num_image_channels(self, signature: str | None = None, input_name: str | None = None,
                            tags: Iterable[str] | None = None) -> int:
         """Number of channels from the static shape of the image input (the legacy lookup reads nothing else)."""
         shape = self._image_input(signature, input_name, tags).shape
-        if shape is None or len(shape) != 4 or not shape[3]:
+        channels = static_num_channels(shape)
+        if channels is None:
             raise NotAnImageModuleError(
                 f"Shape of module input is {_shape_str(shape)}, expected [batch_size, height, width, "
                 "num_channels] with known num_channels")
-        return shape[3]
+        return channels
 
     def _image_input(self, signature, input_name, tags) -> TensorInfo:
         sig = self.variant(tags).signature(signature)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from legacy.format import protos
 from legacy.errors import NotAnImageModuleError
+from legacy.format.conventions import attached_image_size, expected_image_size, static_num_channels
 from legacy.format.reader import IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY
 from legacy.hub.spec import signature_name
 
@@ -26,27 +27,30 @@ def get_image_module_info(module_or_spec, required: bool = False):
 
 def get_expected_image_size(module_or_spec, signature: str | None = None, input_name: str | None = None) -> list:
     """[height, width] of the images the module expects (a ValueError when nothing records it)."""
-    info = get_image_module_info(module_or_spec)
-    if info is not None and info.default_image_size.height and info.default_image_size.width:
-        return [info.default_image_size.height, info.default_image_size.width]
-    shape = _image_input_shape(module_or_spec, signature, input_name)
-    dims = shape.as_list() if shape.rank is not None else None
-    if dims is None or len(dims) != 4 or not dims[1] or not dims[2]:
+    size = expected_image_size(attached_image_size(get_image_module_info(module_or_spec)),
+                               lambda: _dims(_image_input_shape(module_or_spec, signature, input_name)))
+    if size is None:
         raise NotAnImageModuleError(
-            f"Shape of module input is {shape}, expected [batch_size, height, width, num_channels] with known "
-            "height and width; resize to the size the module's documentation gives")
-    return [dims[1], dims[2]]
+            f"Shape of module input is {_image_input_shape(module_or_spec, signature, input_name)}, expected "
+            "[batch_size, height, width, num_channels] with known height and width; resize to the size the "
+            "module's documentation gives")
+    return list(size)
 
 
 def get_num_image_channels(module_or_spec, signature: str | None = None, input_name: str | None = None) -> int:
     """The number of color channels the module expects (a ValueError when the static shape does not say)."""
     shape = _image_input_shape(module_or_spec, signature, input_name)
-    dims = shape.as_list() if shape.rank is not None else None
-    if dims is None or len(dims) != 4 or not dims[3]:
+    channels = static_num_channels(_dims(shape))
+    if channels is None:
         raise NotAnImageModuleError(
             f"Shape of module input is {shape}, expected [batch_size, height, width, num_channels] with known "
             "num_channels; use the module's documentation (usually 3, RGB)")
-    return dims[3]
+    return channels
+
+
+def _dims(shape) -> list | None:
+    """A TensorShape as a list (None where unknown), None when its rank is unknown."""
+    return shape.as_list() if shape.rank is not None else None
 
 
 def _image_input_shape(module_or_spec, signature, input_name):

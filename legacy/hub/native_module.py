@@ -29,8 +29,8 @@ from legacy.engine import composites, graph_import
 from legacy.format.graph_defs import op_name
 from legacy.errors import BridgeError, CheckpointMismatchError, DestinationExistsError, ModuleFormatError
 from legacy.engine.functions import ModuleFunctions, load_variables
-from legacy.format.reader import (MODULE_DEF_FILENAME, VARIABLE_OPS, StoredModule, open_checkpoint, read_module,
-                                  untrusted)
+from legacy.format.conventions import is_tf1_hub_module
+from legacy.format.reader import VARIABLE_OPS, StoredModule, open_checkpoint, read_module, untrusted
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import write_module
 from legacy.hub.wrapped_graph import graph_variable, traced_by_wrap_function
@@ -99,7 +99,7 @@ class NativeModuleSpec(ModuleSpec):
     def write(self, path: str, values: dict) -> None:
         """Write the module to `path` with these variable values (checkpoint name -> array)."""
         path = os.fspath(path)
-        if os.path.isfile(os.path.join(path, MODULE_DEF_FILENAME)):
+        if is_tf1_hub_module(path):
             raise DestinationExistsError(f"{path} already holds a module; export to a new or empty directory")
         # The legacy exporter wrote into an existing directory; replacing an empty one is the safe equivalent.
         empty_dir = os.path.isdir(path) and not os.listdir(path)

@@ -43,18 +43,17 @@ import shutil
 
 import tensorflow as tf
 
-from legacy.engine.from_saved_model import (check_reusable_attributes, meta_graphs_from_saved_model,
-                                             unique_variable_names)
+from legacy.engine.from_saved_model import check_reusable_attributes, meta_graphs_from_saved_model
 from legacy.format.atomic import atomic_directory
 from legacy.errors import (ConversionError, DestinationExistsError, ModuleFormatError, NotAModuleError,
                            UnknownSignatureError)
 from legacy.format.metadata import METADATA_PATH, read_metadata
 from legacy.hub.native_module import NativeModuleSpec
-from legacy.format.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY, SAVED_MODEL_FILENAME,
+from legacy.format.reader import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, IMAGE_MODULE_INFO_KEY,
                            VARIABLES_DIRNAME, VARIABLES_PREFIX, StoredModule, open_checkpoint, read_saved_model_proto,
                            read_variant, tag_label, untrusted)
 from legacy.format.conventions import (FINGERPRINT_FILENAME, OBJECT_GRAPH_KEY, SERVING_DEFAULT, TRAIN_TAGS,
-                                       VARIABLE_VALUE)
+                                       VARIABLE_VALUE, holds_saved_model, unique_variable_names)
 from legacy.hub.spec import ModuleSpec, ParsedTensorInfo, signature_name
 from legacy.format.writer import image_module_info, write_checkpoint
 
@@ -183,7 +182,7 @@ class SavedModelSpec(ModuleSpec):
         image_size = None
         if metadata is not None:
             if metadata.variants is not None:  # converted from TF1: the variants the module had
-                has_train = has_train and ["train"] in metadata.variants
+                has_train = has_train and sorted(TRAIN_TAGS) in metadata.variants
             image_size = tuple(metadata.image_size) if metadata.image_size else None
             for name in metadata.signatures:
                 if name not in functions:
@@ -279,7 +278,7 @@ class SavedModelSpec(ModuleSpec):
     def write(self, path: str, values: dict) -> None:
         """Copy the SavedModel to `path` with these variable values (variable_map name -> array)."""
         path = os.fspath(path)
-        if os.path.isfile(os.path.join(path, SAVED_MODEL_FILENAME)):
+        if holds_saved_model(path):
             raise DestinationExistsError(f"{path} already holds a SavedModel; export to a new or empty directory")
         empty_dir = os.path.isdir(path) and not os.listdir(path)
         reader = open_checkpoint(os.path.join(self.path, VARIABLES_PREFIX), self.path)

@@ -51,7 +51,7 @@ def _head_kernel():
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def converted_path(tmp_path_factory):
     import bridge
 
     return bridge.convert(module_path(NAME), str(tmp_path_factory.mktemp("keras3") / NAME),
@@ -86,12 +86,12 @@ def _answers(K, model, layer) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(converted) -> dict:
+def reference(converted_path) -> dict:
     """What tf-keras + hub.KerasLayer computes on the converted model (Keras 2, the behaviour to keep)."""
     import tensorflow_hub as hub
     import tf_keras
 
-    layer = hub.KerasLayer(converted, trainable=True)
+    layer = hub.KerasLayer(converted_path, trainable=True)
     model = tf_keras.Sequential([tf_keras.Input((32, 32, 3)), layer, tf_keras.layers.Dense(
         CLASSES, kernel_initializer=tf_keras.initializers.Constant(_head_kernel()))])
     return _answers(tf_keras, model, layer)
@@ -108,12 +108,12 @@ def _keras3_model(layer, style: str):
 
 
 @pytest.mark.parametrize("source, style", [("converted", "sequential"), ("tf1", "functional")])
-def test_fine_tuning_matches_hub_keras_layer(converted, reference, source, style):
+def test_fine_tuning_matches_hub_keras_layer(converted_path, reference, source, style):
     import keras
 
     from bridge.keras import KerasLayer
 
-    layer = KerasLayer(converted if source == "converted" else module_path(NAME), trainable=True)
+    layer = KerasLayer(converted_path if source == "converted" else module_path(NAME), trainable=True)
     ours = _answers(keras, _keras3_model(layer, style), layer)
 
     # The same weights in the same order; Keras 3 names cannot hold "/".
@@ -252,12 +252,12 @@ def test_arguments_reach_a_tf1_module_with_bn_hparams():
         KerasLayer(path, arguments={"momentum": 0.5})(images)
 
 
-def test_trainable_false_freezes_the_model(converted):
+def test_trainable_false_freezes_the_model(converted_path):
     import keras
 
     from bridge.keras import KerasLayer
 
-    layer = KerasLayer(converted)
+    layer = KerasLayer(converted_path)
     model = keras.Sequential([keras.Input((32, 32, 3)), layer])
     assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == len(golden_json(NAME)["variables"])
     before = [w.numpy() for w in layer.weights]
@@ -274,10 +274,10 @@ def test_trainable_false_freezes_the_model(converted):
     assert not np.array_equal(np.asarray(model(_images())), outputs)
 
 
-def test_symbolic_training_flag(converted):
+def test_symbolic_training_flag(converted_path):
     from bridge.keras import KerasLayer
 
-    layer = KerasLayer(converted, trainable=True)
+    layer = KerasLayer(converted_path, trainable=True)
     run = tf.function(lambda images, flag: layer(images, training=flag))
     inference = np.asarray(run(_images(), tf.constant(False)))
     np.testing.assert_array_equal(inference, np.asarray(layer(_images(), training=False)))
@@ -287,7 +287,7 @@ def test_symbolic_training_flag(converted):
     assert all(not np.array_equal(w.numpy(), b) for w, b in zip(moving, before))
 
 
-def test_signatures_and_output_keys_as_in_hub_keras_layer(converted):
+def test_signatures_and_output_keys_as_in_hub_keras_layer(converted_path):
     import tensorflow_hub as hub
 
     from bridge.keras import KerasLayer
@@ -296,7 +296,7 @@ def test_signatures_and_output_keys_as_in_hub_keras_layer(converted):
     reference = hub.KerasLayer(module_path(NAME), signature="image_feature_vector",
                                signature_outputs_as_dict=True)(_images())
     assert sorted(reference) == ["conv1", "default"]
-    for handle in (module_path(NAME), converted):
+    for handle in (module_path(NAME), converted_path):
         outputs = KerasLayer(handle, signature="image_feature_vector", signature_outputs_as_dict=True)(_images())
         assert sorted(outputs) == sorted(reference)
         for key in reference:
@@ -331,13 +331,13 @@ def _one_line(error: BaseException) -> str:
     return message
 
 
-def test_save_and_load_keep_the_handle_and_the_fine_tuned_weights(converted, scaled, tmp_path):
+def test_save_and_load_keep_the_handle_and_the_fine_tuned_weights(converted_path, scaled, tmp_path):
     import keras
 
     from bridge.keras import KerasLayer, UnsafeDeserializationError
 
     images, labels = _images(), _labels()
-    layer = KerasLayer(converted, trainable=True)
+    layer = KerasLayer(converted_path, trainable=True)
     model = _keras3_model(layer, "functional")
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -354,7 +354,7 @@ def test_save_and_load_keep_the_handle_and_the_fine_tuned_weights(converted, sca
 
     loaded = keras.saving.load_model(path, safe_mode=False)
     loaded_layer = [lay for lay in loaded.layers if isinstance(lay, KerasLayer)][0]
-    assert loaded_layer.get_config()["handle"] == converted and loaded_layer.trainable
+    assert loaded_layer.get_config()["handle"] == converted_path and loaded_layer.trainable
     for got, want in zip(loaded.weights, model.weights):  # the fine-tuned weights, not those at the handle
         np.testing.assert_array_equal(got.numpy(), want.numpy())
     np.testing.assert_array_equal(np.asarray(loaded(images)), np.asarray(model(images)))
@@ -381,7 +381,7 @@ def hub_cache(tmp_path, monkeypatch):
     return root
 
 
-def test_archives_cached_handles_and_objects(reference, converted, hub_cache, tmp_path):
+def test_archives_cached_handles_and_objects(reference, converted_path, hub_cache, tmp_path):
     import bridge
     from bridge.keras import KerasLayer
 
@@ -390,12 +390,12 @@ def test_archives_cached_handles_and_objects(reference, converted, hub_cache, tm
         tar.add(module_path(NAME), arcname=".")
     tf2_archive = str(tmp_path / f"{NAME}_tf2.tar.gz")
     with tarfile.open(tf2_archive, "w:gz") as tar:
-        tar.add(converted, arcname=".")
+        tar.add(converted_path, arcname=".")
     entry = hub_cache / hashlib.sha1(HANDLE.encode("utf8")).hexdigest()
-    shutil.copytree(converted, entry)
+    shutil.copytree(converted_path, entry)
     (hub_cache / (entry.name + ".descriptor.txt")).write_text(f"Module: {HANDLE}\n")
 
-    for handle in (archive, tf2_archive, HANDLE, bridge.adapt(module_path(NAME)), tf.saved_model.load(converted)):
+    for handle in (archive, tf2_archive, HANDLE, bridge.adapt(module_path(NAME)), tf.saved_model.load(converted_path)):
         layer = KerasLayer(handle, trainable=True)
         np.testing.assert_array_equal(np.asarray(_keras3_model(layer, "sequential")(_images())), reference["outputs"])
         assert len(layer.trainable_weights) == reference["trainable"]

@@ -32,7 +32,7 @@ def _name(var) -> str:
 
 
 @pytest.fixture(scope="module")
-def converted(zoo, tmp_path_factory):
+def keras_conversions(zoo, tmp_path_factory):
     """{name: (source dir, TF1 dir, bridge run, inputs)}; every conversion's oracle job submitted at once."""
     root = tmp_path_factory.mktemp("keras_sources")
     result = {}
@@ -52,15 +52,15 @@ def converted(zoo, tmp_path_factory):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
-def test_convert_verifies(converted, source: KerasSource):
-    _, _, run, _ = converted[source.name]
+def test_convert_verifies(keras_conversions, source: KerasSource):
+    _, _, run, _ = keras_conversions[source.name]
     assert run.exit_code == 0, run.stderr[-3000:]
     assert "verified: PASS" in run.stdout + run.stderr
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
-def test_genuine_library_computes_what_the_tf2_model_computes(zoo, converted, source: KerasSource, capsys):
-    _, seeded, run, inputs = converted[source.name]
+def test_genuine_library_computes_what_the_tf2_model_computes(zoo, keras_conversions, source: KerasSource, capsys):
+    _, seeded, run, inputs = keras_conversions[source.name]
     assert run.exit_code == 0, run.stderr[-3000:]
     info, genuine = zoo.oracle.answers(f"keras/{source.name}")
     images, weights = inputs["images"], inputs["loss_weights"]

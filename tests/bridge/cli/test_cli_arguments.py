@@ -40,7 +40,7 @@ def _one_line_error(code: int, out: str, err: str, command: str, *fragments: str
 
 
 @pytest.fixture(scope="module")
-def tf2_model(tmp_path_factory) -> str:
+def call_only_classifier(tmp_path_factory) -> str:
     """A Keras 3 classifier saved with only __call__ (no serving signatures), 24x24 inputs, 5 logits."""
     from tests.bridge import tf2_models
 
@@ -51,17 +51,17 @@ def tf2_model(tmp_path_factory) -> str:
 
 
 @pytest.mark.parametrize("size", [(224,), ("a", "b"), (0, 10), (224.5, 224), (True, 3), "0x10", "224", 224])
-def test_python_image_size_is_refused_before_any_work(tmp_path, tf2_model, size):
+def test_python_image_size_is_refused_before_any_work(tmp_path, call_only_classifier, size):
     dst = tmp_path / "out"
     with pytest.raises(InvalidInputError, match=r"^image_size=") as e:
-        bridge.convert(tf2_model, dst, kind="classification", image_size=size, progress=None)
+        bridge.convert(call_only_classifier, dst, kind="classification", image_size=size, progress=None)
     assert "--image-size" not in str(e.value) and "image_size=(224, 224)" in str(e.value)
     assert not dst.exists()
 
 
 @pytest.mark.parametrize("text", ["0x10", "224", "axb", "224x224x3", "1x0"])
-def test_cli_image_size_is_refused_in_one_line(capsys, tmp_path, tf2_model, text):
-    code, out, err = _cli(capsys, "convert", tf2_model, str(tmp_path / "out"), "--image-size", text)
+def test_cli_image_size_is_refused_in_one_line(capsys, tmp_path, call_only_classifier, text):
+    code, out, err = _cli(capsys, "convert", call_only_classifier, str(tmp_path / "out"), "--image-size", text)
     _one_line_error(code, out, err, "convert", f"--image-size {text!r} is not HEIGHTxWIDTH",
                     "pass e.g. --image-size 224x224")
     assert "image_size=" not in err and not (tmp_path / "out").exists()
@@ -94,8 +94,8 @@ def test_cli_convert_refuses_options_that_do_not_apply(capsys, tmp_path, argv, f
     assert not (tmp_path / "out").exists()
 
 
-def test_signature_does_not_apply_to_tf2_sources(capsys, tmp_path, tf2_model):
-    code, out, err = _cli(capsys, "convert", tf2_model, str(tmp_path / "out"), "--signature", "default",
+def test_signature_does_not_apply_to_tf2_sources(capsys, tmp_path, call_only_classifier):
+    code, out, err = _cli(capsys, "convert", call_only_classifier, str(tmp_path / "out"), "--signature", "default",
                           "--kind", "classification")
     _one_line_error(code, out, err, "convert", "--signature default applies to TF1 -> TF2 conversions only")
 
@@ -364,15 +364,15 @@ def test_parity_names_signatures_and_outputs_only_one_model_has(capsys, tmp_path
 # -- inspect reads TF2 models as convert does ---------------------------------------------------------------------
 
 
-def test_inspect_tf2_without_serving_signatures_reads_call(capsys, tf2_model):
-    code, out, _ = _cli(capsys, "inspect", "--json", tf2_model)
+def test_inspect_tf2_without_serving_signatures_reads_call(capsys, call_only_classifier):
+    code, out, _ = _cli(capsys, "inspect", "--json", call_only_classifier)
     data = _document(out)
     assert code == 0 and data["signatures"] == {}
     assert data["expected_image_size"] == [24, 24] and data["num_image_channels"] == 3
     assert data["call"]["inputs"] == {"images": {"dtype": "float32", "shape": [None, 24, 24, 3]}}
     assert data["call"]["outputs"] == {"default": {"dtype": "float32", "shape": [None, 5]}}
     assert data["call"]["training"] == [False, True]
-    code, out, _ = _cli(capsys, "inspect", tf2_model)
+    code, out, _ = _cli(capsys, "inspect", call_only_classifier)
     assert "__call__(images: float32[?, 24, 24, 3]) -> default: float32[?, 5]" in out
     assert "expected image size: 24x24" in out and "image channels: 3" in out
 

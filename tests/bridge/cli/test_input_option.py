@@ -43,22 +43,22 @@ def test_python_api_spells_inputs_its_way(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def conversion(tmp_path_factory):
     from bridge import convert
 
     return convert(real_module("hparams_net"), str(tmp_path_factory.mktemp("input_option") / "tf2"),
                    inputs={"batch_norm_momentum": 0.5}, progress=None)
 
 
-def test_convert_verifies_with_the_value_given(converted):
-    report = converted.verification
+def test_convert_verifies_with_the_value_given(conversion):
+    report = conversion.verification
     assert report.passed
     assert report.settings["inputs"]["image_feature_vector_with_bn_hparams"] == {"batch_norm_momentum": 0.5}
     assert "scaled_features" in report.settings["signatures_not_compared"]
 
 
-def test_parity_feeds_the_input_and_names_what_it_cannot_compare(converted, tmp_path, capsys):
-    src, dst = real_module("hparams_net"), converted.destination
+def test_parity_feeds_the_input_and_names_what_it_cannot_compare(conversion, tmp_path, capsys):
+    src, dst = real_module("hparams_net"), conversion.destination
     assert main(["parity", src, dst, "--random", "2", "--training", "--input", "scale=3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["settings"]["inputs"]["scaled_features"] == {"scale": 3.0}

@@ -32,13 +32,13 @@ pytestmark = pytest.mark.numerics
 
 
 @pytest.fixture(scope="module")
-def oracle():
+def genuine_text(oracle):
     """(directory with the genuine library's text module, its answers, its arrays)."""
     return text_oracle()
 
 
 @pytest.fixture(scope="module")
-def converted(text_converted, tmp_path_factory) -> str:
+def converted_path(text_converted, tmp_path_factory) -> str:
     """The text module converted (and verified) by bridge convert, copied elsewhere: it must be relocatable."""
     moved = str(tmp_path_factory.mktemp("text") / "moved")
     shutil.copytree(text_converted("text"), moved)
@@ -46,12 +46,12 @@ def converted(text_converted, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def back(converted, tmp_path_factory) -> tuple:
+def back(converted_path, tmp_path_factory) -> tuple:
     """(the converted model written back to TF1 by bridge convert, a function returning the genuine library's
     outputs on it, computed in the background from the moment the module exists)."""
     from tests.oracle.text_modules import start_text_module
 
-    written = convert(converted, str(tmp_path_factory.mktemp("text") / "tf1"), progress=lambda m: None)
+    written = convert(converted_path, str(tmp_path_factory.mktemp("text") / "tf1"), progress=lambda m: None)
     assert written.verification.passed
     return written.destination, start_text_module(written.destination)
 
@@ -71,10 +71,10 @@ def _parts(obj, name: str) -> np.ndarray:
     return np.concatenate([found[k].numpy() for k in parts])
 
 
-def test_outputs_tables_and_assets_as_genuine(converted, back, oracle):
-    _, answers, arrays = oracle
-    assert sorted(os.listdir(os.path.join(converted, "assets"))) == ["vocab.txt", "weights.tsv"]
-    obj = tf.saved_model.load(converted)
+def test_outputs_tables_and_assets_as_genuine(converted_path, back, genuine_text):
+    _, answers, arrays = genuine_text
+    assert sorted(os.listdir(os.path.join(converted_path, "assets"))) == ["vocab.txt", "weights.tsv"]
+    obj = tf.saved_model.load(converted_path)
     assert_close(obj(tf.constant(answers["sentences"])), arrays["text/default"], GENUINE_OUTPUTS, "__call__")
     assert_close(obj(tf.constant(answers["sentences"]), training=True), arrays["text/default"], GENUINE_OUTPUTS,
                  "__call__ training")
@@ -91,14 +91,14 @@ def test_outputs_tables_and_assets_as_genuine(converted, back, oracle):
                            (v if isinstance(v, list) else [v]))  # the genuine names, under scope "module/"
     np.testing.assert_array_equal(_parts(obj, "embeddings"), arrays["initial/embeddings"])
     # Loaded twice in one process: each load has its own tables.
-    again = tf.saved_model.load(converted)
+    again = tf.saved_model.load(converted_path)
     np.testing.assert_array_equal(again(tf.constant(answers["sentences"])), obj(tf.constant(answers["sentences"])))
 
 
-def test_fine_tuning_as_genuine(converted, oracle):
+def test_fine_tuning_as_genuine(converted_path, genuine_text):
     """The genuine library's loop (trainable=True, SGD on sum(embedding * W)) on the converted model."""
-    _, answers, arrays = oracle
-    obj = tf.saved_model.load(converted)
+    _, answers, arrays = genuine_text
+    obj = tf.saved_model.load(converted_path)
     assert sorted(v.name.split(":")[0] for v in obj.trainable_variables) == sorted(
         p.split("/", 1)[1] for p in answers["text_trainable_variables"])
     sentences, weights = tf.constant(answers["sentences"]), tf.constant(arrays["finetune_weights"])
@@ -115,26 +115,26 @@ def test_fine_tuning_as_genuine(converted, oracle):
         assert_close(_parts(obj, name), arrays[f"finetune/{name}"], GENUINE_TRAINING, f"fine-tuned {name}")
 
 
-def test_keras_consumers(converted, oracle):
+def test_keras_consumers(converted_path, genuine_text):
     import keras
     import tensorflow_hub as hub
 
     from bridge.keras import KerasLayer
 
-    _, answers, _ = oracle
+    _, answers, _ = genuine_text
     sentences = tf.constant(answers["sentences"])
-    expected = tf.saved_model.load(converted)(sentences).numpy()
-    np.testing.assert_array_equal(hub.KerasLayer(converted, trainable=True)(sentences), expected)
-    layer = KerasLayer(converted, trainable=True)
+    expected = tf.saved_model.load(converted_path)(sentences).numpy()
+    np.testing.assert_array_equal(hub.KerasLayer(converted_path, trainable=True)(sentences), expected)
+    layer = KerasLayer(converted_path, trainable=True)
     np.testing.assert_array_equal(layer(sentences), expected)
     assert len(layer.trainable_weights) == 4  # three embedding parts and the scale
-    tfsm = keras.layers.TFSMLayer(converted, call_endpoint="serve", call_training_endpoint="serve_training")
+    tfsm = keras.layers.TFSMLayer(converted_path, call_endpoint="serve", call_training_endpoint="serve_training")
     np.testing.assert_array_equal(tfsm(sentences)["default"], expected)
 
 
-def test_a_perturbed_embedding_fails_verification(oracle, tmp_path, monkeypatch):
+def test_a_perturbed_embedding_fails_verification(genuine_text, tmp_path, monkeypatch):
     """Verification is a real check on text modules: a model written with one embedding value off is refused."""
-    path, _, _ = oracle
+    path, _, _ = genuine_text
     write = tf1_to_tf2.write
 
     def perturbed(adapter, dst, progress=None):
@@ -150,12 +150,12 @@ def test_a_perturbed_embedding_fails_verification(oracle, tmp_path, monkeypatch)
     assert not os.path.exists(tmp_path / "out")
 
 
-def test_parity_on_sentence_files(converted, oracle, tmp_path, capsys):
-    path, answers, _ = oracle
+def test_parity_on_sentence_files(converted_path, genuine_text, tmp_path, capsys):
+    path, answers, _ = genuine_text
     source = os.path.join(path, "text")
     text_file = tmp_path / "sentences.txt"
     text_file.write_text("\n".join(answers["sentences"]) + "\n")
-    code = main(["parity", source, converted, "--input", f"default=@{text_file}", "--json"])
+    code = main(["parity", source, converted_path, "--input", f"default=@{text_file}", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["status"] == "ok"
     assert report["inputs"]["sentences"] == len(answers["sentences"])
@@ -165,19 +165,19 @@ def test_parity_on_sentence_files(converted, oracle, tmp_path, capsys):
     # The same sentences from .json and .npz, plus seeded words from the vocabulary, through the Python API.
     (tmp_path / "s.json").write_text(json.dumps(answers["sentences"]))
     np.savez(tmp_path / "s.npz", sentences=np.array(answers["sentences"]))
-    result = compare(source, converted, images=[str(tmp_path / "s.json"), str(tmp_path / "s.npz")], random=3,
+    result = compare(source, converted_path, images=[str(tmp_path / "s.json"), str(tmp_path / "s.npz")], random=3,
                      training=True, gradients=True)
     assert result.passed, result.table()
     assert result.inputs["sentences"] == 2 * len(answers["sentences"]) + 3
     assert any(r.name == "gradients/embeddings/part_0" and r.elements for r in result.results)
 
 
-def test_train_variant_as_genuine(text_converted, oracle):
+def test_train_variant_as_genuine(text_converted, genuine_text):
     """A module with a {"train"} variant (dropout, a regularization loss): inference and training outputs, the
     regularization loss and a fine-tuning loop as the genuine library's train variant computes them. The
     vocabulary table is the same in both variants: the converted model holds it once. The training outputs are
     the dropout op's draws in order (a fresh load draws what a fresh genuine session draws)."""
-    _, answers, arrays = oracle
+    _, answers, arrays = genuine_text
     path = text_converted("text_train")
     assert answers["train_module_tags"] == [[], ["train"]]
     obj = tf.saved_model.load(path)
@@ -203,27 +203,27 @@ def test_train_variant_as_genuine(text_converted, oracle):
     assert not np.array_equal(obj(sentences).numpy(), arrays["train_module/inference"])
 
 
-def test_parity_errors_and_sentences_through_images(converted, oracle, tmp_path, capsys):
+def test_parity_errors_and_sentences_through_images(converted_path, genuine_text, tmp_path, capsys):
     """--input NAME=@FILE must name an input sentences feed (else a one-line error, exit 2); --images takes a
     sentence file for a text model as --input does."""
-    path, answers, _ = oracle
+    path, answers, _ = genuine_text
     text_file = tmp_path / "sentences.txt"
     text_file.write_text("\n".join(answers["sentences"]) + "\n")
-    code = main(["parity", os.path.join(path, "text"), converted, "--input", f"sentence=@{text_file}"])
+    code = main(["parity", os.path.join(path, "text"), converted_path, "--input", f"sentence=@{text_file}"])
     captured = capsys.readouterr()
     error = captured.err.strip().splitlines()[-1]
     assert code == 2 and captured.out == "" and error.startswith("bridge parity: error: ")
     assert "--input sentence=@FILE names no sentence input" in error and "default, tokens" in error
-    code = main(["parity", converted, converted, "--images", str(text_file), "--json"])
+    code = main(["parity", converted_path, converted_path, "--images", str(text_file), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["inputs"]["sentences"] == len(answers["sentences"])
 
 
-def test_round_trip_back_to_tf1_for_the_genuine_library(back, oracle):
+def test_round_trip_back_to_tf1_for_the_genuine_library(back, genuine_text):
     """TF1 -> TF2 -> TF1: the genuine hub.Module loads the module written back (tables from its assets, sparse
     and ragged signatures) and computes what it computed on the original (another process of the same library:
     floats within GENUINE_OUTPUTS, table lookups exactly)."""
-    _, _, arrays = oracle
+    _, _, arrays = genuine_text
     destination, genuine_outputs = back
     assert sorted(os.listdir(os.path.join(destination, "assets"))) == ["vocab.txt", "weights.tsv"]
     genuine = genuine_outputs()

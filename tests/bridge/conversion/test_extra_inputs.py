@@ -12,7 +12,7 @@ HPARAMS = ("image_feature_vector_with_bn_hparams", "image_classification_with_bn
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def conversion_and_progress(tmp_path_factory):
     from bridge.conversion.converter import convert
 
     lines = []
@@ -21,8 +21,8 @@ def converted(tmp_path_factory):
     return result, lines
 
 
-def test_hparams_signatures_are_served_and_verified_with_the_module_default(converted):
-    result, _ = converted
+def test_hparams_signatures_are_served_and_verified_with_the_module_default(conversion_and_progress):
+    result, _ = conversion_and_progress
     report = result.verification
     assert report.passed, report.table()
     for name in HPARAMS:
@@ -30,8 +30,8 @@ def test_hparams_signatures_are_served_and_verified_with_the_module_default(conv
             assert report.result(f"{name}/default", mode=mode).identical
 
 
-def test_serving_signatures_take_all_inputs_and_match_the_genuine_library(converted, tmp_path):
-    result, _ = converted
+def test_serving_signatures_take_all_inputs_and_match_the_genuine_library(conversion_and_progress, tmp_path):
+    result, _ = conversion_and_progress
     obj = tf.saved_model.load(result.destination)
     x = images(3, (20, 20))
     genuine = genuine_outputs(real_module("hparams_net"), x, tmp_path, batch_norm_momentum=0.9)
@@ -53,10 +53,10 @@ def _moving_mean_step(obj, x, **kwargs) -> np.ndarray:
     return step
 
 
-def test_call_takes_the_momentum_as_a_keyword_argument(converted):
+def test_call_takes_the_momentum_as_a_keyword_argument(conversion_and_progress):
     """BN moving averages move by (1 - momentum) * (batch mean - moving mean): 0.5 moves them 50x as far as the
     module's default 0.99."""
-    result, _ = converted
+    result, _ = conversion_and_progress
     obj = tf.saved_model.load(result.destination)
     x = tf.constant(images(4, (20, 20)))
     default = _moving_mean_step(obj, x)
@@ -64,10 +64,10 @@ def test_call_takes_the_momentum_as_a_keyword_argument(converted):
     np.testing.assert_allclose(_moving_mean_step(obj, x, batch_norm_momentum=0.5), 50 * default, rtol=1e-3)
 
 
-def test_keras_layer_passes_the_momentum(converted):
+def test_keras_layer_passes_the_momentum(conversion_and_progress):
     import tensorflow_hub as hub
 
-    result, _ = converted
+    result, _ = conversion_and_progress
     x = tf.constant(images(4, (20, 20)))
     layer = hub.KerasLayer(result.destination, trainable=True, arguments=dict(batch_norm_momentum=0.5))
     reference = tf.saved_model.load(result.destination)
@@ -78,10 +78,10 @@ def test_keras_layer_passes_the_momentum(converted):
     np.testing.assert_allclose(var.numpy() - before, step, rtol=1e-6)
 
 
-def test_a_signature_whose_input_has_no_default_is_kept_with_it_required(converted, capsys):
+def test_a_signature_whose_input_has_no_default_is_kept_with_it_required(conversion_and_progress, capsys):
     from bridge.cli import main
 
-    result, lines = converted
+    result, lines = conversion_and_progress
     assert "signature scaled_features is kept with required input scale (no default in the module)" in lines
     assert result.verification.settings["signatures_not_compared"] == {
         "scaled_features": "its input 'scale' has no default in the model, and no value was given; pass "

@@ -3,7 +3,7 @@ genuine library: what it accepts, what the conversions keep, and that they verif
 
 The modules are exported by the genuine library (tests/oracle/real_modules.py: fixed_batch_net, fixed_batch3_net;
 conv + batch norm with a train variant, then a Reshape to [batch, -1], so their graphs compute for that batch only).
-Every question to the genuine library is asked in one process (the `genuine` fixture).
+Every question to the genuine library is asked in one process (the `genuine_answers` fixture).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def conversions(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def genuine(tmp_path_factory, conversions) -> tuple:
+def genuine_answers(tmp_path_factory, conversions) -> tuple:
     """({run name: answers}, {module dir: description}) of the genuine library on the module and its round trip."""
     original, back = real_module("fixed_batch_net"), conversions["tf1"].destination
     runs = {"infer": (original, X2, "", {}), "train": (original, X2, "train", {}),
@@ -56,8 +56,8 @@ def _outputs(answers: dict) -> dict:
 
 # -- what the genuine library does -------------------------------------------------------------------------------
 
-def test_the_genuine_library_takes_the_fixed_batch_only(genuine):
-    results, described = genuine
+def test_the_genuine_library_takes_the_fixed_batch_only(genuine_answers):
+    results, described = genuine_answers
     assert results["call/2"]["accepted"], results["call/2"]
     assert not results["call/4"]["accepted"] and results["call/4"]["error_type"] == "TypeError", results["call/4"]
     inputs = described[real_module("fixed_batch_net")][""]["default"]["inputs"]
@@ -66,13 +66,13 @@ def test_the_genuine_library_takes_the_fixed_batch_only(genuine):
 
 # -- TF1 -> TF2: in memory and written ---------------------------------------------------------------------------
 
-def test_the_adapter_keeps_the_batch_and_matches_the_genuine_library(genuine):
+def test_the_adapter_keeps_the_batch_and_matches_the_genuine_library(genuine_answers):
     import bridge
 
     obj = bridge.adapt(real_module("fixed_batch_net"))
     assert obj.fixed_batch_size == 2
     assert obj._image_spec("default").shape.as_list() == [2, 16, 16, 3]
-    infer = genuine[0]["infer"]
+    infer = genuine_answers[0]["infer"]
     for key, value in sorted(_outputs(infer).items()):
         signature, output = key.split("/")
         assert_close(obj.call_signature(signature, X2)[output].numpy(), value, GENUINE_OUTPUTS, f"adapter {key}")
@@ -133,8 +133,8 @@ def test_a_batch_that_does_not_divide_the_random_count_gets_more_images(conversi
 
 # -- TF2 -> TF1: the batch is written back -----------------------------------------------------------------------
 
-def test_the_round_trip_writes_the_batch_back(conversions, genuine):
-    results, described = genuine
+def test_the_round_trip_writes_the_batch_back(conversions, genuine_answers):
+    results, described = genuine_answers
     back = conversions["tf1"]
     assert back.verification.passed and back.verification.inputs["batch_size"] == 2
     for tags in ("", "train"):
@@ -144,8 +144,8 @@ def test_the_round_trip_writes_the_batch_back(conversions, genuine):
 
 
 @pytest.mark.parametrize("mode", ("infer", "train"))
-def test_the_round_trip_computes_as_the_original_in_the_genuine_library(genuine, mode):
-    results, _ = genuine
+def test_the_round_trip_computes_as_the_original_in_the_genuine_library(genuine_answers, mode):
+    results, _ = genuine_answers
     original, back = results[mode], results[f"tf1/{mode}"]
     assert set(original) <= set(back), sorted(set(original) - set(back))
     if mode == "train":
@@ -157,11 +157,11 @@ def test_the_round_trip_computes_as_the_original_in_the_genuine_library(genuine,
 
 # -- the import shim ---------------------------------------------------------------------------------------------
 
-def test_the_shim_takes_the_fixed_batch_only(genuine):
+def test_the_shim_takes_the_fixed_batch_only(genuine_answers):
     from legacy import hub
 
     module = hub.Module(real_module("fixed_batch_net"))
-    assert_close(module(X2).numpy(), genuine[0]["infer"]["default/default"], GENUINE_OUTPUTS, "shim default")
+    assert_close(module(X2).numpy(), genuine_answers[0]["infer"]["default/default"], GENUINE_OUTPUTS, "shim default")
     with pytest.raises(ModuleCallError) as e:  # a TypeError, as the genuine library's
         module(X4)
     assert isinstance(e.value, TypeError)

@@ -5,7 +5,7 @@ inputs named like the converted functions' own arguments.
 
 The modules are exported by the genuine library (tests/oracle/real_modules.py: partitioned_bn, cf_v1_net, qat_net,
 renorm_net, while_v2_net, while_v2b_net, zero_debias_net, keyword_inputs_net, variant_defaults_net). Every question to the genuine library is asked in one
-process (the `genuine` fixture), after the conversions whose output it must also run.
+process (the `genuine_answers` fixture), after the conversions whose output it must also run.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def conversions(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def genuine(tmp_path_factory, conversions) -> dict:
+def genuine_answers(tmp_path_factory, conversions) -> dict:
     """Every answer of the genuine library these tests compare with, from one process."""
     runs = {
         "partitioned_bn/infer": (real_module("partitioned_bn"), X, "", {}),
@@ -185,13 +185,13 @@ def test_partitioned_module_converts_and_verifies(conversions):
 
 
 @pytest.mark.parametrize("kind", ("adapter", "saved_model"))
-def test_partitioned_module_matches_the_genuine_library(conversions, genuine, kind):
+def test_partitioned_module_matches_the_genuine_library(conversions, genuine_answers, kind):
     obj = _model(conversions, "partitioned_bn", kind)
     names = sorted(_name(v) for v in obj.variables)
     assert {"conv1/kernel/part_0", "conv1/kernel/part_1"} <= set(names) and "conv1/kernel" not in names, names
     parts = {_name(v): v.shape for v in obj.variables if _name(v).startswith("conv1/kernel/part_")}
     assert sum(s[0] for s in parts.values()) == 3 and all(tuple(s[1:]) == (3, 3, 8) for s in parts.values()), parts
-    infer, train = genuine["partitioned_bn/infer"], genuine["partitioned_bn/train"]
+    infer, train = genuine_answers["partitioned_bn/infer"], genuine_answers["partitioned_bn/train"]
     assert any(k.startswith("updates/") and k.endswith("bn1/moving_variance") for k in train)
     _assert_matches_genuine(_inference(obj, _signatures(infer)), infer, f"{kind} inference")
     _assert_matches_genuine(_first_training_calls(obj, _signatures(train)), train, f"{kind} training")
@@ -211,9 +211,9 @@ def test_cf_v1_module_is_built_with_control_flow_v1():
 
 @pytest.mark.parametrize("kind", ("adapter", "saved_model"))
 @pytest.mark.parametrize("training", (False, True))
-def test_cf_v1_outputs_match_the_genuine_library(conversions, genuine, kind, training):
+def test_cf_v1_outputs_match_the_genuine_library(conversions, genuine_answers, kind, training):
     obj = _model(conversions, "cf_v1_net", kind)
-    genuine_run = genuine["cf_v1_net/train" if training else "cf_v1_net/infer"]
+    genuine_run = genuine_answers["cf_v1_net/train" if training else "cf_v1_net/infer"]
     assert_close_to_genuine(obj(tf.constant(X), training=training).numpy(), genuine_run["default/default"], kind)
 
 
@@ -250,15 +250,15 @@ def test_inspect_names_the_tf1_loop(capsys):
     assert "TF1 while loop" not in capsys.readouterr().out  # a control-flow-v2 loop differentiates anywhere
 
 
-def test_cf_v1_outputs_in_the_eager_shim(genuine):
+def test_cf_v1_outputs_in_the_eager_shim(genuine_answers):
     from legacy import hub
 
     module = hub.Module(real_module("cf_v1_net"), trainable=True)
-    assert_close_to_genuine(module(tf.constant(X)).numpy(), genuine["cf_v1_net/infer"]["default/default"],
+    assert_close_to_genuine(module(tf.constant(X)).numpy(), genuine_answers["cf_v1_net/infer"]["default/default"],
                             "eager shim")
 
 
-def test_cf_v1_gradients_in_the_graph_mode_shim(genuine):
+def test_cf_v1_gradients_in_the_graph_mode_shim(genuine_answers):
     from legacy import hub
 
     graph = tf.Graph()
@@ -272,7 +272,7 @@ def test_cf_v1_gradients_in_the_graph_mode_shim(genuine):
         with tf.compat.v1.Session(graph=graph) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             actual = sess.run(grads, {images_in: X})
-    _assert_gradients(actual, genuine["cf_v1_net/infer"], "default", "graph-mode shim")
+    _assert_gradients(actual, genuine_answers["cf_v1_net/infer"], "default", "graph-mode shim")
 
 
 # -- F3: quantization-aware training: the forward pass reads what the updates assign -----------------------------
@@ -311,9 +311,9 @@ def test_qat_training_calls_from_the_same_state_agree(conversions, kind):
 
 
 @pytest.mark.parametrize("kind", ("adapter", "saved_model"))
-def test_qat_first_training_call_matches_the_genuine_library(conversions, genuine, kind):
+def test_qat_first_training_call_matches_the_genuine_library(conversions, genuine_answers, kind):
     obj = _model(conversions, "qat_net", kind)
-    train = genuine["qat_net/train"]
+    train = genuine_answers["qat_net/train"]
     assert any(k.startswith("updates/") and k.endswith("act_quant/max") for k in train)
     _assert_matches_genuine(_first_training_calls(obj, _signatures(train)), train, f"{kind} training")
 
@@ -331,9 +331,9 @@ def test_renorm_round_trip_verifies_both_ways(conversions):
         assert report.passed, f"{key}: {report.table()}"
 
 
-def test_renorm_written_back_updates_as_the_original_in_the_genuine_library(conversions, genuine):
+def test_renorm_written_back_updates_as_the_original_in_the_genuine_library(conversions, genuine_answers):
     _result(conversions["renorm_net/tf1"])
-    original, written = genuine["renorm_net/train"], genuine["renorm_net/tf1/train"]
+    original, written = genuine_answers["renorm_net/train"], genuine_answers["renorm_net/tf1/train"]
     for stat in ("moving_mean", "moving_variance"):
         assert f"updates/default/bn1/{stat}" in original, sorted(original)
     _assert_matches_genuine(written, original, "written-back module (genuine library)")
@@ -362,18 +362,19 @@ def test_cli_parity_of_two_while_modules_reports(capsys):
     assert "Traceback" not in err and "default/default" in out, (out, err)
 
 
-def test_while_v2_round_trip_verifies_and_runs_in_the_genuine_library(conversions, genuine):
+def test_while_v2_round_trip_verifies_and_runs_in_the_genuine_library(conversions, genuine_answers):
     for key in ("while_v2_net", "while_v2_net/tf1"):
         report = _result(conversions[key]).verification
         assert report.passed, f"{key}: {report.table()}"
-    _assert_matches_genuine(genuine["while_v2_net/tf1/infer"], genuine["while_v2_net/infer"], "written-back module")
+    _assert_matches_genuine(genuine_answers["while_v2_net/tf1/infer"], genuine_answers["while_v2_net/infer"],
+                            "written-back module")
 
 
-def test_the_shim_loads_both_while_modules_in_one_process(genuine):
+def test_the_shim_loads_both_while_modules_in_one_process(genuine_answers):
     from legacy import hub
 
     names = ("while_v2_net", "while_v2b_net")
-    expected = {n: genuine[f"{n}/infer"]["default/default"] for n in names}
+    expected = {n: genuine_answers[f"{n}/infer"]["default/default"] for n in names}
     assert not np.allclose(expected[names[0]], expected[names[1]])
     eager = {n: hub.Module(real_module(n)) for n in names}
     for n in names:
@@ -391,11 +392,11 @@ def test_the_shim_loads_both_while_modules_in_one_process(genuine):
 
 # -- F6: a train variant with variables the inference variant lacks ----------------------------------------------
 
-def test_eager_shim_runs_the_inference_variant_of_zero_debias(genuine):
+def test_eager_shim_runs_the_inference_variant_of_zero_debias(genuine_answers):
     from legacy import hub
 
     module = hub.Module(real_module("zero_debias_net"))
-    infer = genuine["zero_debias_net/infer"]
+    infer = genuine_answers["zero_debias_net/infer"]
     actual = {f"{sig}/default": module(tf.constant(X), signature=sig).numpy() for sig in _signatures(infer)}
     _assert_matches_genuine(actual, infer, "eager shim")
 
@@ -417,10 +418,10 @@ def test_input_named_training_is_not_kept_and_named(conversions):
 
 
 @pytest.mark.parametrize("kind", ("adapter", "saved_model"))
-def test_input_named_name_is_fed(conversions, genuine, kind):
+def test_input_named_name_is_fed(conversions, genuine_answers, kind):
     """An input called `name` (what a signature function names its signature by) reaches the module's graph."""
     obj = _model(conversions, "keyword_inputs_net", kind)
-    expected = genuine["keyword_inputs_net/infer"]
+    expected = genuine_answers["keyword_inputs_net/infer"]
     assert "scaled/default" in expected and "image_feature_vector_with_training/default" in expected, sorted(expected)
     assert_close_to_genuine(obj.scaled(tf.constant(X), training=False, name=3.0)["default"].numpy(),
                             expected["scaled/default"], f"{kind} scaled(name=3.0)")
@@ -436,7 +437,7 @@ def test_per_variant_default_converts_and_verifies(conversions):
 
 
 @pytest.mark.parametrize("kind", ("adapter", "saved_model"))
-def test_each_variant_feeds_its_own_default(conversions, genuine, kind):
+def test_each_variant_feeds_its_own_default(conversions, genuine_answers, kind):
     """`scale` defaults to 1.0 for inference and 0.5 for training: left out, each mode computes with its variant's
     default (what each genuine variant computes with that value fed); given, both modes compute with it."""
     from legacy.engine.functions import input_defaults
@@ -446,7 +447,7 @@ def test_each_variant_feeds_its_own_default(conversions, genuine, kind):
     assert [float(input_defaults(module, "image_feature_vector_scaled", tags)["scale"])
             for tags in (set(), {"train"})] == [1.0, 0.5]
     obj = _model(conversions, "variant_defaults_net", kind)
-    infer, train, fed = (genuine[f"variant_defaults_net/{run}"] for run in ("infer", "train", "train_fed"))
+    infer, train, fed = (genuine_answers[f"variant_defaults_net/{run}"] for run in ("infer", "train", "train_fed"))
     key = "image_feature_vector_scaled/default"
     assert_close_to_genuine(obj.image_feature_vector_scaled(tf.constant(X), training=False)["default"].numpy(),
                             infer[key], f"{kind} inference at the inference default")
@@ -460,7 +461,7 @@ def test_each_variant_feeds_its_own_default(conversions, genuine, kind):
 
 # -- a partitioned variable, TF1 -> TF2 -> TF1 ---------------------------------------------------------------------
 
-def test_partitioned_round_trip_keeps_one_partitioned_variable(conversions, genuine):
+def test_partitioned_round_trip_keeps_one_partitioned_variable(conversions, genuine_answers):
     """Written back, the parts are one partitioned variable again (each part's save_slice_info names the whole,
     the checkpoint holds the whole once): the genuine variable_map has `conv1/kernel` (its parts joined), not
     `conv1/kernel/part_N`, and the written-back module computes what the original does."""
@@ -473,11 +474,11 @@ def test_partitioned_round_trip_keeps_one_partitioned_variable(conversions, genu
     assert parts == [("conv1/kernel/part_0", "conv1/kernel", (0, 0, 0, 0)),
                      ("conv1/kernel/part_1", "conv1/kernel", (2, 0, 0, 0))], parts
     assert dict(tf.train.list_variables(written + "/variables/variables"))["conv1/kernel"] == [3, 3, 3, 8]
-    original, back = genuine["partitioned_bn/gradients"], genuine["partitioned_bn/tf1/gradients"]
+    original, back = genuine_answers["partitioned_bn/gradients"], genuine_answers["partitioned_bn/tf1/gradients"]
     grads = {k: v for k, v in back.items() if k.startswith("gradients/default/")}
     assert sorted(grads) == sorted(k for k in original if k.startswith("gradients/default/"))
     assert "gradients/default/conv1/kernel" in grads, sorted(grads)
     for key, value in original.items():
         assert_close_to_genuine(back[key], value, f"written back: {key}")
-    for key, value in genuine["partitioned_bn/train"].items():
-        assert_close_to_genuine(genuine["partitioned_bn/tf1/train"][key], value, f"written back, train: {key}")
+    for key, value in genuine_answers["partitioned_bn/train"].items():
+        assert_close_to_genuine(genuine_answers["partitioned_bn/tf1/train"][key], value, f"written back, train: {key}")

@@ -22,7 +22,7 @@ def _quiet(message):
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def conversions(tmp_path_factory):
     from bridge.conversion.converter import convert
 
     root = tmp_path_factory.mktemp("random_ops")
@@ -30,8 +30,8 @@ def converted(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", DROPOUT_MODULES)
-def test_convert_verifies_training_outputs_that_depend_on_dropout(converted, name):
-    report = converted[name].verification
+def test_convert_verifies_training_outputs_that_depend_on_dropout(conversions, name):
+    report = conversions[name].verification
     assert report.passed, report.table()
     logits = report.result("image_classification/default", mode="training")
     assert logits.identical and "depends on random ops" in logits.reason
@@ -42,24 +42,24 @@ def test_convert_verifies_training_outputs_that_depend_on_dropout(converted, nam
     assert report.settings["random_ops"]["A"]["matched"] and report.settings["random_ops"]["B"]["matched"]
 
 
-def test_matching_is_what_makes_unseeded_dropout_comparable(converted):
+def test_matching_is_what_makes_unseeded_dropout_comparable(conversions):
     """Without the matched draws the same comparison fails: the check is not vacuous."""
     from bridge.parity.comparison import compare
     from bridge.parity.runners import open_runner
 
     name = "dropout_unseeded"
     ra = open_runner(real_module(name), match_random=False)
-    rb = open_runner(converted[name].destination, match_random=False)
+    rb = open_runner(conversions[name].destination, match_random=False)
     report = compare(ra, rb, random=4, training=True)
     assert not report.result("image_classification/default", mode="training").passed
-    assert compare(real_module(name), converted[name].destination, random=4, training=True).passed
+    assert compare(real_module(name), conversions[name].destination, random=4, training=True).passed
 
 
-def test_cli_parity_training_passes_and_names_random_outputs(converted, capsys, tmp_path):
+def test_cli_parity_training_passes_and_names_random_outputs(conversions, capsys, tmp_path):
     from bridge.cli import main
 
     out = tmp_path / "report.json"
-    code = main(["parity", real_module("dropout_unseeded"), converted["dropout_unseeded"].destination,
+    code = main(["parity", real_module("dropout_unseeded"), conversions["dropout_unseeded"].destination,
                  "--training", "--gradients", "--random", "4", "--json-file", str(out)])
     assert code == 0, capsys.readouterr().err
     data = json.loads(out.read_text())
@@ -69,8 +69,8 @@ def test_cli_parity_training_passes_and_names_random_outputs(converted, capsys, 
 
 
 @pytest.mark.parametrize("name", DROPOUT_MODULES)
-def test_converted_model_draws_fresh_numbers_in_training_only(converted, name):
-    obj = tf.saved_model.load(converted[name].destination)
+def test_converted_model_draws_fresh_numbers_in_training_only(conversions, name):
+    obj = tf.saved_model.load(conversions[name].destination)
     x = tf.constant(images(4))
     train = [obj.image_classification(x, training=True)["default"].numpy() for _ in range(2)]
     assert not np.array_equal(train[0], train[1])

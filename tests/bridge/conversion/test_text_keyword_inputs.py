@@ -27,7 +27,7 @@ def oracle_text():
 
 
 @pytest.fixture(scope="module")
-def converted(oracle_text, tmp_path_factory) -> str:
+def converted_path(oracle_text, tmp_path_factory) -> str:
     from bridge.conversion.converter import convert
 
     module, _, _ = oracle_text
@@ -65,9 +65,9 @@ def test_a_keyword_input_is_not_kept_with_a_reason(oracle_text):
     assert "'class'" in obj.not_kept["keyword"] and "another input key" in obj.not_kept["keyword"]
 
 
-def test_the_converted_model_takes_them_too(oracle_text, converted):
+def test_the_converted_model_takes_them_too(oracle_text, converted_path):
     _, answers, arrays = oracle_text
-    obj = tf.saved_model.load(converted)
+    obj = tf.saved_model.load(converted_path)
     sentences = tf.constant(answers["sentences"])
     given = obj.scaled(sentences, **{k: tf.constant(v) for k, v in answers["keyword_inputs"].items()})
     assert_close(given["default"].numpy(), arrays["keyword_text/scaled/given"], GENUINE_OUTPUTS, "saved scaled")

@@ -29,7 +29,7 @@ QUIET = dict(progress=None)
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> str:
+def converted_path(tmp_path_factory) -> str:
     return convert(SOURCE, str(tmp_path_factory.mktemp("beam") / "tf2"), verify=False, **QUIET).destination
 
 
@@ -88,8 +88,8 @@ def _both(a, b, images) -> tuple:
     return compare(a, b, **options, **QUIET).to_json(), compare_on_beam(a, b, **options).to_json()
 
 
-def test_a_faithful_conversion_gets_the_local_report(converted, images):
-    local, beam = _both(SOURCE, converted, images)
+def test_a_faithful_conversion_gets_the_local_report(converted_path, images):
+    local, beam = _both(SOURCE, converted_path, images)
     assert beam == local
     assert beam["passed"] and beam["inputs"]["images"] == FILES + 5 + RANDOM
 
@@ -114,24 +114,24 @@ def test_a_moved_weight_fails_the_same_outputs_with_the_same_statistics(perturbe
     assert passing.exact_quantiles and passing.max_abs > 0 and not passing.identical  # merged exact errors
 
 
-def test_an_image_that_fails_to_decode_on_a_worker_is_one_line(converted, tmp_path, capsys):
+def test_an_image_that_fails_to_decode_on_a_worker_is_one_line(converted_path, tmp_path, capsys):
     folder = tmp_path / "bad"
     folder.mkdir()
     pixels = tf.io.encode_png(np.zeros((32, 32, 3), np.uint8)).numpy()
     (folder / "a.png").write_bytes(pixels)  # the first batch, which also runs before the pipeline starts
     (folder / "z.png").write_bytes(pixels[:40])  # a PNG header, then nothing: found only when a worker decodes it
     with pytest.raises(InvalidInputError) as local:
-        compare(SOURCE, converted, images=str(folder), batch_size=1, **QUIET)
-    assert main(["parity", SOURCE, converted, "--images", str(folder), "--batch-size", "1", "--runner", "beam",
+        compare(SOURCE, converted_path, images=str(folder), batch_size=1, **QUIET)
+    assert main(["parity", SOURCE, converted_path, "--images", str(folder), "--batch-size", "1", "--runner", "beam",
                  "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"bridge parity: error: {local.value}" and "z.png: cannot decode" in err[-1]
 
 
-def test_without_beam_the_runner_says_how_to_install_it(converted):
+def test_without_beam_the_runner_says_how_to_install_it(converted_path):
     """In a fresh process where `import apache_beam` fails, as without the extra."""
     script = ("import sys; sys.modules['apache_beam'] = None; from bridge.cli import main; "
-              f"sys.exit(main(['parity', {SOURCE!r}, {converted!r}, '--runner', 'beam', '--quiet']))")
+              f"sys.exit(main(['parity', {SOURCE!r}, {converted_path!r}, '--runner', 'beam', '--quiet']))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert done.returncode == 2 and done.stdout == ""
@@ -144,8 +144,8 @@ def test_without_beam_the_runner_says_how_to_install_it(converted):
     (["--training"], "--training runs only locally"),
     (["--beam-options=--direct_num_worker=2"], "unknown Beam option '--direct_num_worker=2'"),
 ])
-def test_options_the_beam_runner_cannot_honour_are_refused(converted, capsys, argv, message):
-    assert main(["parity", SOURCE, converted, "--runner", "beam", "--quiet"] + argv) == 2
+def test_options_the_beam_runner_cannot_honour_are_refused(converted_path, capsys, argv, message):
+    assert main(["parity", SOURCE, converted_path, "--runner", "beam", "--quiet"] + argv) == 2
     assert message in capsys.readouterr().err
 
 

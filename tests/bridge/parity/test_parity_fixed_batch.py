@@ -18,7 +18,7 @@ from tests.bridge.real_modules import images, real_module
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> str:
+def converted_path(tmp_path_factory) -> str:
     """fixed_batch_net as a TF2 SavedModel (its verification is tested in test_fixed_batch.py)."""
     from bridge.conversion.converter import convert
 
@@ -26,29 +26,29 @@ def converted(tmp_path_factory) -> str:
                    progress=None).destination
 
 
-def test_the_default_batch_is_the_fixed_one(converted):
-    report = compare(real_module("fixed_batch_net"), converted, training=True)
+def test_the_default_batch_is_the_fixed_one(converted_path):
+    report = compare(real_module("fixed_batch_net"), converted_path, training=True)
     assert report.passed, report.table()
     assert (report.inputs["images"], report.inputs["batches"], report.inputs["batch_size"]) == (8, 4, 2)
     assert not [n for n in report.notes if "filled the last batch" in n]
 
 
-def test_the_fixed_batch_may_be_given(converted):
-    report = compare(real_module("fixed_batch_net"), converted, random=4, batch_size=2)
+def test_the_fixed_batch_may_be_given(converted_path):
+    report = compare(real_module("fixed_batch_net"), converted_path, random=4, batch_size=2)
     assert report.passed and report.inputs["batch_size"] == 2
 
 
-def test_another_batch_size_is_refused_in_one_line(converted):
+def test_another_batch_size_is_refused_in_one_line(converted_path):
     with pytest.raises(InvalidInputError) as e:
-        compare(real_module("fixed_batch_net"), converted, batch_size=8)
+        compare(real_module("fixed_batch_net"), converted_path, batch_size=8)
     message = str(e.value)
     assert "batch_size=8" in message and "exactly 2 images" in message and "batch_size=2" in message
     assert "\n" not in message
 
 
-def test_given_images_are_all_compared_and_the_last_batch_is_filled(converted):
+def test_given_images_are_all_compared_and_the_last_batch_is_filled(converted_path):
     given = images(5, seed=7)
-    report = compare(real_module("fixed_batch_net"), converted, images=given, training=True)
+    report = compare(real_module("fixed_batch_net"), converted_path, images=given, training=True)
     assert report.passed, report.table()
     assert (report.inputs["array_images"], report.inputs["random_images"], report.inputs["images"]) == (5, 1, 6)
     assert report.inputs["batches"] == 3
@@ -59,20 +59,20 @@ def test_given_images_are_all_compared_and_the_last_batch_is_filled(converted):
     assert shapes["default/default"] == [6, 8], shapes
 
 
-def test_models_with_different_fixed_batches_are_refused(converted):
+def test_models_with_different_fixed_batches_are_refused(converted_path):
     with pytest.raises(InvalidInputError) as e:
-        compare(real_module("fixed_batch3_net"), converted)
+        compare(real_module("fixed_batch3_net"), converted_path)
     message = str(e.value)
     assert "exactly 3 images" in message and "exactly 2" in message and "\n" not in message
 
 
-def test_the_cli_defaults_to_the_fixed_batch_and_refuses_another(capsys, converted):
-    code = main(["parity", real_module("fixed_batch_net"), converted, "--json", "--random", "3"])
+def test_the_cli_defaults_to_the_fixed_batch_and_refuses_another(capsys, converted_path):
+    code = main(["parity", real_module("fixed_batch_net"), converted_path, "--json", "--random", "3"])
     out, _ = capsys.readouterr()
     report = json.loads(out)
     assert code == 0, out
     assert report["inputs"]["batch_size"] == 2 and report["inputs"]["images"] == 4
-    code = main(["parity", real_module("fixed_batch_net"), converted, "--batch-size", "8"])
+    code = main(["parity", real_module("fixed_batch_net"), converted_path, "--batch-size", "8"])
     out, err = capsys.readouterr()
     assert code == 2
     errors = [line for line in err.splitlines() if "error:" in line]

@@ -206,7 +206,7 @@ def test_npy_and_npz_arrays_are_fed_as_they_are(tmp_path):
 def test_npz_members_are_read_in_chunks(tmp_path):
     array = np.random.default_rng(1).uniform(size=(7, 4, 4, 3)).astype(np.float32)
     np.savez(tmp_path / "big.npz", images=array)
-    chunks = list(images_module._read_npz_member(str(tmp_path / "big.npz"), "images", 3))
+    chunks = list(images_module.read_npz_member(str(tmp_path / "big.npz"), "images", 3))
     assert [len(c) for c in chunks] == [3, 3, 1]
     np.testing.assert_array_equal(np.concatenate(chunks), array)
 

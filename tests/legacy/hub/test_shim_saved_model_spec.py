@@ -22,13 +22,13 @@ SERVE = {"serve"}
 
 
 @pytest.fixture(scope="module")
-def oracle():
+def genuine_saved_model(oracle):
     return saved_model_oracle()
 
 
 @pytest.fixture(scope="module")
-def spec(oracle):
-    out, answers, _ = oracle
+def spec(genuine_saved_model):
+    out, answers, _ = genuine_saved_model
     return hub.create_module_spec_from_saved_model(os.path.join(out, "saved_model"),
                                                    drop_collections=answers["drop_collections"])
 
@@ -62,8 +62,8 @@ def _assert_outputs(found: dict, arrays: dict, prefix: str, what: str) -> None:
         assert_close(found[key], arrays[key], GENUINE_OUTPUTS, f"{what} {key}")
 
 
-def test_unsupported_collection_refused_as_genuine(oracle):
-    out, answers, _ = oracle
+def test_unsupported_collection_refused_as_genuine(genuine_saved_model):
+    out, answers, _ = genuine_saved_model
     genuine = answers["unsupported_collections"]
     assert genuine["is_value_error"]
     with pytest.raises(ValueError) as info:
@@ -74,8 +74,8 @@ def test_unsupported_collection_refused_as_genuine(oracle):
     assert f"drop_collections={answers['drop_collections']!r}" in message
 
 
-def test_spec_as_genuine(spec, oracle):
-    _, answers, _ = oracle
+def test_spec_as_genuine(spec, genuine_saved_model):
+    _, answers, _ = genuine_saved_model
     assert sorted(sorted(t) for t in spec.get_tags()) == answers["tags"]
     for tags in spec.get_tags():
         genuine = answers["signatures"][_label(tags)]
@@ -88,8 +88,8 @@ def test_spec_as_genuine(spec, oracle):
         spec.get_input_info_dict(tags=SERVE)
 
 
-def test_graph_mode_as_genuine(spec, oracle):
-    _, answers, arrays = oracle
+def test_graph_mode_as_genuine(spec, genuine_saved_model):
+    _, answers, arrays = genuine_saved_model
     for tags in spec.get_tags():
         with tf.Graph().as_default():
             module = hub.Module(spec, tags=tags)
@@ -114,8 +114,8 @@ def test_graph_mode_as_genuine(spec, oracle):
         assert sorted(v.op.name for v in tf.compat.v1.trainable_variables()) == answers["trainable_variables"]
 
 
-def test_eager_mode_as_genuine(spec, oracle):
-    _, answers, arrays = oracle
+def test_eager_mode_as_genuine(spec, genuine_saved_model):
+    _, answers, arrays = genuine_saved_model
     for tags in spec.get_tags():
         module = hub.Module(spec, tags=tags)
         found = {k: v.numpy() for k, v in _apply_all(module, tags, answers, "outputs").items()}
@@ -128,10 +128,10 @@ def test_eager_mode_as_genuine(spec, oracle):
 
 
 @pytest.fixture(scope="module")
-def exports(spec, oracle, tmp_path_factory):
+def exports(spec, genuine_saved_model, tmp_path_factory):
     """The modules the shim exports (Module.export in graph and eager mode after assigning a variable, and
     spec.export from the SavedModel's checkpoint), with the genuine hub.Module started on them at once."""
-    out, answers, _ = oracle
+    out, answers, _ = genuine_saved_model
     root = tmp_path_factory.mktemp("exports")
     dirs = {name: str(root / name) for name in ("graph_module", "eager_module", "spec")}
     with tf.Graph().as_default():
@@ -155,25 +155,26 @@ def exports(spec, oracle, tmp_path_factory):
     return dirs, dict(zip(names, start_run([dirs[name] for name in names])()))
 
 
-@pytest.mark.parametrize("name,genuine", [("graph_module", "exported_module"), ("eager_module", "exported_module"),
-                                          ("spec", "exported_spec"), ("serve_only_module", "serve_only_exported")])
-def test_exports_load_in_genuine_hub_module(exports, oracle, name, genuine):
+@pytest.mark.parametrize("name,genuine_export", [("graph_module", "exported_module"),
+                                                 ("eager_module", "exported_module"), ("spec", "exported_spec"),
+                                                 ("serve_only_module", "serve_only_exported")])
+def test_exports_load_in_genuine_hub_module(exports, genuine_saved_model, name, genuine_export):
     """What the genuine library reads back from the shim's export equals what it reads from its own."""
-    _, answers, arrays = oracle
+    _, answers, arrays = genuine_saved_model
     info, found = exports[1][name]
     for key in ("tags", "signatures", "files", "assets"):
-        assert info[key] == answers[genuine][key], key
+        assert info[key] == answers[genuine_export][key], key
     variables = {k[len("run/variables/"):]: v for k, v in found.items() if k.startswith("run/variables/")}
-    assert sorted(variables) == sorted(k[len(genuine) + len("/variables/"):] for k in arrays
-                                       if k.startswith(genuine + "/variables/"))
+    assert sorted(variables) == sorted(k[len(genuine_export) + len("/variables/"):] for k in arrays
+                                       if k.startswith(genuine_export + "/variables/"))
     for key, value in variables.items():
-        np.testing.assert_array_equal(value, arrays[f"{genuine}/variables/{key}"], err_msg=key)
-    outputs = {genuine + k[len("run"):]: v for k, v in found.items() if not k.startswith("run/variables/")}
-    _assert_outputs(outputs, arrays, genuine, f"genuine hub.Module on the shim's {name} export")
+        np.testing.assert_array_equal(value, arrays[f"{genuine_export}/variables/{key}"], err_msg=key)
+    outputs = {genuine_export + k[len("run"):]: v for k, v in found.items() if not k.startswith("run/variables/")}
+    _assert_outputs(outputs, arrays, genuine_export, f"genuine hub.Module on the shim's {name} export")
 
 
-def test_exported_module_reloads_in_the_shim(exports, spec, oracle):
-    _, answers, arrays = oracle
+def test_exported_module_reloads_in_the_shim(exports, spec, genuine_saved_model):
+    _, answers, arrays = genuine_saved_model
     exported = hub.load_module_spec(exports[0]["graph_module"])
     assert sorted(sorted(t) for t in exported.get_tags()) == answers["exported_module"]["tags"]
     found = {k: v.numpy() for k, v in _apply_all(hub.Module(exported, tags=SERVE), SERVE, answers,
@@ -182,8 +183,8 @@ def test_exported_module_reloads_in_the_shim(exports, spec, oracle):
                     "shim on its export")
 
 
-def test_serve_only_saved_model(oracle, tmp_path):
-    out, answers, arrays = oracle
+def test_serve_only_saved_model(genuine_saved_model, tmp_path):
+    out, answers, arrays = genuine_saved_model
     path = os.path.join(out, "serve_only")
     spec = hub.create_module_spec_from_saved_model(path)
     assert sorted(sorted(t) for t in spec.get_tags()) == answers["serve_only_tags"]
@@ -209,9 +210,9 @@ def test_serve_only_saved_model(oracle, tmp_path):
     assert not os.path.exists(tmp_path / "spec")
 
 
-def _copy(oracle, tmp_path, name="saved_model") -> str:
+def _copy(genuine_saved_model, tmp_path, name="saved_model") -> str:
     dst = str(tmp_path / name)
-    shutil.copytree(os.path.join(oracle[0], name), dst)
+    shutil.copytree(os.path.join(genuine_saved_model[0], name), dst)
     return dst
 
 
@@ -241,7 +242,7 @@ def _data_shard(path: str) -> str:
     ("no_variables", ModuleFormatError, "variables/variables.index is missing although the graph has variables"),
     ("no_data_shard", ModuleFormatError, r"variables/variables.data-\* is missing"),
 ])
-def test_damaged_input_is_one_line_error(oracle, tmp_path, case, error, match):
+def test_damaged_input_is_one_line_error(genuine_saved_model, tmp_path, case, error, match):
     path = str(tmp_path / "model")
     if case == "file":
         with open(path, "w") as f:
@@ -252,13 +253,13 @@ def test_damaged_input_is_one_line_error(oracle, tmp_path, case, error, match):
             with open(os.path.join(path, "saved_model.pbtxt"), "w") as f:
                 f.write("saved_model_schema_version: 1\n")
     elif case == "corrupt":
-        path = _copy(oracle, tmp_path)
+        path = _copy(genuine_saved_model, tmp_path)
         with open(os.path.join(path, "saved_model.pb"), "wb") as f:
             f.write(b"\xff\xff\xff\xff not a protocol buffer")
     elif case == "tf2":
         _tf2_saved_model(path)
     elif case.startswith("no_"):
-        path = _copy(oracle, tmp_path)
+        path = _copy(genuine_saved_model, tmp_path)
         _remove(path, "variables") if case == "no_variables" else _remove(path, "variables", _data_shard(path))
     before = sorted(os.walk(tmp_path))
     with pytest.raises(error, match=match) as info:
@@ -267,13 +268,13 @@ def test_damaged_input_is_one_line_error(oracle, tmp_path, case, error, match):
     assert sorted(os.walk(tmp_path)) == before  # nothing written
 
 
-def test_asset_file_def_field_and_source_untouched(spec, oracle, tmp_path):
+def test_asset_file_def_field_and_source_untouched(spec, genuine_saved_model, tmp_path):
     """AssetFileDefs in the MetaGraphDef's own field (newer builders) name the asset as the collection does: the
     table reads assets/, not the path the graph was built with (made unreadable here). The source is only read."""
     from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-    _, answers, _ = oracle
-    path = _copy(oracle, tmp_path)
+    _, answers, _ = genuine_saved_model
+    path = _copy(genuine_saved_model, tmp_path)
     filename = os.path.join(path, "saved_model.pb")
     with open(filename, "rb") as f:
         saved_model = saved_model_pb2.SavedModel.FromString(f.read())

@@ -26,7 +26,7 @@ ASSET_FILEPATHS = tf.compat.v1.GraphKeys.ASSET_FILEPATHS
 
 
 @pytest.fixture(scope="module")
-def oracle():
+def genuine_spec(oracle):
     _, answers, arrays = oracle_answers(SPEC_ORACLE)
     return answers, arrays
 
@@ -115,8 +115,8 @@ def assets_fn(vocabulary_file):
     (no_signature_fn, "no_signatures", "No signatures present", None),
     (indexed_slices_input_fn, "indexed_slices_input", "should have one of the types", "input 'x'"),
     (indexed_slices_output_fn, "indexed_slices_output", "should have one of the types", "output 'default'")])
-def test_module_fn_mistakes_say_what_genuine_says(oracle, fn, key, phrase, detail):
-    genuine = oracle[0][key]
+def test_module_fn_mistakes_say_what_genuine_says(genuine_spec, fn, key, phrase, detail):
+    genuine = genuine_spec[0][key]
     assert genuine["is_value_error"] and phrase in genuine["message"]
     with pytest.raises(BridgeError) as info:
         hub.create_module_spec(fn)
@@ -128,8 +128,8 @@ def test_module_fn_mistakes_say_what_genuine_says(oracle, fn, key, phrase, detai
 # -- a spec without an inference variant ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["graph", "eager"])
-def test_spec_without_inference_variant_as_genuine(oracle, mode, tmp_path):
-    answers = oracle[0]
+def test_spec_without_inference_variant_as_genuine(genuine_spec, mode, tmp_path):
+    answers = genuine_spec[0]
     spec = hub.create_module_spec(scaled_fn, tags_and_args=NO_INFERENCE)
     assert [sorted(t) for t in spec.get_tags()] == answers["no_inference_tags"]
     assert spec.get_signature_names(tags={"train"}) == answers["no_inference_signatures_train"]
@@ -174,14 +174,14 @@ def test_spec_without_inference_variant_as_genuine(oracle, mode, tmp_path):
 # -- ModuleSpec.export(path, checkpoint_path=...) ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def checkpoint(oracle, tmp_path_factory) -> tuple:
+def checkpoint(genuine_spec, tmp_path_factory) -> tuple:
     path = str(tmp_path_factory.mktemp("checkpoint") / "model")
-    return path, write_checkpoint(path, "block", oracle[0]["dim"])
+    return path, write_checkpoint(path, "block", genuine_spec[0]["dim"])
 
 
 @pytest.mark.parametrize("mode", ["graph", "eager"])
-def test_export_from_checkpoint_as_genuine(oracle, checkpoint, mode, tmp_path):
-    answers, arrays = oracle
+def test_export_from_checkpoint_as_genuine(genuine_spec, checkpoint, mode, tmp_path):
+    answers, arrays = genuine_spec
     dim, path, values = answers["dim"], checkpoint[0], checkpoint[1]
     cases = {"matching": (lambda: dense_fn(dim), "block/"), "wrong_shape": (lambda: dense_fn(dim + 1), "block/"),
              "wrong_scope": (lambda: dense_fn(dim), "block2/"),
@@ -244,8 +244,8 @@ def _groups(tensor) -> list:
     return sorted(g.decode() for g in tensor.op.colocation_groups())
 
 
-def test_colocation_with_state_and_inputs_as_genuine(oracle):
-    answers = oracle[0]
+def test_colocation_with_state_and_inputs_as_genuine(genuine_spec):
+    answers = genuine_spec[0]
     spec = hub.create_module_spec(state_colocation_fn)
     with tf.Graph().as_default():
         u = tf.constant(7.0, name="u")
@@ -253,8 +253,8 @@ def test_colocation_with_state_and_inputs_as_genuine(oracle):
         assert {k: _groups(t) for k, t in outputs.items()} == answers["state_colocation"]
 
 
-def test_colocation_with_outputs_of_one_op_as_genuine(oracle):
-    answers = oracle[0]
+def test_colocation_with_outputs_of_one_op_as_genuine(genuine_spec):
+    answers = genuine_spec[0]
     spec = hub.create_module_spec(split_colocation_fn)
     with tf.Graph().as_default():
         u = tf.constant([1], name="u")
@@ -278,8 +278,8 @@ def test_colocation_with_outputs_of_one_op_as_genuine(oracle):
 
 # -- ASSET_FILEPATHS (graph mode) -----------------------------------------------------------------------------------
 
-def test_asset_filepaths_as_genuine(oracle, tmp_path):
-    answers = oracle[0]
+def test_asset_filepaths_as_genuine(genuine_spec, tmp_path):
+    answers = genuine_spec[0]
     vocabulary_file = tmp_path / "tokens.txt"
     vocabulary_file.write_text("\n".join(["emerson", "lake", "palmer"]) + "\n")
     work, export_path = str(tmp_path), str(tmp_path / "assets_module")

@@ -16,7 +16,7 @@ from tests.oracle.text_modules import assert_close, text_oracle
 
 
 @pytest.fixture(scope="module")
-def oracle():
+def genuine_text(oracle):
     return text_oracle()
 
 
@@ -41,8 +41,8 @@ def _info(info) -> dict:
             "is_supported_type": info.is_supported_type, "type_spec": type(info.type_spec).__name__}
 
 
-def test_signature_infos_as_genuine(oracle):
-    path, answers, _ = oracle
+def test_signature_infos_as_genuine(genuine_text):
+    path, answers, _ = genuine_text
     spec = hub.load_module_spec(os.path.join(path, "text"))
     assert sorted(spec.get_signature_names()) == answers["text_signatures"]
     for sig in answers["text_signatures"]:
@@ -50,8 +50,8 @@ def test_signature_infos_as_genuine(oracle):
         assert {k: _info(v) for k, v in spec.get_output_info_dict(sig).items()} == answers["text_outputs"][sig]
 
 
-def test_graph_mode_tables_partitions_sparse_ragged(oracle):
-    path, answers, arrays = oracle
+def test_graph_mode_tables_partitions_sparse_ragged(genuine_text):
+    path, answers, arrays = genuine_text
     with tf.Graph().as_default():
         module = hub.Module(os.path.join(path, "text"))
         assert sorted(v.op.name for v in tf.compat.v1.global_variables()) == answers["text_global_variables"]
@@ -79,16 +79,16 @@ def test_graph_mode_tables_partitions_sparse_ragged(oracle):
     np.testing.assert_array_equal(result["ragged_ids"].row_splits, arrays["tokens/ragged_ids/row_splits"])
 
 
-def test_monitored_session_initializes_tables(oracle):
-    path, answers, arrays = oracle
+def test_monitored_session_initializes_tables(genuine_text):
+    path, answers, arrays = genuine_text
     with tf.Graph().as_default():
         out = hub.Module(os.path.join(path, "text"))(tf.constant(answers["sentences"]))
         with tf.compat.v1.train.MonitoredSession() as sess:
             _close(sess.run(out), arrays["monitored/default"], "MonitoredSession")
 
 
-def test_eager_tables_partitions_sparse_ragged(oracle):
-    path, answers, arrays = oracle
+def test_eager_tables_partitions_sparse_ragged(genuine_text):
+    path, answers, arrays = genuine_text
     module = hub.Module(os.path.join(path, "text"))
     assert {k: len(v) if isinstance(v, list) else 1 for k, v in module.variable_map.items()} == \
         {k: len(v) if isinstance(v, list) else 1 for k, v in answers["text_variable_map"].items()}
@@ -105,8 +105,8 @@ def test_eager_tables_partitions_sparse_ragged(oracle):
     np.testing.assert_array_equal(result["ragged_ids"].row_splits, arrays["tokens/ragged_ids/row_splits"])
 
 
-def test_fine_tuning_graph_and_eager(oracle):
-    path, answers, arrays = oracle
+def test_fine_tuning_graph_and_eager(genuine_text):
+    path, answers, arrays = genuine_text
     sentences, lr, steps = answers["sentences"], answers["lr"], answers["steps"]
     weights = arrays["finetune_weights"]
     with tf.Graph().as_default():
@@ -137,8 +137,8 @@ def test_fine_tuning_graph_and_eager(oracle):
                arrays["finetune/" + name], "eager " + name)
 
 
-def test_reference_variables_and_colocation(oracle):
-    path, answers, arrays = oracle
+def test_reference_variables_and_colocation(genuine_text):
+    path, answers, arrays = genuine_text
     with tf.Graph().as_default() as graph:
         module = hub.Module(os.path.join(path, "refvar"), trainable=True)
         assert {k: type(v).__name__ for k, v in module.variable_map.items()} == answers["refvar_variable_types"]
@@ -181,8 +181,8 @@ def _bad_input_colocation_fn():
 
 @pytest.mark.parametrize("fn,key", [(_bad_state_colocation_fn, "bad_state_colocation"),
                                     (_bad_input_colocation_fn, "bad_input_colocation")])
-def test_colocation_errors_as_genuine(oracle, fn, key):
-    genuine = oracle[1][key]
+def test_colocation_errors_as_genuine(genuine_text, fn, key):
+    genuine = genuine_text[1][key]
     assert genuine["is_value_error"]
     with pytest.raises(ValueError) as info:
         hub.create_module_spec(fn)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.numerics
 
 
 @pytest.fixture(scope="module")
-def oracle():
+def genuine_text(oracle):
     return text_oracle()
 
 
@@ -53,8 +53,8 @@ def _state(wrapped) -> dict:
                             for k in (keys.GLOBAL_VARIABLES, keys.TRAINABLE_VARIABLES, keys.TABLE_INITIALIZERS)}}
 
 
-def test_text_module_in_wrap_function_as_genuine(oracle):
-    path, answers, arrays = oracle
+def test_text_module_in_wrap_function_as_genuine(genuine_text):
+    path, answers, arrays = genuine_text
     sentences = tf.constant(answers["sentences"])
     wrapped, init, module = _wrapped(os.path.join(path, "text"), False, tf.TensorSpec([None], tf.string))
     genuine = answers["wrapped"]
@@ -65,8 +65,8 @@ def test_text_module_in_wrap_function_as_genuine(oracle):
     assert_close(wrapped(sentences), arrays["wrapped/default"], GENUINE_OUTPUTS, "wrapped default")
 
 
-def test_fine_tuning_through_wrap_function_as_genuine(oracle):
-    path, answers, arrays = oracle
+def test_fine_tuning_through_wrap_function_as_genuine(genuine_text):
+    path, answers, arrays = genuine_text
     sentences = tf.constant(answers["sentences"])
     wrapped, init, _ = _wrapped(os.path.join(path, "text"), True, tf.TensorSpec([None], tf.string))
     genuine = answers["wrapped_trainable"]
@@ -88,9 +88,9 @@ def test_fine_tuning_through_wrap_function_as_genuine(oracle):
     assert_close(wrapped(sentences), arrays["wrapped_finetune/default"], GENUINE_TRAINING, "wrapped fine-tuned")
 
 
-def test_reference_variables_stay_in_the_wrapped_graph_as_genuine(oracle):
+def test_reference_variables_stay_in_the_wrapped_graph_as_genuine(genuine_text):
     """Reference variables cannot be lifted: they stay in the traced graph, initialized through prune."""
-    path, answers, arrays = oracle
+    path, answers, arrays = genuine_text
     x = tf.constant(arrays["refvar/x"])
     wrapped, init, _ = _wrapped(os.path.join(path, "refvar"), True, tf.TensorSpec([None, 3], tf.float32))
     genuine = answers["wrapped_refvar"]
@@ -102,9 +102,9 @@ def test_reference_variables_stay_in_the_wrapped_graph_as_genuine(oracle):
     assert_close(wrapped(x), arrays["wrapped_refvar/default"], GENUINE_OUTPUTS, "wrapped refvar")
 
 
-def test_a_tf_function_keeps_the_eager_module(oracle):
+def test_a_tf_function_keeps_the_eager_module(genuine_text):
     """Only wrap_function's graph is a TF1 graph: a module built in a tf.function's first trace is eager."""
-    path, answers, arrays = oracle
+    path, answers, arrays = genuine_text
     held = {}
 
     @tf.function

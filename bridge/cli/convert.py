@@ -59,7 +59,7 @@ def run(args) -> int:
     from bridge.cli.output import OK, VERIFICATION_FAILED, emit_json, one_line, save_json
     from bridge.cli.progress import reporter
     from bridge.conversion.converter import convert
-    from bridge.parity.report import check_parent
+    from bridge.parity.report import check_parent, random_ops_line
     from legacy.errors import VerificationError
 
     if args.json_file:
@@ -83,6 +83,12 @@ def run(args) -> int:
     save_json(document, args.json_file)
     if args.json:
         emit_json(document)
-    else:
-        print(line)
+        return 0
+    report = result.verification
+    if report is not None and args.full:  # the table (its notes say how random ops were compared) on success too
+        print(report.table(full=True))
+        print()
+    elif report is not None and random_ops_line(report):
+        print(random_ops_line(report))
+    print(line)
     return 0

@@ -158,8 +158,8 @@ def format_table(report, full: bool = False, width: int | None = None) -> str:
     hidden = len(results) - len(shown)
     if hidden:
         lines += _wrap(f"  ... {hidden} more output{'s' if hidden != 1 else ''}, all within tolerance "
-                       f"({sum(r.identical for r in results if id(r) not in shown)} identical); --full "
-                       "(table(full=True)) shows every row", width, "    ")
+                       f"({sum(r.identical for r in results if id(r) not in shown)} identical); --full shows every row",
+                       width, "    ")
     failed = [r for r in results if not r.passed]
     if failed:
         lines.append("")
@@ -232,6 +232,21 @@ def summary_line(report) -> str:
     failed = [r.name if r.mode == "inference" else f"{r.name} [{r.mode}]" for r in report.failures]
     shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
     return f"FAIL: {len(failed)} of {len(results)} outputs do not match ({passed} pass): {shown}"
+
+
+def random_ops_line(report) -> str | None:
+    """One line on random ops for a short text report: which outputs depend on them and how they were compared;
+    None when neither model has any (the table's note says the same at length)."""
+    random = report.settings.get("random_ops") or {}
+    if not any(side is None or side.get("ops") for side in random.values()):
+        return None
+    dependent = sorted({r.name if r.mode == "inference" else f"{r.name} [{r.mode}]" for r in report.results
+                        if r.reason and "depends on random ops" in r.reason})
+    if all(side is not None and side.get("matched") for side in random.values()):
+        how = "compared with both models drawing the same numbers (random ops seeded alike on both sides)"
+    else:
+        how = "compared with draws that could not be matched on both sides"
+    return f"random ops: {', '.join(dependent) or 'no compared output'} depend on them; {how}"
 
 
 def minimum_tolerances(report) -> dict:

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from bridge.parity.tolerance import DEFAULT_ATOL_SCALE, DEFAULT_RTOL
 from tests.zoo.conftest import MOMENTUM
+from tests.zoo.image_guide import NAMED, run_image_guide
 from tests.zoo.members import FULL, ZOO, ZOO_DIR, Member, full_manifest, manifest
 
 pytestmark = pytest.mark.oracle
@@ -82,6 +83,14 @@ def test_every_full_size_module_has_a_row():
     assert sorted(full_manifest()) == sorted(m.name for m in FULL)
     for member in FULL:  # published sizes: more than a million parameters each, and not committed
         assert member.facts["parameters"] > 1_000_000 and not member.path.startswith(ZOO_DIR)
+
+
+@pytest.mark.parametrize("rows,facts", [(ZOO, manifest), pytest.param(FULL, full_manifest, marks=pytest.mark.slow)],
+                         ids=["committed", "full"])
+def test_every_any_size_module_is_checked_at_another_size(rows, facts):
+    """A module taking any input size is verified at a second size only when its row names one."""
+    for member in rows:
+        assert bool(facts()[member.name]["any_size"]) == (member.other_size is not None), member.name
 
 
 def test_the_zoo_covers_every_published_shape():
@@ -189,19 +198,16 @@ def test_round_trip_gives_the_genuine_library_the_original_module(zoo, member):
 
 @pytest.mark.parametrize("member", MEMBERS, ids=_ids)
 def test_image_guide_snippets_run_on_the_shim(zoo, member):
-    """The TF Hub image guide's TF1 snippets, verbatim, on the module and on its TF2 conversion (eager mode)."""
-    from legacy import hub
-
-    _, genuine = zoo.genuine(member)
-    images = tf.constant(zoo.inputs[member.name]["images"])
+    """The TF Hub image guide's TF1 snippets as written (graph mode, a Session, the spec's expected size, every named
+    signature the module has) on the module and on its TF2 conversion, computing what the genuine library computes."""
+    info, genuine = zoo.genuine(member)
+    images = zoo.inputs[member.name]["images"]
     for path in (member.path, zoo.to_tf2(member).destination):
-        module = hub.Module(path)
-        height, width = hub.get_expected_image_size(module)
-        assert [height, width] == member.facts["default_image_size"]
-        outputs = module(dict(images=images), signature="image_feature_vector", as_dict=True)
-        features = outputs["default"]
-        assert_close(features.numpy(), genuine["outputs/infer/image_feature_vector/default"], f"{path}: features")
-        assert_close(module(images).numpy(), genuine["outputs/infer/default/default"], f"{path}: module(images)")
+        results = run_image_guide(path, images)
+        assert list(results["size"]) == member.facts["default_image_size"]
+        assert sorted(results) == sorted(["size", "default"] + [s for s in NAMED if s in info["signatures"]["infer"]])
+        for signature in ["default"] + [s for s in NAMED if s in results]:
+            assert_close(results[signature], genuine[f"outputs/infer/{signature}/default"], f"{path}: {signature}")
 
 
 # -- TFLite -------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """TF2 -> TF1 on real architectures (Keras applications, random weights, 32x32 inputs): `bridge convert` verifies,
-the genuine hub.Module on the written module computes what the TF2 model computes, and the TF Hub image guide's
-snippets run on the shim over it.
+the genuine hub.Module on the written module computes what the TF2 model computes, the TF Hub image guide's
+snippets run on the shim over it, and converted back to TF2 it computes the source's outputs, in TFLite too.
 
 Gradients: the TF1 graph the converter writes has the same gradient terms, in the same order, as the TF2 model's:
 tf.gradients on it in a Session with grappler's arithmetic optimizer and constant folding off gives the tape's
@@ -24,7 +24,7 @@ from bridge.parity.tolerance import DEFAULT_ATOL_SCALE
 from tests.zoo.conftest import run_bridge, seeded_copy
 from tests.zoo.image_guide import run_image_guide
 from tests.zoo.keras_sources import SOURCES, KerasSource
-from tests.zoo.test_zoo import assert_close
+from tests.zoo.test_zoo import TFLITE_ATOL_SCALE, assert_close
 
 # slow: building the Keras applications takes minutes on a machine that has not cached them (~/.cache), so this file
 # runs in the slow tier (make test-slow), which .ci/run runs after make test.
@@ -165,3 +165,37 @@ def test_image_guide_snippets_run_on_the_shim(zoo, converted, source: KerasSourc
     assert sorted(results) == ["default", "image_feature_vector", "size"]  # --kind feature_vector
     for signature in ("default", "image_feature_vector"):
         assert_close(results[signature], genuine[f"outputs/infer/{signature}/default"], signature)
+
+
+@pytest.fixture(scope="module")
+def round_trips(converted, tmp_path_factory):
+    """{name: `bridge convert` of the TF1 result back to TF2 (default options: verified)}."""
+    root = tmp_path_factory.mktemp("keras_round_trip")
+    result = {}
+    for source in SOURCES:
+        _, _, run, _ = converted[source.name]
+        assert run.exit_code == 0, run.stderr[-3000:]
+        result[source.name] = run_bridge("convert", run.destination, str(root / source.name))
+    return result
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
+def test_round_trip_and_tflite(converted, round_trips, source: KerasSource):
+    """TF2 -> TF1 -> TF2 verifies and computes the source model's inference outputs, and the TFLite converter accepts
+    it and keeps them (within TFLITE_ATOL_SCALE: TFLite runs its own kernels)."""
+    src, _, _, inputs = converted[source.name]
+    run = round_trips[source.name]
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert "verified: PASS" in run.stdout + run.stderr
+    images = inputs["images"]
+    expected = tf.saved_model.load(src)(images, training=False).numpy()
+    assert_close(tf.saved_model.load(run.destination)(images, training=False).numpy(), expected, "round trip")
+    converter = tf.lite.TFLiteConverter.from_saved_model(run.destination)
+    interpreter = tf.lite.Interpreter(model_content=converter.convert())
+    (name,) = interpreter.get_signature_list()["serving_default"]["inputs"]
+    (detail,) = interpreter.get_input_details()
+    interpreter.resize_tensor_input(detail["index"], images.shape)
+    interpreter.allocate_tensors()
+    outputs = interpreter.get_signature_runner("serving_default")(**{name: images})
+    assert sorted(outputs) == ["default"]
+    assert_close(outputs["default"], expected, "TFLite", atol_scale=TFLITE_ATOL_SCALE)

@@ -120,7 +120,7 @@ def test_genuine_library_computes_what_the_tf2_model_computes(zoo, keras_convers
 
 
 @pytest.mark.parametrize("source", [s for s in SOURCES if not s.random_ops], ids=lambda s: s.name)
-def test_gradients_are_the_tape_s_without_the_session_s_algebraic_rewrites(converted, source: KerasSource):
+def test_gradients_are_the_tape_s_without_the_session_s_algebraic_rewrites(keras_conversions, source: KerasSource):
     """Where the genuine library's gradients differ from the TF2 model's: not in the graph the converter writes. On the
     shim (this process, the same kernels), tf.gradients on the TF1 module in a Session without grappler's arithmetic
     optimizer and constant folding equals the tape on the TF2 model bit for bit, every variable."""
@@ -128,7 +128,7 @@ def test_gradients_are_the_tape_s_without_the_session_s_algebraic_rewrites(conve
 
     from legacy import hub
 
-    src, _, run, inputs = converted[source.name]
+    src, _, run, inputs = keras_conversions[source.name]
     assert run.exit_code == 0, run.stderr[-3000:]
     images, weights = inputs["images"], inputs["loss_weights"]
     obj = tf.saved_model.load(src)
@@ -155,9 +155,9 @@ def test_gradients_are_the_tape_s_without_the_session_s_algebraic_rewrites(conve
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
-def test_image_guide_snippets_run_on_the_shim(zoo, converted, source: KerasSource):
+def test_image_guide_snippets_run_on_the_shim(zoo, keras_conversions, source: KerasSource):
     """The TF Hub image guide's TF1 snippets as written, on the TF1 module the TF2 model became."""
-    _, _, run, inputs = converted[source.name]
+    _, _, run, inputs = keras_conversions[source.name]
     assert run.exit_code == 0, run.stderr[-3000:]
     _, genuine = zoo.oracle.answers(f"keras/{source.name}")
     results = run_image_guide(run.destination, inputs["images"])
@@ -168,22 +168,22 @@ def test_image_guide_snippets_run_on_the_shim(zoo, converted, source: KerasSourc
 
 
 @pytest.fixture(scope="module")
-def round_trips(converted, tmp_path_factory):
+def round_trips(keras_conversions, tmp_path_factory):
     """{name: `bridge convert` of the TF1 result back to TF2 (default options: verified)}."""
     root = tmp_path_factory.mktemp("keras_round_trip")
     result = {}
     for source in SOURCES:
-        _, _, run, _ = converted[source.name]
+        _, _, run, _ = keras_conversions[source.name]
         assert run.exit_code == 0, run.stderr[-3000:]
         result[source.name] = run_bridge("convert", run.destination, str(root / source.name))
     return result
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
-def test_round_trip_and_tflite(converted, round_trips, source: KerasSource):
+def test_round_trip_and_tflite(keras_conversions, round_trips, source: KerasSource):
     """TF2 -> TF1 -> TF2 verifies and computes the source model's inference outputs, and the TFLite converter accepts
     it and keeps them (within TFLITE_ATOL_SCALE: TFLite runs its own kernels)."""
-    src, _, _, inputs = converted[source.name]
+    src, _, _, inputs = keras_conversions[source.name]
     run = round_trips[source.name]
     assert run.exit_code == 0, run.stderr[-3000:]
     assert "verified: PASS" in run.stdout + run.stderr

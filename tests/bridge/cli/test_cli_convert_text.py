@@ -22,7 +22,7 @@ def _run(capsys, *argv) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> dict:
+def convert_runs(tmp_path_factory) -> dict:
     """One text conversion with its JSON document written beside it (--json-file), and one with --full."""
     import contextlib
     import io
@@ -46,25 +46,25 @@ def _dependent(document: dict) -> list:
                    for o in document["verification"]["outputs"] if "depends on random ops" in (o["reason"] or "")})
 
 
-def test_text_output_says_which_outputs_depend_on_random_ops(converted):
-    code, out, err = converted["plain"]
+def test_text_output_says_which_outputs_depend_on_random_ops(convert_runs):
+    code, out, err = convert_runs["plain"]
     assert code == 0, err
-    dependent = _dependent(converted["json"])
+    dependent = _dependent(convert_runs["json"])
     assert dependent  # the dropout before the logits, in training mode
     lines = out.splitlines()
     assert lines[-1].startswith("tf1->tf2: ") and lines[-1].endswith("verified: PASS")
     (line,) = [x for x in lines if x.startswith("random ops: ")]
     assert line == (f"random ops: {', '.join(dependent)} depend on them; compared with both models drawing the same "
                     "numbers (random ops seeded alike on both sides)")
-    assert converted["json"]["verification"]["settings"]["random_ops"]["A"]["matched"]
+    assert convert_runs["json"]["verification"]["settings"]["random_ops"]["A"]["matched"]
 
 
-def test_full_prints_every_row_when_verification_passes(converted):
-    code, out, err = converted["full"]
+def test_full_prints_every_row_when_verification_passes(convert_runs):
+    code, out, err = convert_runs["full"]
     assert code == 0, err
-    outputs = converted["json"]["verification"]["outputs"]
+    outputs = convert_runs["json"]["verification"]["outputs"]
     rows = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.startswith("   ")]
-    assert not converted["json"]["verification"]["other_sizes"]  # a fixed-size module: one table
+    assert not convert_runs["json"]["verification"]["other_sizes"]  # a fixed-size module: one table
     assert len(rows) == len(outputs)
     for mode in {o["mode"] for o in outputs}:  # every row of every section
         names = [o["name"] for o in outputs if o["mode"] == mode]
@@ -74,8 +74,8 @@ def test_full_prints_every_row_when_verification_passes(converted):
     assert out.splitlines()[-1].startswith("tf1->tf2: ") and out.splitlines()[-1].endswith("verified: PASS")
 
 
-def test_parity_summary_names_the_cli_flag_only(capsys, converted):
-    code, out, err = _run(capsys, "parity", MODULE, converted["dst"], "--training")
+def test_parity_summary_names_the_cli_flag_only(capsys, convert_runs):
+    code, out, err = _run(capsys, "parity", MODULE, convert_runs["dst"], "--training")
     assert code == 0, err
     (hidden,) = [line for line in out.splitlines() if "more output" in line]
     assert hidden.rstrip().endswith("--full shows every row") and "table(" not in out

@@ -143,7 +143,7 @@ def tf2_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def text_converted(tmp_path_factory):
+def text_converted(tmp_path_factory, oracle):
     """text_converted(name) -> path of the TF2 SavedModel `bridge convert` made (and verified) from text module
     `name` of tests/oracle/text_oracle.py (`text`, `text_train`), converted once per session."""
     from bridge.conversion.converter import convert

@@ -14,16 +14,13 @@ import tempfile
 
 import numpy as np
 
+from tests import tolerances
 from tests.oracle import runner
 
 SCRIPT = os.path.join(os.path.dirname(runner.ORACLE), "real_modules.py")
 NAMES = ("cf_v1_net", "dropout_net", "dropout_unseeded", "fakequant_net", "fixed_batch_net", "fixed_batch3_net",
          "hparams_net", "keyword_inputs_net", "partitioned_bn", "qat_net", "renorm_net", "variant_defaults_net",
          "while_v2_net", "while_v2b_net", "zero_debias_net")
-# Against the genuine library (TF 2.15, another process): max |a - b| <= ORACLE_RTOL * max |genuine| per output.
-# design.md measured up to 8e-7 of the output's scale between runs and versions on ResNet V2 50; these tiny nets
-# agree bit for bit on this machine, and 1e-5 leaves room for other CPUs.
-ORACLE_RTOL = 1e-5
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,16 +32,12 @@ def _root() -> str:
 
 
 def _run(*args: str) -> None:
-    import subprocess
-
-    python = runner.ensure_legacy_env()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    proc = subprocess.run([python, SCRIPT, *args], capture_output=True, text=True, timeout=600, env=env)
-    if proc.returncode != 0:
-        raise AssertionError(f"real_modules.py {args[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    runner.run_script(SCRIPT, *args, timeout=600)
 
 
 def real_module(name: str) -> str:
+    """The module `name`, exported by the genuine library (once per process): only for tests marked `oracle`."""
+    runner.check_permitted(f"real_modules.py {name}")
     return os.path.join(_root(), name)
 
 
@@ -57,12 +50,18 @@ def genuine_outputs(module_dir: str, images: np.ndarray, tmp_path, tags: str = "
         return {k[len("outputs/"):]: data[k] for k in data.files}
 
 
-def assert_close_to_genuine(actual, genuine, what: str) -> None:
-    actual, genuine = np.asarray(actual), np.asarray(genuine)
-    assert actual.shape == genuine.shape, f"{what}: shape {actual.shape} != genuine {genuine.shape}"
-    scale = float(np.max(np.abs(genuine))) if genuine.size else 0.0
-    err = float(np.max(np.abs(actual - genuine))) if genuine.size else 0.0
-    assert err <= ORACLE_RTOL * scale, f"{what}: max |diff| {err:.3g} > {ORACLE_RTOL} * scale {scale:.3g}"
+def for_key(key: str) -> tolerances.Tolerance:
+    """The tolerance against the genuine library for a key of `genuine_outputs`/`genuine_runs`: training results
+    (`updates/...`, `gradients/...`) or outputs."""
+    return tolerances.GENUINE_TRAINING if key.startswith(("updates/", "gradients/")) else tolerances.GENUINE_OUTPUTS
+
+
+def assert_close_to_genuine(actual, genuine, what: str,
+                            tolerance: tolerances.Tolerance = tolerances.GENUINE_OUTPUTS) -> None:
+    """This project (TF 2.21) against the genuine library (TF 2.15, another process), with the project's tolerance
+    for that comparison (tests/tolerances.py): outputs by default, `for_key(key)` for keys that may be updates."""
+    __tracebackhide__ = True
+    tolerances.assert_close(actual, genuine, tolerance, what)
 
 
 def images(n: int = 4, size=(16, 16), seed: int = 0) -> np.ndarray:

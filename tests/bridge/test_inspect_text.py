@@ -10,7 +10,7 @@ from bridge.inspect import format_report, inspect_model
 from tests.oracle.text_modules import text_oracle
 
 
-def test_inspect_shows_tables_assets_and_composite_signatures():
+def test_inspect_shows_tables_assets_and_composite_signatures(oracle):
     path, answers, _ = text_oracle()
     report = inspect_model(os.path.join(path, "text"))
     variant = report["variants"][0]
@@ -51,7 +51,7 @@ def test_inspect_tf2_text_models_shows_tables_assets_and_sparse_inputs(text_conv
     assert [t["vocabulary"] for t in train["tables"]] == ["vocab.txt"]
 
 
-def test_inspect_tf1_text_module_has_no_image_facts():
+def test_inspect_tf1_text_module_has_no_image_facts(oracle):
     path, _, _ = text_oracle()
     report = inspect_model(os.path.join(path, "text_train"))
     assert report["input_kind"] == "text" and report["signatures_not_kept"] == {}

@@ -107,6 +107,7 @@ def _keras3_model(layer, style: str):
     return keras.Model(inputs, head(layer(inputs)))
 
 
+@pytest.mark.numerics  # the regularization loss sum against testdata/golden
 @pytest.mark.parametrize("source, style", [("converted", "sequential"), ("tf1", "functional")])
 def test_fine_tuning_matches_hub_keras_layer(converted_path, reference, source, style):
     import keras

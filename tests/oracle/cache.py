@@ -16,12 +16,14 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
 from tests.corpus import ROOT
+from tests.oracle import runner
 
 KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
                     "OMP_NUM_THREADS", "TF_DETERMINISTIC_OPS", "DNNL_MAX_CPU_ISA")
@@ -136,27 +138,42 @@ def store(name: str, machine: dict, info: dict, arrays: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def script_entry(script: str, legacy_python: str) -> str | None:
+    """Where the cache keeps `script_output(script, ...)` on this machine (None when the cache is off): keyed by
+    `machine_key` with the script's source and tests/oracle/launch.py."""
+    root = cache_dir()
+    if root is None:
+        return None
+    machine = machine_key(legacy_python, script)
+    machine["launch"] = _digest_files([runner.LAUNCH])
+    digest = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:20]
+    return os.path.join(root, f"{os.path.splitext(os.path.basename(script))[0]}-{digest}")
+
+
 def script_output(script: str, legacy_python: str, timeout: float = 600) -> str:
     """The directory `legacy_python script OUT_DIR` writes, computed once per machine and kept in the cache (keyed
-    by `machine_key` with the script's source; BRIDGE_ORACLE_CACHE=off computes it in every call)."""
-    import subprocess
+    by `machine_key` with the script's source; BRIDGE_ORACLE_CACHE=off computes it in every call).
 
+    Run through tests/oracle/runner.py `start`: only tests marked `oracle` may call it (also when the answers are
+    cached), and the versions that computed them are kept with them and checked on every use."""
+    runner.check_permitted(os.path.basename(script))
     root = cache_dir()
-    machine = machine_key(legacy_python, script)
     name = os.path.splitext(os.path.basename(script))[0]
-    entry = None
-    if root is not None:
+    entry = script_entry(script, legacy_python)
+    if entry is not None:
         os.makedirs(root, exist_ok=True)
-        digest = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:20]
-        entry = os.path.join(root, f"{name}-{digest}")
         if os.path.isdir(entry):
+            runner.read_versions(os.path.join(entry, runner.VERSIONS_FILE), f"the cached {name} answers")
             return entry
     out = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root) if entry else tempfile.mkdtemp(prefix=f"{name}_")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    proc = subprocess.run([legacy_python, script, out], capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
+    try:
+        process = runner.start(script, out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process.wait(timeout)
+        with open(os.path.join(out, runner.VERSIONS_FILE), "w") as f:
+            json.dump(process.checked, f)
+    except BaseException:
         shutil.rmtree(out, ignore_errors=True)
-        raise AssertionError(f"{os.path.basename(script)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise
     if entry is None:
         return out
     try:

@@ -3,10 +3,13 @@
 The environment is `.venv-legacy`, created by `make legacy-env` from constraints/legacy.txt. When it is missing,
 the first test that needs it builds it (it never skips): the oracle is part of the test suite.
 
-One process answers a whole batch of questions (`ask`), so TensorFlow 2.15 starts once per batch, and every batch
-checks that its answers really came from tensorflow 2.15.1 + tensorflow-hub 0.15.0. Tests reach the oracle through
-the `oracle` fixture (tests/conftest.py), which marks them `oracle`; while any other test runs `permitted` is
-False and asking fails, so the marker is on exactly the tests that run the genuine library.
+One process answers a whole batch of questions (`ask`), so TensorFlow 2.15 starts once per batch. Every process of
+the legacy environment the tests start goes through `start` (the corpus oracle here, tests/bridge/real_modules.py,
+tests/oracle/text_modules.py, cache.script_output, the zoo's oracle): it runs the script under launch.py, which
+writes down the tensorflow and tensorflow-hub versions that run it, and no answer is read before they are checked
+to be 2.15.1 and 0.15.0. Tests reach the oracle through the `oracle` fixture (tests/conftest.py), which marks them
+`oracle`; while any other test runs `permitted` is False and every entry point fails (`check_permitted`, also on
+answers cached from an earlier run), so the marker is on exactly the tests that use the genuine library.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from tests.corpus import ROOT
 
 LEGACY_PYTHON = os.environ.get("BRIDGE_LEGACY_PYTHON", os.path.join(ROOT, ".venv-legacy", "bin", "python"))
 ORACLE = os.path.join(ROOT, "tests", "oracle", "legacy_oracle.py")
+LAUNCH = os.path.join(ROOT, "tests", "oracle", "launch.py")
+VERSIONS_FILE = "oracle_versions.json"  # what launch.py wrote, kept beside answers cached from a script
 EXPECTED_VERSIONS = {"tensorflow": "2.15.1", "tensorflow_hub": "0.15.0"}  # constraints/legacy.txt
 _lock = threading.Lock()
 permitted = True  # set per test by tests/conftest.py: True only for tests marked `oracle`
@@ -71,17 +76,58 @@ def ensure_legacy_env() -> str:
     return LEGACY_PYTHON
 
 
+def check_permitted(what: str) -> None:
+    """Fail unless the running test is marked `oracle` (it requested the `oracle` fixture)."""
+    if not permitted:
+        raise AssertionError(f"this test uses the genuine legacy library ({what}) but does not use the `oracle` "
+                             "fixture (tests/conftest.py), so it is not marked `oracle`: request the fixture")
+
+
+@dataclasses.dataclass
+class LegacyProcess:
+    """A script running in the legacy environment under launch.py; `check` reads the versions it runs."""
+
+    proc: subprocess.Popen
+    script: str
+    versions: str  # the file launch.py writes
+    checked: dict | None = None
+
+    def check(self) -> dict:
+        """The versions the process runs, checked against EXPECTED_VERSIONS (written before the script starts)."""
+        if self.checked is None:
+            self.checked = read_versions(self.versions, os.path.basename(self.script))
+            shutil.rmtree(os.path.dirname(self.versions), ignore_errors=True)
+        return self.checked
+
+    def wait(self, timeout: float = 600) -> str:
+        """Its stdout once it ended, after checking its exit code and versions (stdout and stderr piped)."""
+        stdout, stderr = self.proc.communicate(timeout=timeout)
+        if self.proc.returncode != 0:
+            raise AssertionError(f"{os.path.basename(self.script)} failed ({self.proc.returncode}):\n"
+                                 f"{(stderr or '')[-4000:]}")
+        self.check()
+        return stdout
+
+
+def start(script: str, *args: str, **popen) -> LegacyProcess:
+    """Start `script ARGS...` in the legacy environment, under launch.py (see the module docstring); `popen`:
+    subprocess.Popen's arguments (stdin, stdout, stderr, text)."""
+    check_permitted(os.path.basename(script))
+    python = ensure_legacy_env()
+    versions = os.path.join(tempfile.mkdtemp(prefix="oracle-versions-"), VERSIONS_FILE)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
+    proc = subprocess.Popen([python, LAUNCH, versions, script, *args], env=env, **popen)
+    return LegacyProcess(proc, script, versions)
+
+
+def run_script(script: str, *args: str, timeout: float = 900) -> str:
+    """Run `script ARGS...` in the legacy environment (see `start`) and return its stdout."""
+    return start(script, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True).wait(timeout)
+
+
 def run_oracle(*args: str, timeout: float = 900) -> str:
     """Run `legacy_oracle.py ARGS...` in the legacy environment and return its stdout."""
-    if not permitted:
-        raise AssertionError("this test runs the genuine legacy library but does not use the `oracle` fixture "
-                             "(tests/conftest.py), so it is not marked `oracle`: request the fixture")
-    python = ensure_legacy_env()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    proc = subprocess.run([python, ORACLE, *args], capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise AssertionError(f"legacy oracle {args[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc.stdout
+    return run_script(ORACLE, *args, timeout=timeout)
 
 
 def check_versions(versions: dict) -> None:
@@ -90,6 +136,17 @@ def check_versions(versions: dict) -> None:
     if found != EXPECTED_VERSIONS:
         raise AssertionError(f"the oracle environment {LEGACY_PYTHON} runs {found}, not {EXPECTED_VERSIONS}; "
                              "rebuild it: rm -rf .venv-legacy && make legacy-env")
+
+
+def read_versions(path: str, what: str) -> dict:
+    """The versions launch.py wrote to `path` for `what`, checked (see check_versions)."""
+    try:
+        with open(path) as f:
+            versions = json.load(f)
+    except (OSError, ValueError):
+        raise AssertionError(f"{what} did not say which library versions run it ({path} missing or empty)") from None
+    check_versions(versions)
+    return versions
 
 
 def ask(questions: list) -> list:

@@ -21,12 +21,6 @@ from tests.oracle.runner import check_versions, ensure_legacy_env
 SAVED_MODEL_ORACLE = os.path.join(ROOT, "tests", "oracle", "saved_model_oracle.py")
 
 
-def _check_permitted() -> None:
-    if not runner.permitted:
-        raise AssertionError("this test runs the genuine legacy library but is not marked `oracle`: request a "
-                             "fixture named `oracle` (tests/conftest.py)")
-
-
 def _read(prefix: str) -> tuple:
     with open(prefix + ".json") as f:
         info = json.load(f)
@@ -35,10 +29,15 @@ def _read(prefix: str) -> tuple:
         return info, {k: data[k] for k in data.files}
 
 
-@functools.lru_cache(maxsize=None)
 def saved_model_oracle() -> tuple:
-    """(directory holding `saved_model/`, `serve_only/`, `exported_module/`, `exported_spec/`, answers, arrays)."""
-    _check_permitted()
+    """(directory holding `saved_model/`, `serve_only/`, `exported_module/`, `exported_spec/`, answers, arrays).
+    Only for tests marked `oracle`, also when cached."""
+    runner.check_permitted("saved_model_oracle.py")
+    return _saved_model_oracle()
+
+
+@functools.lru_cache(maxsize=None)
+def _saved_model_oracle() -> tuple:
     out = cache.script_output(SAVED_MODEL_ORACLE, ensure_legacy_env())
     answers, arrays = _read(os.path.join(out, "answers"))
     return out, answers, arrays
@@ -47,18 +46,14 @@ def saved_model_oracle() -> tuple:
 def start_run(module_dirs: list):
     """Start the genuine hub.Module on `module_dirs` (one process, in the background); the returned function waits
     and returns one (info, arrays) per module: its tags, signatures, files, variables and outputs."""
-    _check_permitted()
     work = tempfile.mkdtemp(prefix="saved_model_run_")
     prefixes = [os.path.join(work, str(i)) for i in range(len(module_dirs))]
     args = [arg for pair in zip(module_dirs, prefixes) for arg in pair]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    proc = subprocess.Popen([ensure_legacy_env(), SAVED_MODEL_ORACLE, "--run", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    process = runner.start(SAVED_MODEL_ORACLE, "--run", *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
 
     def result() -> list:
-        _, stderr = proc.communicate(timeout=600)
-        if proc.returncode != 0:
-            raise AssertionError(f"saved_model_oracle.py --run failed ({proc.returncode}):\n{stderr[-4000:]}")
+        process.wait(timeout=600)
         return [_read(prefix) for prefix in prefixes]
 
     return result

@@ -14,27 +14,33 @@ import tempfile
 import numpy as np
 
 from tests.corpus import ROOT
+from tests.oracle import runner
 from tests.oracle.runner import ensure_legacy_env
 
 TEXT_ORACLE = os.path.join(ROOT, "tests", "oracle", "text_oracle.py")
 TOKENS_ORACLE = os.path.join(ROOT, "tests", "oracle", "tokens_oracle.py")
 
 
-@functools.lru_cache(maxsize=None)
 def text_oracle() -> tuple:
     """(directory holding `text/`, `text_train/` and `refvar/`, answers dict, arrays dict).
 
     Computed live by the genuine library once per machine and kept in the oracle cache (tests/oracle/cache.py:
     keyed by the CPU, kernel settings, the legacy packages and this oracle's source); BRIDGE_ORACLE_CACHE=off
-    computes it in every session."""
-    return oracle_answers(TEXT_ORACLE)
+    computes it in every session. Only for tests marked `oracle`, also when cached."""
+    runner.check_permitted("text_oracle.py")
+    return _answers(TEXT_ORACLE)
 
 
-@functools.lru_cache(maxsize=None)
 def tokens_oracle() -> tuple:
     """(directory holding `tokens/`, a BERT-style module of int32 token-id inputs, answers dict, arrays dict),
     from tests/oracle/tokens_oracle.py, cached as `text_oracle`."""
-    return oracle_answers(TOKENS_ORACLE)
+    runner.check_permitted("tokens_oracle.py")
+    return _answers(TOKENS_ORACLE)
+
+
+@functools.lru_cache(maxsize=None)
+def _answers(script: str) -> tuple:
+    return oracle_answers(script)
 
 
 def oracle_answers(script: str) -> tuple:
@@ -50,30 +56,17 @@ def oracle_answers(script: str) -> tuple:
     return entry, answers, arrays
 
 
-def assert_close(actual, expected, what: str, rtol: float, atol_scale: float) -> None:
-    """|A-B| <= atol + rtol*|B| elementwise, atol = atol_scale * max|B| (the parity harness's semantics)."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    atol = atol_scale * float(np.max(np.abs(expected))) if expected.size else 0.0
-    err = np.abs(actual - expected)
-    bad = err > atol + rtol * np.abs(expected)
-    assert not bad.any(), f"{what}: max abs diff {err.max():.3g} (atol {atol:.3g}, rtol {rtol})"
-
-
 def start_text_module(module_dir: str, script: str = TEXT_ORACLE):
     """Start the genuine hub.Module on another text module with the text module's signatures (text_oracle.py
     --run, or `script`'s) in the background; the returned function waits for it and returns its outputs. Tests
     start it as soon as the module exists and collect it last, so TensorFlow 2.15's start overlaps the other
     tests."""
     out = os.path.join(tempfile.mkdtemp(prefix="text_run_"), "outputs.npz")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    proc = subprocess.Popen([ensure_legacy_env(), script, "--run", module_dir, out], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    process = runner.start(script, "--run", module_dir, out, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
 
     def result() -> dict:
-        _, stderr = proc.communicate(timeout=600)
-        if proc.returncode != 0:
-            raise AssertionError(f"text oracle --run failed ({proc.returncode}):\n{stderr[-4000:]}")
+        process.wait(timeout=600)
         with np.load(out, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
 

@@ -37,13 +37,11 @@ class Oracle:
     """The genuine library as a server: submit() returns at once, answers() waits for that job."""
 
     def __init__(self, workdir: str):
-        python = runner.ensure_legacy_env()
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
         self.workdir = workdir
         self.log = os.path.join(workdir, "oracle.log")
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([python, ORACLE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=log, text=True, env=env)
+        with open(self.log, "w") as log:  # runner.start: only in tests marked `oracle`, versions checked
+            self.process = runner.start(ORACLE, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+        self.proc = self.process.proc
         self.replies: dict = {}
         self.cond = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
@@ -73,6 +71,7 @@ class Oracle:
             reply = self.replies.get(job_id) or self.replies.get(None) or {"ok": False, "error": "timed out"}
         if not reply["ok"]:
             raise AssertionError(f"zoo oracle, {job_id}: {reply['error']}")
+        self.process.check()  # launch.py wrote the versions before the oracle started, so before any answer
         out = os.path.join(self.workdir, job_id.replace("/", "_") + ".answers.npz")
         with open(out + ".json") as f:
             info = json.load(f)

@@ -43,7 +43,7 @@ def test_python_api_spells_inputs_its_way(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def conversion(tmp_path_factory):
+def conversion(tmp_path_factory, oracle):
     from bridge import convert
 
     return convert(real_module("hparams_net"), str(tmp_path_factory.mktemp("input_option") / "tf2"),

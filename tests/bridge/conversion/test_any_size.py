@@ -8,7 +8,7 @@ import tensorflow as tf
 from tests.bridge.real_modules import assert_close_to_genuine, genuine_outputs, images, real_module
 
 
-def test_any_size_module_converts_and_verifies_at_the_default_and_another_size(tmp_path, capsys):
+def test_any_size_module_converts_and_verifies_at_the_default_and_another_size(tmp_path, capsys, oracle):
     from bridge.cli import main
     from bridge.conversion.converter import convert
     from legacy.format.metadata import read_metadata

@@ -53,7 +53,7 @@ class SentenceEmbedding(AutoTrackable):
 
 
 @pytest.fixture(scope="module")
-def sentences() -> list:
+def sentences(oracle) -> list:
     """The sentences the genuine library's runner feeds (tests/oracle/text_oracle.py SENTENCES, an empty one too)."""
     return text_oracle()[1]["sentences"]
 
@@ -72,7 +72,7 @@ def model(sentences, tmp_path_factory) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def written(model, tmp_path_factory) -> tuple:
+def written(model, tmp_path_factory, oracle) -> tuple:
     """(the TF1 module bridge convert wrote, the genuine library's run of it, started in the background)."""
     path, _, _ = model
     result = convert(path, str(tmp_path_factory.mktemp("native_text") / "tf1"), progress=lambda m: None)

@@ -12,7 +12,7 @@ HPARAMS = ("image_feature_vector_with_bn_hparams", "image_classification_with_bn
 
 
 @pytest.fixture(scope="module")
-def conversion_and_progress(tmp_path_factory):
+def conversion_and_progress(tmp_path_factory, oracle):
     from bridge.conversion.converter import convert
 
     lines = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.bridge.real_modules import assert_close_to_genuine, genuine_runs, images, real_module
+from tests.bridge.real_modules import assert_close_to_genuine, for_key, genuine_runs, images, real_module
 
 HPARAMS = ("image_feature_vector_with_bn_hparams", "image_classification_with_bn_hparams")
 SCALE = 2.0  # the value given for scaled_features' input `scale`, which has no default
@@ -15,7 +15,7 @@ MOMENTUM = 0.5  # the module's default is 0.99
 
 
 @pytest.fixture(scope="module")
-def round_trip(tmp_path_factory):
+def round_trip(tmp_path_factory, oracle):
     from bridge.conversion.converter import convert
 
     root = tmp_path_factory.mktemp("hparams_round_trip")
@@ -51,7 +51,7 @@ def test_the_genuine_library_computes_the_same_outputs_and_updates(round_trip, r
     assert sorted(written) == sorted(original)
     assert any(k.startswith("updates/") for k in original) == (run != "inference")
     for key in original:
-        assert_close_to_genuine(written[key], original[key], f"{run}: {key}")
+        assert_close_to_genuine(written[key], original[key], f"{run}: {key}", for_key(key))
 
 
 def test_moving_statistics_move_with_the_momentum_given(round_trip):

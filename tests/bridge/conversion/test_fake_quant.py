@@ -7,7 +7,7 @@ import tensorflow as tf
 from tests.bridge.real_modules import assert_close_to_genuine, genuine_outputs, images, real_module
 
 
-def test_fake_quant_module_converts_verifies_and_matches_the_genuine_library(tmp_path):
+def test_fake_quant_module_converts_verifies_and_matches_the_genuine_library(tmp_path, oracle):
     from bridge.conversion.converter import convert
     from legacy import hub
     from legacy.format.reader import read_module

@@ -27,7 +27,7 @@ def _quiet(message):
 
 
 @pytest.fixture(scope="module")
-def conversions(tmp_path_factory) -> dict:
+def conversions(tmp_path_factory, oracle) -> dict:
     """TF1 -> TF2 -> TF1 of fixed_batch_net and TF1 -> TF2 of fixed_batch3_net, each verified by `convert`."""
     from bridge.conversion.converter import convert
 
@@ -78,7 +78,7 @@ def test_the_adapter_keeps_the_batch_and_matches_the_genuine_library(genuine_ans
         assert_close(obj.call_signature(signature, X2)[output].numpy(), value, GENUINE_OUTPUTS, f"adapter {key}")
 
 
-def test_the_adapter_refuses_another_batch_in_one_line():
+def test_the_adapter_refuses_another_batch_in_one_line(oracle):
     import bridge
 
     obj = bridge.adapt(real_module("fixed_batch_net"))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.bridge.real_modules import assert_close_to_genuine, genuine_runs, images, real_module
+from tests.bridge.real_modules import assert_close_to_genuine, for_key, genuine_runs, images, real_module
 from tests.tolerances import GENUINE_TRAINING, assert_close
 
 pytestmark = pytest.mark.numerics
@@ -46,7 +46,7 @@ def _result(value):
 
 
 @pytest.fixture(scope="module")
-def conversions(tmp_path_factory) -> dict:
+def conversions(tmp_path_factory, oracle) -> dict:
     """{name: ConversionResult or the exception}: TF1 -> TF2 of TF1_TO_TF2, and for ROUND_TRIPS
     {name: ...} TF1 -> TF2 and {name + "/tf1": ...} back to TF1, each verified by `bridge convert`."""
     from bridge.conversion.converter import convert
@@ -150,7 +150,7 @@ def _assert_matches_genuine(actual: dict, expected: dict, what: str) -> None:
     missing = sorted(set(expected) - set(actual))
     assert not missing, f"{what}: no value for {missing} (has {sorted(actual)})"
     for key, value in sorted(expected.items()):
-        assert_close_to_genuine(actual[key], value, f"{what} {key}")
+        assert_close_to_genuine(actual[key], value, f"{what} {key}", for_key(key))
 
 
 def _model(conversions, name: str, kind: str):
@@ -199,7 +199,7 @@ def test_partitioned_module_matches_the_genuine_library(conversions, genuine_ans
 
 # -- F2: control flow v1 between trainable layers: gradients ----------------------------------------------------
 
-def test_cf_v1_module_is_built_with_control_flow_v1():
+def test_cf_v1_module_is_built_with_control_flow_v1(oracle):
     """What the gradient tests rely on (the builder switches control flow v2 off for this module only)."""
     from legacy.format.reader import read_module
 
@@ -239,7 +239,7 @@ def test_cf_v1_gradients_outside_graph_mode_are_refused_in_one_line(conversions,
     assert any(n.startswith("note: the module holds a TF1 while loop") for n in notes), notes
 
 
-def test_inspect_names_the_tf1_loop(capsys):
+def test_inspect_names_the_tf1_loop(capsys, oracle):
     from bridge.cli import main
 
     assert main(["inspect", real_module("cf_v1_net")]) == 0
@@ -348,12 +348,12 @@ def _loop_functions(name: str) -> set:
     return {f.signature.name for f in library.function}
 
 
-def test_the_two_while_modules_share_function_names():
+def test_the_two_while_modules_share_function_names(oracle):
     """What the tests below are about (the builder makes it so)."""
     assert _loop_functions("while_v2_net") == _loop_functions("while_v2b_net") != set()
 
 
-def test_cli_parity_of_two_while_modules_reports(capsys):
+def test_cli_parity_of_two_while_modules_reports(capsys, oracle):
     from bridge.cli import main
 
     code = main(["parity", real_module("while_v2_net"), real_module("while_v2b_net"), "--random", "2"])
@@ -479,6 +479,7 @@ def test_partitioned_round_trip_keeps_one_partitioned_variable(conversions, genu
     assert sorted(grads) == sorted(k for k in original if k.startswith("gradients/default/"))
     assert "gradients/default/conv1/kernel" in grads, sorted(grads)
     for key, value in original.items():
-        assert_close_to_genuine(back[key], value, f"written back: {key}")
+        assert_close_to_genuine(back[key], value, f"written back: {key}", for_key(key))
     for key, value in genuine_answers["partitioned_bn/train"].items():
-        assert_close_to_genuine(genuine_answers["partitioned_bn/tf1/train"][key], value, f"written back, train: {key}")
+        assert_close_to_genuine(genuine_answers["partitioned_bn/tf1/train"][key], value,
+                                f"written back, train: {key}", for_key(key))

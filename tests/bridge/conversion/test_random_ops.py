@@ -22,7 +22,7 @@ def _quiet(message):
 
 
 @pytest.fixture(scope="module")
-def conversions(tmp_path_factory):
+def conversions(tmp_path_factory, oracle):
     from bridge.conversion.converter import convert
 
     root = tmp_path_factory.mktemp("random_ops")
@@ -31,15 +31,29 @@ def conversions(tmp_path_factory):
 
 @pytest.mark.parametrize("name", DROPOUT_MODULES)
 def test_convert_verifies_training_outputs_that_depend_on_dropout(conversions, name):
+    """The verification passes on outputs behind dropout, within the parity tolerance, not bit for bit: it runs
+    every signature of the module in one traced function and each signature of the SavedModel in its own, and
+    Grappler's remapper fuses the conv and batch norm differently when the activations are also an output. Under
+    ONEDNN_MAX_CPU_ISA=SSE41 the fused and unfused kernels differ in the last bits (measured on dropout_net: training
+    logits 2.4e-7 apart at magnitude 0.76, 0.0 with the remapper off); unmatched draws would differ by O(1) (see
+    test_matching_is_what_makes_unseeded_dropout_comparable). Bit-identity holds where both sides run one graph."""
+    from bridge.parity.runners import open_runner
+
     report = conversions[name].verification
     assert report.passed, report.table()
     logits = report.result("image_classification/default", mode="training")
-    assert logits.identical and "depends on random ops" in logits.reason
+    assert "depends on random ops" in logits.reason
+    assert logits.elements and logits.max_abs <= logits.atol, logits.reason
     # The inference graph has no dropout: nothing to say there.
     assert "random" not in report.result("image_classification/default").reason
     note = next(n for n in report.notes if n.startswith("random ops:"))
     assert "image_classification/default" in note and "draws matched" in note
     assert report.settings["random_ops"]["A"]["matched"] and report.settings["random_ops"]["B"]["matched"]
+    # One signature alone: the adapter traces the very graph the SavedModel saved, so both draw and compute alike.
+    ra, rb = open_runner(real_module(name)), open_runner(conversions[name].destination)
+    x = images(4)
+    a, b = (r.run("image_classification", x, training=True)["default"] for r in (ra, rb))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_matching_is_what_makes_unseeded_dropout_comparable(conversions):
@@ -79,7 +93,7 @@ def test_converted_model_draws_fresh_numbers_in_training_only(conversions, name)
     assert not np.array_equal(train[0], infer[0])
 
 
-def test_shim_train_variant_drops_out_as_the_genuine_library(tmp_path):
+def test_shim_train_variant_drops_out_as_the_genuine_library(tmp_path, oracle):
     """The shim's first train-variant call draws what genuine hub.Module draws in its first session run (the ops
     carry seeds), and later calls draw fresh numbers."""
     from legacy import hub

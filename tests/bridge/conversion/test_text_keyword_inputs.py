@@ -21,7 +21,7 @@ pytestmark = pytest.mark.numerics
 
 
 @pytest.fixture(scope="module")
-def oracle_text():
+def oracle_text(oracle):
     root, answers, arrays = text_oracle()
     return os.path.join(root, "keyword_text"), answers, arrays
 

@@ -18,7 +18,7 @@ from tests.bridge.real_modules import images, real_module
 
 
 @pytest.fixture(scope="module")
-def converted_path(tmp_path_factory) -> str:
+def converted_path(tmp_path_factory, oracle) -> str:
     """fixed_batch_net as a TF2 SavedModel (its verification is tested in test_fixed_batch.py)."""
     from bridge.conversion.converter import convert
 

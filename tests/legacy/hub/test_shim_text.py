@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bridge.parity.tolerance import DEFAULT_ATOL_SCALE, DEFAULT_RTOL
 from legacy import hub
-from tests.oracle.text_modules import assert_close, text_oracle
+from tests.oracle.text_modules import text_oracle
+from tests.tolerances import GENUINE_OUTPUTS, GENUINE_TRAINING, assert_close
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,9 @@ def genuine_text(oracle):
     return text_oracle()
 
 
-def _close(actual, expected, what):
-    assert_close(actual, expected, what, DEFAULT_RTOL, DEFAULT_ATOL_SCALE)
+def _close(actual, expected, what, tolerance=GENUINE_OUTPUTS):
+    __tracebackhide__ = True
+    assert_close(actual, expected, tolerance, what)
 
 
 def _tokens(answers):
@@ -118,9 +119,9 @@ def test_fine_tuning_graph_and_eager(genuine_text):
             sess.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
             losses = [sess.run([loss, train])[0] for _ in range(steps)]
             graph_values = {k: _assemble(sess.run(v)) for k, v in module.variable_map.items()}
-    _close(losses, arrays["finetune_loss"], "graph losses")
+    _close(losses, arrays["finetune_loss"], "graph losses", GENUINE_TRAINING)
     for name, value in graph_values.items():
-        _close(value, arrays["finetune/" + name], "graph " + name)
+        _close(value, arrays["finetune/" + name], "graph " + name, GENUINE_TRAINING)
 
     module = hub.Module(os.path.join(path, "text"), trainable=True)
     optimizer = tf.keras.optimizers.SGD(lr)
@@ -131,10 +132,10 @@ def test_fine_tuning_graph_and_eager(genuine_text):
         grads = tape.gradient(loss, module.trainable_variables)
         optimizer.apply_gradients(zip(grads, module.trainable_variables))
         losses.append(loss.numpy())
-    _close(losses, arrays["finetune_loss"], "eager losses")
+    _close(losses, arrays["finetune_loss"], "eager losses", GENUINE_TRAINING)
     for name, value in module.variable_map.items():
         _close(_assemble([p.numpy() for p in value] if isinstance(value, list) else value.numpy()),
-               arrays["finetune/" + name], "eager " + name)
+               arrays["finetune/" + name], "eager " + name, GENUINE_TRAINING)
 
 
 def test_reference_variables_and_colocation(genuine_text):
@@ -162,7 +163,7 @@ def test_reference_variables_and_colocation(genuine_text):
             for _ in range(answers["steps"]):
                 sess.run(train)
             for name, var in module.variable_map.items():
-                _close(sess.run(var), arrays["refvar_finetune/" + name], "refvar " + name)
+                _close(sess.run(var), arrays["refvar_finetune/" + name], "refvar " + name, GENUINE_TRAINING)
 
 
 def _bad_state_colocation_fn():

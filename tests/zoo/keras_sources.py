@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 
-from bridge.parity.tolerance import DEFAULT_ATOL_SCALE
+from tests.tolerances import EFFICIENTNET_TRAINING, PARITY_RULE, Tolerance
 from tests.zoo.members import CACHE
 
 BUILD_VERSION = 1
@@ -26,7 +26,7 @@ class KerasSource:
     options: tuple = ()
     # Training-mode outputs, gradients and updates against the genuine library, relative to their scale: the
     # project's default unless this architecture's training mode is itself that sensitive to kernel choice.
-    training_rtol: float = DEFAULT_ATOL_SCALE
+    training: Tolerance = PARITY_RULE
     random_ops: bool = False  # random ops in training mode (drop-connect)
 
     def build(self, path: str) -> str:
@@ -63,6 +63,6 @@ SOURCES = [
     # Its training mode at 32x32 (batch norm over 1x1 maps of 4 images) moves by 9.5e-4 of the output's scale between
     # oneDNN on and off, or SSE4.1 kernels on one thread, in TF 2.21 alone (measured on one machine); the genuine
     # library (TF 2.15) differed by 4.4e-4. Twice the kernel spread is the bar.
-    KerasSource("efficientnet_b0", "EfficientNetB0", 32, training_rtol=2e-3, random_ops=True),
+    KerasSource("efficientnet_b0", "EfficientNetB0", 32, training=EFFICIENTNET_TRAINING, random_ops=True),
     KerasSource("resnet50", "ResNet50", 32),
 ]

@@ -10,8 +10,8 @@ rounding (either alone leaves the difference; which rewrite re-rounds was not pi
 own tape is not changed by grappler at all (its gradients are bit-identical with the meta optimizer off). The genuine
 library with those two rewrites off gave the tape's gradients bit for bit too (measured, TF 2.15 against TF 2.21 on
 one machine; not asserted, as the two versions' kernels may differ elsewhere). So the genuine library
-with a default Session agrees to rounding, within FIRST_CONV_GRADIENT_RTOL on the first conv kernel and
-GRADIENT_RTOL on all, not bit for bit. Outputs and batch-norm updates use the project's default tolerance.
+with a default Session agrees to rounding, within tests/tolerances.FIRST_CONV_GRADIENT on the first conv kernel and
+PARITY_RULE on all, not bit for bit. Outputs and batch-norm updates use PARITY_RULE too (EfficientNet: its own).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bridge.parity.tolerance import DEFAULT_ATOL_SCALE
 from tests.zoo.conftest import run_bridge, seeded_copy
 from tests.zoo.image_guide import run_image_guide
 from tests.zoo.keras_sources import SOURCES, KerasSource
-from tests.zoo.test_zoo import TFLITE_ATOL_SCALE, assert_close
+from tests.tolerances import FIRST_CONV_GRADIENT, PARITY_RULE, TFLITE
+from tests.zoo.test_zoo import assert_close
 
 # slow: building the Keras applications takes minutes on a machine that has not cached them (~/.cache), so this file
 # runs in the slow tier (make test-slow), which .ci/run runs after make test.
@@ -32,15 +32,8 @@ pytestmark = [pytest.mark.oracle, pytest.mark.slow]
 
 # Largest |genuine - TF2| over every gradient, relative to the loss's largest gradient. Measured on this machine
 # (4 images fed to a placeholder, as the zoo oracle does; loss sum(features * fixed weights)): MobileNetV3Small 7.5e-7
-# (a depthwise kernel), ResNet50 0 (bit for bit). The project's default tolerance (DEFAULT_ATOL_SCALE) is the bar.
-GRADIENT_RTOL = DEFAULT_ATOL_SCALE
-# The first conv kernel's gradient against its own scale (max |TF2 gradient|). Measured on this machine:
-# MobileNetV3Small 7.9e-7 as this test feeds the images; 1.15e-6 with the images a constant in the genuine graph
-# (more for constant folding to fold; 0 with the two rewrites off), where the genuine library's classic SGD step
-# (GradientDescentOptimizer, learning rate 0.1) lands 1.17e-6 of the step's size from the TF2 model's own step on that
-# kernel, at most 2.7e-6 of its own step on any variable whose gradient is above 1e-3 of the largest. ResNet50 0.
-# About four times the largest measured difference, so other CPUs' kernels fit.
-FIRST_CONV_GRADIENT_RTOL = 5e-6
+# (a depthwise kernel), ResNet50 0 (bit for bit). The bar is the zoo's (tests/tolerances.PARITY_RULE); the first conv
+# kernel is held to tests/tolerances.FIRST_CONV_GRADIENT against its own scale (the measurement is there).
 # The grappler rewrites that re-round the TF1 Session's gradients (RewriterConfig field names).
 ALGEBRAIC_REWRITES = ("arithmetic_optimization", "constant_folding")
 
@@ -86,7 +79,7 @@ def test_genuine_library_computes_what_the_tf2_model_computes(zoo, keras_convers
     assert info["expected_image_size"] == [source.size, source.size]
     assert_close(obj(images, training=False).numpy(), genuine["outputs/infer/default/default"], "inference")
     assert_close(obj(images, training=True).numpy(), genuine["outputs/train/default/default"], "training",
-                 atol_scale=source.training_rtol)
+                 source.training)
 
     obj = tf.saved_model.load(seeded)  # fresh: the random ops draw their first numbers, as in the oracle's graph
     with tf.GradientTape() as tape:
@@ -104,19 +97,20 @@ def test_genuine_library_computes_what_the_tf2_model_computes(zoo, keras_convers
     with capsys.disabled():
         print(f"\n{source.name}: gradients, max |genuine - TF2| / (largest gradient): {max(worst.values()):.2g} "
               f"({max(worst, key=worst.get)}); first variable {first}: {worst[first]:.2g}")
-    assert max(worst.values()) <= max(GRADIENT_RTOL, source.training_rtol), sorted(worst.items(), key=lambda kv: -kv[1])[:5]
+    assert max(worst.values()) <= max(PARITY_RULE.rel, source.training.rel), \
+        sorted(worst.items(), key=lambda kv: -kv[1])[:5]
     first_conv = next(v for v in obj.trainable_variables if len(v.shape) == 4)
     tape_grad = grads[_name(first_conv)].numpy()
     own = float(np.abs(genuine["gradients/" + _name(first_conv)] - tape_grad).max()) / float(np.abs(tape_grad).max())
     with capsys.disabled():
         print(f"{source.name}: first conv kernel {_name(first_conv)}: max |genuine - TF2| / max |TF2|: {own:.3g}")
-    assert own <= max(FIRST_CONV_GRADIENT_RTOL, source.training_rtol), (_name(first_conv), own)
+    assert own <= max(FIRST_CONV_GRADIENT.rel, source.training.rel), (_name(first_conv), own)
     for var in obj.variables:  # the training call above ran the update ops once, as UPDATE_OPS did in the oracle
         # The oracle's arrays hold a scalar variable as shape (1,) (the genuine variable_map reports shape ()).
         expected = genuine["updated/" + _name(var)]
         expected = expected.reshape(var.shape) if expected.size == var.shape.num_elements() else expected
         assert_close(var.numpy(), expected, f"after the update ops: {_name(var)}",
-                     atol_scale=source.training_rtol)
+                     source.training)
 
 
 @pytest.mark.parametrize("source", [s for s in SOURCES if not s.random_ops], ids=lambda s: s.name)
@@ -182,7 +176,7 @@ def round_trips(keras_conversions, tmp_path_factory):
 @pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
 def test_round_trip_and_tflite(keras_conversions, round_trips, source: KerasSource):
     """TF2 -> TF1 -> TF2 verifies and computes the source model's inference outputs, and the TFLite converter accepts
-    it and keeps them (within TFLITE_ATOL_SCALE: TFLite runs its own kernels)."""
+    it and keeps them (within tests/tolerances.TFLITE: TFLite runs its own kernels)."""
     src, _, _, inputs = keras_conversions[source.name]
     run = round_trips[source.name]
     assert run.exit_code == 0, run.stderr[-3000:]
@@ -198,4 +192,4 @@ def test_round_trip_and_tflite(keras_conversions, round_trips, source: KerasSour
     interpreter.allocate_tensors()
     outputs = interpreter.get_signature_runner("serving_default")(**{name: images})
     assert sorted(outputs) == ["default"]
-    assert_close(outputs["default"], expected, "TFLite", atol_scale=TFLITE_ATOL_SCALE)
+    assert_close(outputs["default"], expected, "TFLite", TFLITE)

@@ -16,19 +16,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bridge.parity.tolerance import DEFAULT_ATOL_SCALE, DEFAULT_RTOL
+from tests.tolerances import PARITY_RULE, TFLITE, TFLITE_FAKE_QUANT, Tolerance, assert_parity_rule
 from tests.zoo.conftest import MOMENTUM
 from tests.zoo.image_guide import NAMED, run_image_guide
 from tests.zoo.members import FULL, ZOO, ZOO_DIR, Member, full_manifest, manifest
 
 pytestmark = pytest.mark.oracle
-
-# TFLite runs its own kernels (XNNPACK) and may fuse ops: float members passed at 1e-4 of each output's scale.
-# Fake-quant graphs round every activation to a step of its range (6/255 for ReLU6), so a last-bit difference before
-# a rounding becomes a whole step: measured 0.0061 on logits of scale 0.239 (2.6%) on the quantops member.
-TFLITE_ATOL_SCALE = 1e-4
-TFLITE_FAKE_QUANT_ATOL_SCALE = 0.05
-
 
 def _ids(member: Member) -> str:
     return member.name
@@ -38,20 +31,10 @@ def _ids(member: Member) -> str:
 MEMBERS = ZOO + [pytest.param(m, marks=pytest.mark.slow, id=m.name) for m in FULL]
 
 
-def assert_close(actual, expected, what: str, atol_scale: float = DEFAULT_ATOL_SCALE, rtol: float = DEFAULT_RTOL,
-                 scale: float | None = None):
-    """The parity harness's rule: fails only where |A-B| > atol (atol_scale * max|A|) and |A-B| > rtol * |A|.
-
-    `scale` replaces max|A| where an array's own scale means nothing: the gradient of a conv bias followed by batch
-    norm is zero in exact arithmetic, so both sides hold rounding noise there; it is measured against the scale of
-    the loss's largest gradient instead."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    diff = np.abs(actual.astype(np.float64) - expected)
-    atol = atol_scale * (scale if scale is not None else float(np.abs(expected).max()) if expected.size else 0.0)
-    bad = (diff > atol) & (diff > rtol * np.abs(expected))
-    assert not bad.any(), (f"{what}: {int(bad.sum())} of {bad.size} elements off; max abs diff "
-                           f"{float(diff.max()):.3g} (atol {atol:.3g}, scale {float(np.abs(expected).max()):.3g})")
+def assert_close(actual, expected, what: str, tolerance: Tolerance = PARITY_RULE, scale: float | None = None):
+    """The zoo's comparison: the parity harness's rule, stated once in tests/tolerances.py."""
+    __tracebackhide__ = True
+    assert_parity_rule(actual, expected, what, tolerance, scale)
 
 
 def _call(obj, signature: str, images, training: bool) -> dict:
@@ -227,4 +210,4 @@ def test_tflite_converter_accepts_the_conversion(zoo, member):
     assert sorted(outputs) == sorted(k.split("/")[-1] for k in genuine if k.startswith("outputs/infer/default/"))
     for key, value in outputs.items():
         assert_close(value, genuine[f"outputs/infer/default/{key}"], f"TFLite {key}",
-                     atol_scale=TFLITE_FAKE_QUANT_ATOL_SCALE if member.facts["fake_quant"] else TFLITE_ATOL_SCALE)
+                     TFLITE_FAKE_QUANT if member.facts["fake_quant"] else TFLITE)

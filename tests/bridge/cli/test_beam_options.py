@@ -108,7 +108,7 @@ def test_the_readme_quotes_the_recorded_beam_throughput():
     section = section[:section.index("\n## ", 1)]
     recorded = {cells[0]: (cells[2], cells[3]) for cells in (
         [c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
-        if line.startswith("| ") and ("local" in line or "Beam" in line))}
+        if line.startswith(("| local", "| Beam")))}
     assert len(recorded) == 3, section
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()

@@ -70,14 +70,17 @@ class Model:
 # -- finding the models ---------------------------------------------------------------------------------------------
 
 
-def find_models(sources: list) -> list:
+def find_models(sources: list, out: str | None = None) -> list:
     """Every model under `sources`, in a stable order, with unique names; a SRC that is neither a model, an
-    archive nor a folder holding some is an error."""
+    archive nor a folder holding some is an error. The folder `out` (where the converted models go, with its
+    .bridge-migrate state) is never searched: with --out inside a source folder, a rerun would otherwise take
+    the models it wrote for sources."""
     from bridge.formats import check_source
     from legacy.errors import InvalidInputError
     from legacy.format.archive import is_archive
     from legacy.format.conventions import is_model_directory
 
+    skip = os.path.realpath(out) if out else None
     found = []
     for source in sources:
         if not os.path.exists(source):
@@ -95,7 +98,8 @@ def find_models(sources: list) -> list:
                 found.append(root)
                 dirs[:] = []  # a model's own folders (variables/, assets/) hold no models
                 continue
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            dirs[:] = [d for d in dirs if not d.startswith(".")
+                       and os.path.realpath(os.path.join(root, d)) != skip]
             found.extend(os.path.join(root, f) for f in sorted(files) if is_archive(os.path.join(root, f)))
         if len(found) == before:
             raise InvalidInputError(f"{source} holds no TF1 Hub module, TF2 SavedModel or .tar.gz archive of one; "
@@ -114,14 +118,27 @@ def find_models(sources: list) -> list:
 def _model_name(path: str) -> str:
     """The folder name (an archive's without .tar.gz); a TF Hub cache entry is named after its handle."""
     descriptor = path.rstrip(os.sep) + ".descriptor.txt"
+    name = os.path.basename(path.rstrip(os.sep))
     if os.path.isfile(descriptor):  # tensorflow_hub writes "Module: <handle>" beside each cache entry
         with open(descriptor, errors="replace") as f:
             handle = next((line.split(":", 1)[1].strip() for line in f if line.startswith("Module:")), "")
         if handle:
-            path = re.sub(r"^[a-z]+://[^/]+/", "", handle)
-    name = os.path.basename(path.rstrip(os.sep)) if "://" not in path and os.sep in path else path
+            name = handle_name(handle)
     name = re.sub(r"\.(tar\.gz|tgz|tar)$", "", name, flags=re.I)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+
+
+def handle_name(handle: str) -> str:
+    """A readable folder name for a TF Hub handle: its path without host, publisher and query, parts joined by
+    '_' (https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4 ->
+    imagenet_mobilenet_v2_100_224_feature_vector_4). The last part alone is only the version number."""
+    path = re.sub(r"^[a-z][a-z0-9+.-]*://[^/]+", "", handle.split("?", 1)[0], flags=re.I)
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[0] == "models":  # Kaggle: /models/<publisher>/<model>/<framework>/<variation>/<version>
+        parts = parts[1:]
+    if len(parts) > 2:  # the publisher ("google") names no model
+        parts = parts[1:]
+    return "_".join(parts)
 
 
 # -- one model ------------------------------------------------------------------------------------------------------
@@ -265,7 +282,12 @@ def run(args) -> int:
     if args.runner == "beam" and args.jobs > 1:
         raise InvalidInputError("--jobs is for the local runner; with --runner beam set the workers in "
                                 "--beam-options (e.g. --direct_num_workers=N)")
-    models = find_models(args.sources)
+    models = find_models(args.sources, out)
+    real_out = os.path.realpath(out)
+    inside = next((m.source for m in models if os.path.isdir(m.source)
+                   and real_out.startswith(os.path.realpath(m.source).rstrip(os.sep) + os.sep)), None)
+    if inside:
+        raise InvalidInputError(f"--out {out} is inside the model {inside}; choose a directory outside the models")
     if args.runner == "beam":  # before anything is written: without Beam, the one-line install hint
         from bridge.cli.migrate_beam import migrate_on_beam
     os.makedirs(os.path.join(out, STATE_DIR), exist_ok=True)

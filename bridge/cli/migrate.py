@@ -30,8 +30,10 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from bridge.cli import arguments
@@ -214,8 +216,8 @@ def migrate_one(model: Model, out: str, args) -> dict:
     ours = previous is not None and os.path.isdir(dst)
     _write_record(record_path, {**base, "status": "running", "fingerprint": fingerprint, "options": options})
     start = time.monotonic()
-    proc = subprocess.run(_convert_argv(model, dst, args, force=args.force or ours), capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": _pythonpath()})
+    proc = _CHILDREN.run(_convert_argv(model, dst, args, force=args.force or ours),
+                         env={**os.environ, "PYTHONPATH": _pythonpath()})
     seconds = round(time.monotonic() - start, 1)
     try:
         result = json.loads(proc.stdout)
@@ -230,6 +232,56 @@ def migrate_one(model: Model, out: str, args) -> dict:
         record["verified"] = result.get("verification") is not None
     _write_record(record_path, record)
     return record
+
+
+class _Children:
+    """The conversion processes running now, so that Ctrl-C can stop them: after an interrupt no new one starts
+    (`run` raises KeyboardInterrupt) and the running ones get SIGINT, which a `bridge convert` answers by removing
+    its partial output and exiting 130 (every conversion is written atomically)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: set = set()
+        self.interrupted = threading.Event()
+
+    def run(self, argv: list, env: dict) -> subprocess.CompletedProcess:
+        with self._lock:
+            if self.interrupted.is_set():
+                raise KeyboardInterrupt
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            self._running.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        # Interrupted (Ctrl-C reaches the children too, and a `bridge convert` then exits 130): no record is
+        # written, the model is converted again by the next run. A conversion that finished all the same keeps
+        # its outcome.
+        if proc.returncode in (130, -signal.SIGINT):
+            raise KeyboardInterrupt
+        return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+    def interrupt(self, grace: float = 1.0, timeout: float = 60.0) -> None:
+        """Stop starting conversions and stop the running ones. A Ctrl-C on a terminal reaches them already (one
+        process group); those still running after `grace` seconds get SIGINT; after `timeout`, SIGKILL."""
+        self.interrupted.set()
+        with self._lock:
+            running = list(self._running)
+        deadline = time.monotonic() + grace
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+        for proc in running:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+_CHILDREN = _Children()
 
 
 def _pythonpath() -> str:
@@ -300,11 +352,16 @@ def run(args) -> int:
             done = migrate_on_beam(models, functools.partial(migrate_one, out=out, args=args), args.beam_options, say)
         else:
             done = _migrate_locally(models, out, args)
-        for record in done:
-            records[record["name"]] = record
-            bar.advance()
-            bar.print(f"bridge migrate: {record['name']}: {record['status'].upper()}"
-                      + ("" if record["status"] in (OK, SKIPPED) else f": {record['reason']}"), quiet=args.quiet)
+        try:
+            for record in done:
+                records[record["name"]] = record
+                bar.advance()
+                bar.print(f"bridge migrate: {record['name']}: {record['status'].upper()}"
+                          + ("" if record["status"] in (OK, SKIPPED) else f": {record['reason']}"), quiet=args.quiet)
+        except KeyboardInterrupt:
+            if hasattr(done, "close"):
+                done.close()  # stops the queued and running conversions now
+            raise
     ordered = [records[m.name] for m in models]
     document = summary_document(ordered, out)
     if args.json_file:
@@ -319,11 +376,20 @@ def run(args) -> int:
 
 
 def _migrate_locally(models: list, out: str, args):
-    """The records of `migrate_one` for every model, --jobs at a time, as each finishes."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    """The records of `migrate_one` for every model, --jobs at a time, as each finishes. On Ctrl-C the queued
+    models are dropped at once and the running conversions stopped (their partial output removed); the records of
+    the models finished before stay, so a rerun goes on from there."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
+    try:
         futures = [pool.submit(migrate_one, model, out, args) for model in models]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()
+    except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C here, or in the caller's loop (which closes us)
+        pool.shutdown(wait=False, cancel_futures=True)
+        _CHILDREN.interrupt()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def summary_document(records: list, out: str) -> dict:

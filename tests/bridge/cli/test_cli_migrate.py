@@ -93,3 +93,45 @@ def test_migrate_bad_usage_exits_2(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert json.loads(proc.stdout)["status"] == "error" and "holds no TF1 Hub module" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_stops_queued_and_running_conversions(tmp_path):
+    """SIGINT to `bridge migrate --jobs 2` (the process alone, as `kill -INT` does; a terminal's Ctrl-C also
+    reaches the children) once a model is done: exit 130 within seconds, the queued models never start, the
+    running ones stop and leave nothing behind, every finished model keeps its record."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    names = [f"m{i}" for i in range(1, 7)]
+    for name in names:
+        shutil.copytree(module_path("convnet_bn"), src / name)
+    proc = subprocess.Popen([*BRIDGE, "migrate", str(src), "--out", str(out), "--jobs", "2", "--no-verify",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    state = out / ".bridge-migrate"
+
+    def records() -> dict:
+        found = {}
+        for path in state.glob("*.json") if state.exists() else []:
+            try:
+                found[path.stem] = json.loads(path.read_text())["status"]
+            except ValueError:
+                pass
+        return found
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and "ok" not in records().values():
+        time.sleep(0.1)
+    assert "ok" in records().values(), "no model finished in time"
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - interrupted < 15, "the queued models went on converting"
+    assert json.loads(stdout) == {"status": "error", "reason": "interrupted", "command": "bridge migrate"}
+    assert stderr.splitlines()[-1] == "bridge migrate: error: interrupted"
+    done = records()
+    time.sleep(2)  # nothing goes on in the background
+    assert records() == done
+    converted = sorted(set(os.listdir(out)) - {".bridge-migrate"})
+    assert converted == sorted(name for name, status in done.items() if status == "ok"), (converted, done)
+    assert len(converted) < len(names) and set(done.values()) <= {"ok", "running"}
+    for name in converted:
+        assert os.path.isfile(out / name / "saved_model.pb")

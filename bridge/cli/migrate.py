@@ -308,9 +308,9 @@ def _worst(verification: dict | None) -> dict | None:
 
 
 def run(args) -> int:
-    from bridge.cli.output import emit_json, message
+    from bridge.cli.output import emit_json, message, one_line
     from bridge.cli.progress import Bar
-    from bridge.parity.report import check_parent
+    from bridge.parity.report import check_parent, wrap_lines
     from legacy.errors import InvalidInputError
     from legacy.format.atomic import protected_reason
 
@@ -356,8 +356,10 @@ def run(args) -> int:
             for record in done:
                 records[record["name"]] = record
                 bar.advance()
-                bar.print(f"bridge migrate: {record['name']}: {record['status'].upper()}"
-                          + ("" if record["status"] in (OK, SKIPPED) else f": {record['reason']}"), quiet=args.quiet)
+                bar.print("\n".join(wrap_lines([
+                    f"bridge migrate: {record['name']}: {record['status'].upper()}"
+                    + ("" if record["status"] in (OK, SKIPPED) else f": {one_line(record['reason'])}")])),
+                    quiet=args.quiet)
         except KeyboardInterrupt:
             if hasattr(done, "close"):
                 done.close()  # stops the queued and running conversions now
@@ -417,9 +419,11 @@ def _size(n) -> str:
     return str(n)
 
 
-def format_summary(records: list) -> str:
-    """The table: model, direction, verdict, worst output, sizes, seconds; the reasons of failures below it."""
-    from bridge.parity.report import fit_table
+def format_summary(records: list, width: int | None = None) -> str:
+    """The table: model, direction, verdict, worst output, sizes, seconds; the reasons of failures below it; all
+    within `width` columns (default: the terminal's)."""
+    from bridge.cli.output import one_line
+    from bridge.parity.report import fit_table, wrap_lines
 
     rows = []
     for r in records:
@@ -431,10 +435,10 @@ def format_summary(records: list) -> str:
         rows.append([r["name"], r.get("direction") or "-", verdict, worst_text,
                      f"{_size(r.get('source_bytes'))} -> {_size(r.get('destination_bytes'))}", f"{r['seconds']:.1f}"])
     lines = fit_table(["model", "direction", "verdict", "worst output", "size", "seconds"], rows, numeric=(5,),
-                      shrink=(3, 0))
+                      shrink=(3, 0), width=width)
     for r in records:
         if r["status"] in (VERIFICATION_FAILED, ERROR):
-            lines.append(f"{r['name']}: {r['reason']}")
+            lines.append(f"{r['name']}: {one_line(r['reason'])}")
     document = summary_document(records, "")
     lines.append(document["reason"])
-    return "\n".join(lines)
+    return "\n".join(wrap_lines(lines, width))

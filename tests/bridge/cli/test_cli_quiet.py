@@ -121,3 +121,23 @@ def test_cli_report_fits_the_terminal(tmp_path):
     # one row per output: statistics and verdict together
     rows = [line for line in proc.stdout.splitlines() if line.startswith("  ") and line.endswith("  PASS")]
     assert len(rows) == 20 and all(" 0 " in row for row in rows)  # every output, each identical
+
+
+@pytest.fixture(scope="module")
+def inspected() -> dict:
+    from bridge.inspect import inspect_model
+
+    return inspect_model(os.path.join(ROOT, "testdata", "zoo", "modules", "inception_v2"))
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_inspect_fits_the_terminal(inspected, monkeypatch, width):
+    from bridge.inspect import format_report
+
+    unwrapped = format_report(inspected, width=1000)
+    assert max(len(line) for line in unwrapped.splitlines()) > 110  # the signature lines
+    monkeypatch.setenv("COLUMNS", str(width))
+    text = format_report(inspected)  # as `bridge inspect` prints it
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    assert text.split() == unwrapped.split()  # the same words, only wrapped
+    assert "float32[?, 4, 4, 25]" in text  # a shape is never broken

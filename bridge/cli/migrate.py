@@ -210,8 +210,9 @@ def migrate_one(model: Model, out: str, args) -> dict:
     base = {"name": model.name, "source": model.source, "destination": dst}
     if (previous and previous.get("status") == OK and previous.get("fingerprint") == fingerprint
             and previous.get("options") == options and os.path.isdir(dst)):
-        return {**previous, **base, "status": SKIPPED, "reason": "already converted and verified by an earlier run",
-                "seconds": 0.0}
+        done = ("already converted and verified by an earlier run" if previous.get("verified")
+                else "already converted by an earlier run (not verified: --no-verify)")
+        return {**previous, **base, "status": SKIPPED, "reason": done, "seconds": 0.0}
     # A destination from an earlier run of ours (started, or done with other options) may be replaced.
     ours = previous is not None and os.path.isdir(dst)
     _write_record(record_path, {**base, "status": "running", "fingerprint": fingerprint, "options": options})
@@ -308,7 +309,7 @@ def _worst(verification: dict | None) -> dict | None:
 
 
 def run(args) -> int:
-    from bridge.cli.output import emit_json, message, one_line
+    from bridge.cli.output import emit_json, one_line
     from bridge.cli.progress import Bar
     from bridge.parity.report import check_parent, wrap_lines
     from legacy.errors import InvalidInputError
@@ -343,7 +344,8 @@ def run(args) -> int:
     if args.runner == "beam":  # before anything is written: without Beam, the one-line install hint
         from bridge.cli.migrate_beam import migrate_on_beam
     os.makedirs(os.path.join(out, STATE_DIR), exist_ok=True)
-    say = (lambda text: None) if args.quiet else (lambda text: message("bridge migrate", text))
+    say = (lambda text: None) if args.quiet else (
+        lambda text: print("\n".join(wrap_lines([f"bridge migrate: {one_line(text)}"])), file=sys.stderr, flush=True))
     say(f"{len(models)} model{'s' if len(models) != 1 else ''} to convert into {out}"
         + (f", {args.jobs} at a time" if args.jobs > 1 else ""))
     records = {}

@@ -92,6 +92,7 @@ def test_a_rerun_with_out_inside_the_source_converts_nothing_new(tmp_path):
         assert proc.returncode == 0, proc.stderr
         models = json.loads(proc.stdout)["models"]
         assert [(m["name"], m["status"]) for m in models] == [("convnet_bn", "ok" if run == 1 else "skipped")]
+    assert models[0]["reason"] == "already converted by an earlier run (not verified: --no-verify)"
     assert sorted(os.listdir(src / "converted")) == [".bridge-migrate", "convnet_bn"]
 
 

@@ -22,7 +22,8 @@ def test_convert_prints_only_its_own_lines(tmp_path):
     proc = subprocess.run([*BRIDGE, "convert", MODULE, str(tmp_path / "tf2")], capture_output=True, text=True,
                           env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr and all(line.startswith("bridge: ") for line in proc.stderr.splitlines()), proc.stderr
+    # the bridge's lines, a long one wrapped at the terminal's width (120 without one) on indented lines
+    assert proc.stderr and all(line.startswith(("bridge: ", "    ")) for line in proc.stderr.splitlines()), proc.stderr
     assert proc.stdout.startswith("tf1->tf2: ") and len(proc.stdout.splitlines()) == 1
 
 
@@ -141,3 +142,17 @@ def test_inspect_fits_the_terminal(inspected, monkeypatch, width):
     assert max(len(line) for line in text.splitlines()) <= width, text
     assert text.split() == unwrapped.split()  # the same words, only wrapped
     assert "float32[?, 4, 4, 25]" in text  # a shape is never broken
+
+
+@pytest.mark.parametrize("command", ["inspect", "parity"])
+def test_inspect_and_parity_print_only_their_own_lines(command):
+    """In a process of their own: no TensorFlow start-up lines, no warnings, no libpng `iCCP` lines (the bundled
+    PNGs carry a known-incorrect sRGB profile) on stderr; only the bridge's lines or their wrapped rest."""
+    argv = {"inspect": ["inspect", MODULE], "parity": ["parity", MODULE, MODULE, "--images", IMAGES_DIR]}[command]
+    proc = subprocess.run([*BRIDGE, *argv], capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    if command == "inspect":
+        assert proc.stderr == ""
+    else:
+        lines = proc.stderr.splitlines()
+        assert lines and all(line.startswith(("bridge parity: ", "    ")) for line in lines), proc.stderr

@@ -108,3 +108,22 @@ def test_progress_lines_fit_the_width(progress_messages, monkeypatch, width):
     assert len(lines) > len(progress_messages) and max(len(line) for line in lines) <= width, lines
     assert " ".join(" ".join(line.split()) for line in lines) == " ".join(
         f"bridge: {' '.join(m.split())}" for m in progress_messages)  # nothing lost, only wrapped
+
+
+def test_graph_variants_are_spelled_one_way(tmp_path):
+    """`{}` and `{train}` in the progress lines of a TF2 -> TF1 conversion and in `inspect` of its result, never
+    a Python set or list (`['train']`, `frozenset(...)`)."""
+    import bridge
+    from bridge.inspect import format_report, inspect_model
+    from tests.bridge.tf2_models import keras3_classifier
+
+    source = keras3_classifier(str(tmp_path / "keras3"))
+    messages = []
+    bridge.convert(source, str(tmp_path / "tf1"), kind="classification", verify=False, progress=messages.append)
+    variants = [m for m in messages if "variant" in m]
+    assert any(m.startswith("building graph variant {} ") for m in variants), messages
+    assert any(m.startswith("building graph variant {train} ") for m in variants), messages
+    text = format_report(inspect_model(str(tmp_path / "tf1")), width=1000)
+    assert "graph variants: {}, {train}" in text and "  variant {train}: " in text, text
+    for shown in messages + [text]:
+        assert "['" not in shown and "frozenset" not in shown and "set()" not in shown, shown

@@ -383,6 +383,7 @@ def _migrate_locally(models: list, out: str, args):
     """The records of `migrate_one` for every model, --jobs at a time, as each finishes. On Ctrl-C the queued
     models are dropped at once and the running conversions stopped (their partial output removed); the records of
     the models finished before stay, so a rerun goes on from there."""
+    _CHILDREN.interrupted.clear()  # a new run (several may run in one process, one after the other)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
     try:
         futures = [pool.submit(migrate_one, model, out, args) for model in models]

@@ -98,9 +98,10 @@ class Reporter:
         return self._progress
 
     def _describe(self, text: str) -> str:
-        from bridge.parity.report import _shorten, terminal_width
+        from bridge.parity.report import terminal_width
 
-        return _shorten(text, max(12, terminal_width() - 40))  # room for the spinner, bar, count and time
+        room = max(12, terminal_width() - 40)  # besides the spinner, bar, count and time
+        return text if len(text) <= room else text[:room - 3] + "..."
 
     def __call__(self, message: str) -> None:
         from bridge.parity.report import wrap_lines

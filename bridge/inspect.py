@@ -393,8 +393,10 @@ def _signature_lines(signatures: dict, indent: str) -> list:
     return lines
 
 
-def format_report(report: dict) -> str:
-    """The human-readable table for `bridge inspect`."""
+def format_report(report: dict, width: int | None = None) -> str:
+    """The human-readable table for `bridge inspect`, within `width` columns (default: the terminal's)."""
+    from bridge.parity.report import wrap_lines
+
     lines = [f"{report['path']}: {report['format_label']}"]
     if report["format"] == formats.TF1_HUB:
         lines.append(f"  graph variants: {', '.join(tag_label(v['tags']) for v in report['variants'])}")
@@ -452,7 +454,7 @@ def format_report(report: dict) -> str:
                      "of the weights taken at conversion time; fine-tuning changes training mode, not inference")
     if "safety" in report:
         lines.append(f"  safety: {_safety_line(report['safety'])}")
-    return "\n".join(lines)
+    return "\n".join(wrap_lines(lines, width))
 
 
 def _composite(function: dict) -> bool:

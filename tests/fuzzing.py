@@ -580,8 +580,9 @@ def _cli(argv: list) -> tuple:
     if code == 1 and argv[0] in ("parity", "convert"):
         return "mismatch", lines[-1] if lines else ""
     prefix = f"bridge {argv[0]}: error: "
-    # One error line, after nothing but the command's own progress lines (`bridge: ...`, `bridge parity: ...`).
-    progress_only = all(line.startswith(("bridge: ", f"bridge {argv[0]}: ")) and not line.startswith(prefix)
+    # One error line, after nothing but the command's own progress lines (`bridge: ...`, `bridge parity: ...`;
+    # a long one goes on over lines indented by 4 spaces, wrapped at the terminal's width).
+    progress_only = all(line.startswith(("bridge: ", f"bridge {argv[0]}: ", "    ")) and not line.startswith(prefix)
                         for line in lines[:-1])
     if code == 2 and lines and lines[-1].startswith(prefix) and progress_only:
         return "error", lines[-1][len(prefix):]

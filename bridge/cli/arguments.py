@@ -163,7 +163,8 @@ def add_output(parser, *, full: bool = False) -> None:
 def add_scale_out(parser, *, what: str, local: str, beam: str, options_example: str) -> None:
     """--runner and --beam-options; `what`: what runs on Beam, `local`/`beam`: what each runner does,
     `options_example`: the pipeline options shown in the help."""
-    group = parser.add_argument_group(f"scaling out ({what}needs pip install 'tf-hub-bridge[beam]')")
+    group = parser.add_argument_group(f"scaling out ({what}needs Apache Beam: pip install '.[beam]' in the "
+                                      "checkout)")
     group.add_argument("--runner", choices=("local", "beam"), default="local",
                        help=f"local: {local} (default); beam: {beam}")
     group.add_argument("--beam-options", metavar="\"FLAGS\"",
@@ -180,11 +181,21 @@ def add_verbosity(group) -> None:
 # -- spellings that changed ---------------------------------------------------------------------------------------
 
 
+# Options whose value is itself a list of flags ("--runner=DataflowRunner --project=P"): argparse would take a
+# separate value that starts with "--" for an option of its own, so `--beam-options "--runner=..."` becomes
+# `--beam-options=--runner=...` before parsing.
+FLAG_VALUED = ("--beam-options",)
+
+
 def normalize_argv(argv: list) -> list:
-    """`--json -` and `--json=-` (parity's old spelling of JSON on stdout) mean `--json`."""
+    """`--json -` and `--json=-` (parity's old spelling of JSON on stdout) mean `--json`; `--beam-options VALUE`
+    means `--beam-options=VALUE` even when VALUE starts with `--`."""
     out, i = [], 0
     while i < len(argv):
-        if argv[i] == "--json=-":
+        if argv[i] in FLAG_VALUED and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 1
+        elif argv[i] == "--json=-":
             out.append("--json")
         elif argv[i] == "--json" and i + 1 < len(argv) and argv[i + 1] == "-":
             out.append("--json")

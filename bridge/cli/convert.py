@@ -23,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from bridge.cli import arguments
@@ -66,7 +67,8 @@ def run(args) -> int:
         check_parent(args.json_file)
     progress = reporter("bridge", quiet=args.quiet, json_output=args.json)
     try:
-        result = convert(args.src, args.dst, progress=progress, **conversion_options(args))
+        with progress or contextlib.nullcontext():  # the live progress line goes before anything else is printed
+            result = convert(args.src, args.dst, progress=progress, **conversion_options(args))
     except VerificationError as e:
         print(e.report.table(full=args.full), file=sys.stderr)
         print(f"bridge convert: error: {one_line(e)}", file=sys.stderr)

@@ -30,8 +30,10 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from bridge.cli import arguments
@@ -70,14 +72,17 @@ class Model:
 # -- finding the models ---------------------------------------------------------------------------------------------
 
 
-def find_models(sources: list) -> list:
+def find_models(sources: list, out: str | None = None) -> list:
     """Every model under `sources`, in a stable order, with unique names; a SRC that is neither a model, an
-    archive nor a folder holding some is an error."""
+    archive nor a folder holding some is an error. The folder `out` (where the converted models go, with its
+    .bridge-migrate state) is never searched: with --out inside a source folder, a rerun would otherwise take
+    the models it wrote for sources."""
     from bridge.formats import check_source
     from legacy.errors import InvalidInputError
     from legacy.format.archive import is_archive
     from legacy.format.conventions import is_model_directory
 
+    skip = os.path.realpath(out) if out else None
     found = []
     for source in sources:
         if not os.path.exists(source):
@@ -95,7 +100,8 @@ def find_models(sources: list) -> list:
                 found.append(root)
                 dirs[:] = []  # a model's own folders (variables/, assets/) hold no models
                 continue
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            dirs[:] = [d for d in dirs if not d.startswith(".")
+                       and os.path.realpath(os.path.join(root, d)) != skip]
             found.extend(os.path.join(root, f) for f in sorted(files) if is_archive(os.path.join(root, f)))
         if len(found) == before:
             raise InvalidInputError(f"{source} holds no TF1 Hub module, TF2 SavedModel or .tar.gz archive of one; "
@@ -114,14 +120,27 @@ def find_models(sources: list) -> list:
 def _model_name(path: str) -> str:
     """The folder name (an archive's without .tar.gz); a TF Hub cache entry is named after its handle."""
     descriptor = path.rstrip(os.sep) + ".descriptor.txt"
+    name = os.path.basename(path.rstrip(os.sep))
     if os.path.isfile(descriptor):  # tensorflow_hub writes "Module: <handle>" beside each cache entry
         with open(descriptor, errors="replace") as f:
             handle = next((line.split(":", 1)[1].strip() for line in f if line.startswith("Module:")), "")
         if handle:
-            path = re.sub(r"^[a-z]+://[^/]+/", "", handle)
-    name = os.path.basename(path.rstrip(os.sep)) if "://" not in path and os.sep in path else path
+            name = handle_name(handle)
     name = re.sub(r"\.(tar\.gz|tgz|tar)$", "", name, flags=re.I)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+
+
+def handle_name(handle: str) -> str:
+    """A readable folder name for a TF Hub handle: its path without host, publisher and query, parts joined by
+    '_' (https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4 ->
+    imagenet_mobilenet_v2_100_224_feature_vector_4). The last part alone is only the version number."""
+    path = re.sub(r"^[a-z][a-z0-9+.-]*://[^/]+", "", handle.split("?", 1)[0], flags=re.I)
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[0] == "models":  # Kaggle: /models/<publisher>/<model>/<framework>/<variation>/<version>
+        parts = parts[1:]
+    if len(parts) > 2:  # the publisher ("google") names no model
+        parts = parts[1:]
+    return "_".join(parts)
 
 
 # -- one model ------------------------------------------------------------------------------------------------------
@@ -191,14 +210,15 @@ def migrate_one(model: Model, out: str, args) -> dict:
     base = {"name": model.name, "source": model.source, "destination": dst}
     if (previous and previous.get("status") == OK and previous.get("fingerprint") == fingerprint
             and previous.get("options") == options and os.path.isdir(dst)):
-        return {**previous, **base, "status": SKIPPED, "reason": "already converted and verified by an earlier run",
-                "seconds": 0.0}
+        done = ("already converted and verified by an earlier run" if previous.get("verified")
+                else "already converted by an earlier run (not verified: --no-verify)")
+        return {**previous, **base, "status": SKIPPED, "reason": done, "seconds": 0.0}
     # A destination from an earlier run of ours (started, or done with other options) may be replaced.
     ours = previous is not None and os.path.isdir(dst)
     _write_record(record_path, {**base, "status": "running", "fingerprint": fingerprint, "options": options})
     start = time.monotonic()
-    proc = subprocess.run(_convert_argv(model, dst, args, force=args.force or ours), capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": _pythonpath()})
+    proc = _CHILDREN.run(_convert_argv(model, dst, args, force=args.force or ours),
+                         env={**os.environ, "PYTHONPATH": _pythonpath()})
     seconds = round(time.monotonic() - start, 1)
     try:
         result = json.loads(proc.stdout)
@@ -213,6 +233,56 @@ def migrate_one(model: Model, out: str, args) -> dict:
         record["verified"] = result.get("verification") is not None
     _write_record(record_path, record)
     return record
+
+
+class _Children:
+    """The conversion processes running now, so that Ctrl-C can stop them: after an interrupt no new one starts
+    (`run` raises KeyboardInterrupt) and the running ones get SIGINT, which a `bridge convert` answers by removing
+    its partial output and exiting 130 (every conversion is written atomically)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: set = set()
+        self.interrupted = threading.Event()
+
+    def run(self, argv: list, env: dict) -> subprocess.CompletedProcess:
+        with self._lock:
+            if self.interrupted.is_set():
+                raise KeyboardInterrupt
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            self._running.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        # Interrupted (Ctrl-C reaches the children too, and a `bridge convert` then exits 130): no record is
+        # written, the model is converted again by the next run. A conversion that finished all the same keeps
+        # its outcome.
+        if proc.returncode in (130, -signal.SIGINT):
+            raise KeyboardInterrupt
+        return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+    def interrupt(self, grace: float = 1.0, timeout: float = 60.0) -> None:
+        """Stop starting conversions and stop the running ones. A Ctrl-C on a terminal reaches them already (one
+        process group); those still running after `grace` seconds get SIGINT; after `timeout`, SIGKILL."""
+        self.interrupted.set()
+        with self._lock:
+            running = list(self._running)
+        deadline = time.monotonic() + grace
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+        for proc in running:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+_CHILDREN = _Children()
 
 
 def _pythonpath() -> str:
@@ -239,9 +309,9 @@ def _worst(verification: dict | None) -> dict | None:
 
 
 def run(args) -> int:
-    from bridge.cli.output import emit_json, message
+    from bridge.cli.output import emit_json, one_line
     from bridge.cli.progress import Bar
-    from bridge.parity.report import check_parent
+    from bridge.parity.report import check_parent, wrap_lines
     from legacy.errors import InvalidInputError
     from legacy.format.atomic import protected_reason
 
@@ -265,11 +335,17 @@ def run(args) -> int:
     if args.runner == "beam" and args.jobs > 1:
         raise InvalidInputError("--jobs is for the local runner; with --runner beam set the workers in "
                                 "--beam-options (e.g. --direct_num_workers=N)")
-    models = find_models(args.sources)
+    models = find_models(args.sources, out)
+    real_out = os.path.realpath(out)
+    inside = next((m.source for m in models if os.path.isdir(m.source)
+                   and real_out.startswith(os.path.realpath(m.source).rstrip(os.sep) + os.sep)), None)
+    if inside:
+        raise InvalidInputError(f"--out {out} is inside the model {inside}; choose a directory outside the models")
     if args.runner == "beam":  # before anything is written: without Beam, the one-line install hint
         from bridge.cli.migrate_beam import migrate_on_beam
     os.makedirs(os.path.join(out, STATE_DIR), exist_ok=True)
-    say = (lambda text: None) if args.quiet else (lambda text: message("bridge migrate", text))
+    say = (lambda text: None) if args.quiet else (
+        lambda text: print("\n".join(wrap_lines([f"bridge migrate: {one_line(text)}"])), file=sys.stderr, flush=True))
     say(f"{len(models)} model{'s' if len(models) != 1 else ''} to convert into {out}"
         + (f", {args.jobs} at a time" if args.jobs > 1 else ""))
     records = {}
@@ -278,11 +354,18 @@ def run(args) -> int:
             done = migrate_on_beam(models, functools.partial(migrate_one, out=out, args=args), args.beam_options, say)
         else:
             done = _migrate_locally(models, out, args)
-        for record in done:
-            records[record["name"]] = record
-            bar.advance()
-            bar.print(f"bridge migrate: {record['name']}: {record['status'].upper()}"
-                      + ("" if record["status"] in (OK, SKIPPED) else f": {record['reason']}"), quiet=args.quiet)
+        try:
+            for record in done:
+                records[record["name"]] = record
+                bar.advance()
+                bar.print("\n".join(wrap_lines([
+                    f"bridge migrate: {record['name']}: {record['status'].upper()}"
+                    + ("" if record["status"] in (OK, SKIPPED) else f": {one_line(record['reason'])}")])),
+                    quiet=args.quiet)
+        except KeyboardInterrupt:
+            if hasattr(done, "close"):
+                done.close()  # stops the queued and running conversions now
+            raise
     ordered = [records[m.name] for m in models]
     document = summary_document(ordered, out)
     if args.json_file:
@@ -297,11 +380,21 @@ def run(args) -> int:
 
 
 def _migrate_locally(models: list, out: str, args):
-    """The records of `migrate_one` for every model, --jobs at a time, as each finishes."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    """The records of `migrate_one` for every model, --jobs at a time, as each finishes. On Ctrl-C the queued
+    models are dropped at once and the running conversions stopped (their partial output removed); the records of
+    the models finished before stay, so a rerun goes on from there."""
+    _CHILDREN.interrupted.clear()  # a new run (several may run in one process, one after the other)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
+    try:
         futures = [pool.submit(migrate_one, model, out, args) for model in models]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()
+    except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C here, or in the caller's loop (which closes us)
+        pool.shutdown(wait=False, cancel_futures=True)
+        _CHILDREN.interrupt()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def summary_document(records: list, out: str) -> dict:
@@ -329,9 +422,11 @@ def _size(n) -> str:
     return str(n)
 
 
-def format_summary(records: list) -> str:
-    """The table: model, direction, verdict, worst output, sizes, seconds; the reasons of failures below it."""
-    from bridge.parity.report import fit_table
+def format_summary(records: list, width: int | None = None) -> str:
+    """The table: model, direction, verdict, worst output, sizes, seconds; the reasons of failures below it; all
+    within `width` columns (default: the terminal's)."""
+    from bridge.cli.output import one_line
+    from bridge.parity.report import fit_table, wrap_lines
 
     rows = []
     for r in records:
@@ -343,10 +438,10 @@ def format_summary(records: list) -> str:
         rows.append([r["name"], r.get("direction") or "-", verdict, worst_text,
                      f"{_size(r.get('source_bytes'))} -> {_size(r.get('destination_bytes'))}", f"{r['seconds']:.1f}"])
     lines = fit_table(["model", "direction", "verdict", "worst output", "size", "seconds"], rows, numeric=(5,),
-                      shrink=(3, 0))
+                      shrink=(3, 0), width=width)
     for r in records:
         if r["status"] in (VERIFICATION_FAILED, ERROR):
-            lines.append(f"{r['name']}: {r['reason']}")
+            lines.append(f"{r['name']}: {one_line(r['reason'])}")
     document = summary_document(records, "")
     lines.append(document["reason"])
-    return "\n".join(lines)
+    return "\n".join(wrap_lines(lines, width))

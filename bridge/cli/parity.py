@@ -39,6 +39,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from bridge.cli import arguments
@@ -96,15 +97,16 @@ def run(args) -> int:
     # Every cheap check (paths, output files, option combinations) before anything loads or is printed.
     check_compare_arguments(args.a, args.b, json_file=args.json_file, **options)
     progress = reporter("bridge parity", quiet=args.quiet, json_output=args.json)
-    if progress:
-        progress(f"loading {args.a} and {args.b}")
-    if args.runner == "beam":
-        report = _run_on_beam(args, options, progress)
-    elif args.beam_options:
-        from legacy.errors import InvalidInputError
-        raise InvalidInputError("--beam-options needs --runner beam")
-    else:
-        report = compare(args.a, args.b, progress=progress, **options)
+    with progress or contextlib.nullcontext():  # the live progress line goes before the report is printed
+        if progress:
+            progress(f"loading {args.a} and {args.b}")
+        if args.runner == "beam":
+            report = _run_on_beam(args, options, progress)
+        elif args.beam_options:
+            from legacy.errors import InvalidInputError
+            raise InvalidInputError("--beam-options needs --runner beam")
+        else:
+            report = compare(args.a, args.b, progress=progress, **options)
     if args.json_file:
         write_json(report, args.json_file)
     if args.json:
@@ -112,7 +114,9 @@ def run(args) -> int:
     else:
         print(report.table(full=args.full))
     if args.json and not args.quiet:
-        print(summary_line(report), file=sys.stderr)
+        from bridge.parity.report import wrap_lines
+
+        print("\n".join(wrap_lines([summary_line(report)])), file=sys.stderr)
     return 0 if report.passed else 1
 
 

@@ -54,8 +54,9 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
             given = {k: v for k, v in hyperparameters.items() if v is not None}
             return adapter._run(adapter._route(given), images, training, given)[DEFAULT_SIGNATURE]
 
-        self.__call__ = tf.function(_with_keywords(call, sorted({k for keys, _ in routes for k in keys})),
-                                    reduce_retracing=True, autograph=False)
+        keywords = sorted({k for keys, _ in routes for k in keys})
+        self.__call__ = tf.function(_traced_alone(_with_keywords(call, keywords)), reduce_retracing=True,
+                                    autograph=False)
         self.signature_functions = {}
         shared = {}  # what a signature computes -> its function: aliases share one (one function to save)
         for name in adapter._image_signatures:
@@ -74,8 +75,8 @@ class SavedAdapter(tf.__internal__.tracking.AutoTrackable):
             defaults = {k: None if k in adapter._per_variant[name] else _python_default(v)
                         for k, v in adapter._defaults[name].items()}
             self.signature_functions[name] = tf.function(
-                _with_keywords(call_signature, sorted(adapter._extra[name]), defaults), reduce_retracing=True,
-                autograph=False)
+                _traced_alone(_with_keywords(call_signature, sorted(adapter._extra[name]), defaults)),
+                reduce_retracing=True, autograph=False)
             shared[adapter._computes(name)] = self.signature_functions[name]
             if _attribute_name(name):
                 setattr(self, name, self.signature_functions[name])
@@ -95,6 +96,17 @@ def _signature_call(adapter: "ModuleAdapter", name: str):
 
     call_signature.__name__ = name
     return call_signature
+
+
+def _traced_alone(fn):
+    """`fn` behind a `functools.partial` of its own, with its name and signature. TensorFlow counts traces per
+    Python code object for its retracing warning, and these closures share one code across signatures and
+    adapters: comparing two models (each signature traced for training=False and True) would otherwise print
+    "triggered tf.function retracing" though each function is traced once per input signature."""
+    wrapped = functools.partial(fn)
+    wrapped.__name__ = fn.__name__
+    wrapped.__signature__ = fn.__signature__
+    return wrapped
 
 
 def _with_keywords(fn, names, defaults=None):

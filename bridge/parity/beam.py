@@ -42,7 +42,8 @@ from bridge.parity.stats import ErrorStats
 from bridge.parity.tolerance import DEFAULT_ATOL_SCALE, DEFAULT_RTOL, SEMANTICS, Tolerances, check_overrides
 from legacy.errors import BridgeError, InvalidInputError, MissingExtraError
 
-INSTALL = "pip install 'tf-hub-bridge[beam]'"
+# The project installs from its checkout (README: pip install -c constraints/main.txt .), so the extra does too.
+INSTALL = "pip install -c constraints/main.txt '.[beam]' (in the tf-hub-bridge checkout)"
 
 # DirectRunner on this machine: two workers as threads of one process. TensorFlow releases the GIL while it
 # computes, so threads run in parallel, and each model is loaded once per process (RunInference shares it).

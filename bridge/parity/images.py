@@ -17,6 +17,7 @@ Arrays are taken as they are (float, [N, H, W, 3] or one [H, W, 3] image), never
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -316,14 +317,20 @@ def load_image(path: str, size: tuple | None) -> np.ndarray:
     """One image file as float32 [height, width, 3] in [0, 1], resized to `size` (height, width) when given."""
     import tensorflow as tf
 
+    from legacy.engine.native_log import quiet_native_log
+
     kind = sniff_image(path)
+    # libpng warns on stderr about some colour profiles (iCCP chunks): filtered for the PNGs that have one only,
+    # since the filter holds a process-wide lock and image files are decoded by parallel workers under Beam.
+    filtered = quiet_native_log() if kind == "PNG" and _has_color_profile(path) else contextlib.nullcontext()
     try:
         data = tf.io.read_file(path)
-        if kind == "PNG" and _png_bit_depth(path) == 16:
-            # decode_image would cut 16-bit samples down to 8 bits: keep them, convert_image_dtype scales by 65535.
-            image = tf.io.decode_png(data, dtype=tf.uint16)
-        else:
-            image = tf.io.decode_image(data, expand_animations=False)  # uint8; a GIF gives its first frame
+        with filtered:
+            if kind == "PNG" and _png_bit_depth(path) == 16:
+                # decode_image would cut 16-bit samples to 8 bits: keep them, convert_image_dtype scales by 65535.
+                image = tf.io.decode_png(data, dtype=tf.uint16)
+            else:
+                image = tf.io.decode_image(data, expand_animations=False)  # uint8; a GIF gives its first frame
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.NotFoundError) as e:
         raise InvalidInputError(f"{path}: cannot decode the image ({_tf_message(e)}); {_FIX}") from None
     channels = image.shape[-1]
@@ -337,6 +344,12 @@ def load_image(path: str, size: tuple | None) -> np.ndarray:
     if size is not None and tuple(image.shape[:2]) != tuple(size):
         image = tf.image.resize(image, list(size), method=RESIZE_METHOD, antialias=False)
     return image.numpy().astype(np.float32, copy=False)
+
+
+def _has_color_profile(path: str) -> bool:
+    """Whether a PNG has an iCCP chunk (it comes before the image data, so within the first bytes)."""
+    with open(path, "rb") as f:
+        return b"iCCP" in f.read(1 << 16)
 
 
 def _png_bit_depth(path: str) -> int:

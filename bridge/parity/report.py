@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -94,6 +95,26 @@ def _wrap(text: str, width: int, indent: str = "") -> list:
 
     return textwrap.wrap(text, width=width, subsequent_indent=indent, break_on_hyphens=False,
                          break_long_words=True) or [""]
+
+
+def wrap_lines(lines, width: int | None = None, indent: str = "    ") -> list:
+    """Every line within `width` columns (default: the terminal's): a longer one goes on over lines indented by its
+    own indentation plus `indent`, broken between words but never inside a shape's brackets (`float32[?, 4, 4]`).
+    For the reports and progress lines besides the tables (which `fit_table` lays out)."""
+    import textwrap
+
+    width = width or terminal_width()
+    out = []
+    for line in lines:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        lead = line[:len(line) - len(line.lstrip())]
+        kept = re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\0"), line.strip())
+        out += [part.replace("\0", " ") for part in textwrap.wrap(
+            kept, width=width, initial_indent=lead, subsequent_indent=lead + indent, break_on_hyphens=False,
+            break_long_words=True)]
+    return out
 
 
 def _shape(shape) -> str:

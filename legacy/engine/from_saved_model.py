@@ -25,6 +25,7 @@ from legacy.errors import ConversionError, ModuleFormatError, spell
 from legacy.engine.function_import import (export_variant, import_function, import_regularization_losses,
                                            tensor_info)
 from legacy.engine.graph_variables import create_graph_variables
+from legacy.engine.native_log import start_devices
 from legacy.engine.partitions import recorded_parts, whole_values
 from legacy.format.metadata import read_metadata
 from legacy.format.conventions import (DEFAULT_SIGNATURE, IMAGE_INPUT_KEY, INFERENCE_TAGS, KINDS, SERVING_DEFAULT,
@@ -112,6 +113,7 @@ def meta_graphs_from_saved_model(path: str, kind: str | None = None, image_size:
 def load_reusable(path: str):
     """The TF2 SavedModel at `path`, loaded eagerly (whatever the caller's mode); its damage reported as the
     project's error, and its Reusable SavedModel attributes checked (see `check_reusable_attributes`)."""
+    start_devices()  # the first device use logs cuInit's notice on a machine without a GPU: filtered
     with _eager():
         try:
             with untrusted(path, "the SavedModel"):

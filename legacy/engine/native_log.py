@@ -1,9 +1,10 @@
 """Drop TensorFlow's known-harmless native log lines around the calls that print them, keep everything else.
 
 Importing a TF1 module's GraphDef logs `graph_constructor.cc ... Importing a graph with a lower producer version`
-once per import (60 lines for one module and a few calls), and the first device use logs `failed call to cuInit`
-on a machine without a GPU. Both come from C++ straight to file descriptor 2 (TF_CPP_MIN_LOG_LEVEL set after
-TensorFlow started does not stop them), so a Python user of the adapter or the shim would see them on every call.
+once per import (60 lines for one module and a few calls), the first device use logs `failed call to cuInit`
+on a machine without a GPU, and libpng warns `iCCP: known incorrect sRGB profile` for each PNG that carries an
+old sRGB profile (the images bundled in testdata/ do). All come from C++ straight to file descriptor 2
+(TF_CPP_MIN_LOG_LEVEL set after TensorFlow started does not stop them), so a Python user of the adapter or the shim would see them on every call.
 Inside `quiet_native_log()` descriptor 2 goes to a temporary file; on exit the lines that match none of `NOISE`
 are written back, in order. BRIDGE_DEBUG=1 turns the filter off.
 """
@@ -17,7 +18,8 @@ import tempfile
 import threading
 from typing import Iterator
 
-NOISE = (b"Importing a graph with a lower producer version", b"failed call to cuInit")
+NOISE = (b"Importing a graph with a lower producer version", b"failed call to cuInit",
+         b"iCCP: known incorrect sRGB profile")  # libpng, on PNGs saved with an old sRGB profile (harmless)
 _LOCK = threading.RLock()  # descriptor 2 is process-wide: one filter at a time
 _depth = 0
 

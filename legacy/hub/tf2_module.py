@@ -45,6 +45,7 @@ import tensorflow as tf
 
 from legacy.engine.from_saved_model import check_reusable_attributes, meta_graphs_from_saved_model
 from legacy.format.atomic import atomic_directory
+from legacy.engine.native_log import start_devices
 from legacy.errors import (ConversionError, DestinationExistsError, ModuleFormatError, NotAModuleError,
                            UnknownSignatureError)
 from legacy.format.metadata import METADATA_PATH, read_metadata
@@ -388,6 +389,7 @@ class LoadedModel:
         self._training = tags == TRAIN_TAGS
         self._graph_mode = graph_mode
         self._name = name.rstrip("/").split("/")[-1]
+        start_devices()  # the first device use logs cuInit's notice on a machine without a GPU: filtered
         if graph_mode:
             # Outside the caller's control dependencies, under the module's scope (`name` ends with "/").
             with tf.control_dependencies(None), tf.compat.v1.name_scope(name), untrusted(spec.path, "the SavedModel"):

@@ -132,7 +132,7 @@ def test_without_beam_migrate_says_how_to_install_it(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
         "bridge migrate: error: --runner beam needs Apache Beam, which is not installed; install it with: "
-        "pip install 'tf-hub-bridge[beam]'"]
+        "pip install -c constraints/main.txt '.[beam]' (in the tf-hub-bridge checkout)"]
     assert not os.path.exists(out)
 
 

@@ -137,7 +137,7 @@ def test_without_beam_the_runner_says_how_to_install_it(converted_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
         "bridge parity: error: --runner beam needs Apache Beam, which is not installed; install it with: "
-        "pip install 'tf-hub-bridge[beam]'"]
+        "pip install -c constraints/main.txt '.[beam]' (in the tf-hub-bridge checkout)"]
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -3,6 +3,8 @@ answers are reused only under the same CPU, kernel settings, libraries and input
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,18 @@ def test_answers_from_another_stack_are_refused():
                                                                           "tensorflow_hub": "0.16.1"}):
         with pytest.raises(AssertionError, match="make legacy-env"):
             runner.check_versions(wrong)
+
+
+def test_a_script_answers_change_with_the_modules_beside_it_that_it_imports(tmp_path, monkeypatch):
+    """spec_oracle.py builds its modules from spec_module_fns.py: a change there is a new cache entry."""
+    monkeypatch.setenv("BRIDGE_ORACLE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "fns.py").write_text("X = 1\n")
+    (tmp_path / "unrelated.py").write_text("Y = 1\n")
+    script = tmp_path / "script.py"
+    script.write_text("import json\nfrom fns import X\n")
+    assert cache.sibling_imports(str(script)) == [str(tmp_path / "fns.py")]
+    before = cache.script_entry(str(script), sys.executable)
+    (tmp_path / "unrelated.py").write_text("Y = 2\n")
+    assert cache.script_entry(str(script), sys.executable) == before
+    (tmp_path / "fns.py").write_text("X = 2\n")
+    assert cache.script_entry(str(script), sys.executable) != before

@@ -138,6 +138,20 @@ def store(name: str, machine: dict, info: dict, arrays: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sibling_imports(script: str) -> list:
+    """The files of the modules in `script`'s own directory that it imports (run as a script, it finds them there)."""
+    import ast
+
+    folder = os.path.dirname(os.path.abspath(script))
+    with open(script) as f:
+        tree = ast.parse(f.read())
+    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {node.module.split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+    return sorted(os.path.join(folder, n + ".py") for n in names if os.path.isfile(os.path.join(folder, n + ".py")))
+
+
 def script_entry(script: str, legacy_python: str) -> str | None:
     """Where the cache keeps `script_output(script, ...)` on this machine (None when the cache is off): keyed by
     `machine_key` with the script's source and tests/oracle/launch.py."""
@@ -146,6 +160,9 @@ def script_entry(script: str, legacy_python: str) -> str | None:
         return None
     machine = machine_key(legacy_python, script)
     machine["launch"] = _digest_files([runner.LAUNCH])
+    siblings = sibling_imports(script)
+    if siblings:  # the modules beside it that it imports (spec_oracle.py's module_fns): their changes count too
+        machine["imports"] = _digest_files(siblings)
     digest = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:20]
     return os.path.join(root, f"{os.path.splitext(os.path.basename(script))[0]}-{digest}")
 

@@ -64,6 +64,15 @@ def test_bad_input_is_one_line_on_stderr(tmp_path, bad_models, name, fragment):
     assert len(lines) == 1 and lines[0].startswith("bridge convert: error: ") and fragment in lines[0], lines
 
 
+def _assert_prints_nothing_after_mark(code: str) -> None:
+    """Run `code` (which writes MARK to stderr once TensorFlow has started, then prints "done") in a fresh
+    Python: it must succeed and print nothing on stderr after MARK."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+    assert proc.stderr.split("MARK\n", 1)[1] == ""
+
+
 def test_python_use_of_the_adapter_and_the_shim_logs_nothing():
     """After the caller's own `import tensorflow` (whose start-up lines are TensorFlow's), adapting a module, the
     shim, and calling both print nothing (no graph_constructor producer-version lines, no cuInit notice)."""
@@ -87,10 +96,7 @@ for _ in range(3):
     module(images, signature="image_feature_vector", as_dict=True)
 print("done")
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300,
-                          cwd=ROOT)
-    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
-    assert proc.stderr.split("MARK\n", 1)[1] == ""
+    _assert_prints_nothing_after_mark(code)
 
 
 @pytest.fixture(scope="module")
@@ -203,10 +209,7 @@ report = bridge.compare(keras_model, keras_model, random=4, batch_size=2, traini
 assert report.passed
 print("done")
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300,
-                          cwd=ROOT)
-    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
-    assert proc.stderr.split("MARK\n", 1)[1] == ""
+    _assert_prints_nothing_after_mark(code)
 
 
 def test_python_compare_on_the_bundled_images_logs_nothing():
@@ -223,7 +226,4 @@ report = bridge.compare({MODULE!r}, {MODULE!r}, images={IMAGES_DIR!r}, random=4,
 assert report.passed
 print("done")
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300,
-                          cwd=ROOT)
-    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
-    assert proc.stderr.split("MARK\n", 1)[1] == ""
+    _assert_prints_nothing_after_mark(code)

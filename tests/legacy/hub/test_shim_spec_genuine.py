@@ -16,13 +16,16 @@ import tensorflow as tf
 from legacy import hub
 from legacy.errors import BridgeError
 from tests.corpus import ROOT
+from tests.oracle import spec_module_fns
+from tests.oracle.spec_module_fns import (NO_INFERENCE, dense_fn, indexed_slices_input_fn,
+                                          indexed_slices_output_fn, no_signature_fn, scaled_fn, split_colocation_fn,
+                                          state_colocation_fn, write_checkpoint)
 from tests.oracle.text_modules import oracle_answers
 from tests.tolerances import GENUINE_OUTPUTS, assert_close
 
 pytestmark = pytest.mark.numerics
 
 SPEC_ORACLE = os.path.join(ROOT, "tests", "oracle", "spec_oracle.py")
-ASSET_FILEPATHS = tf.compat.v1.GraphKeys.ASSET_FILEPATHS
 
 
 @pytest.fixture(scope="module")
@@ -35,78 +38,8 @@ def _graph_or_eager(mode: str):
     return tf.Graph().as_default() if mode == "graph" else contextlib.nullcontext()
 
 
-# The same module_fns as tests/oracle/spec_oracle.py, on the shim.
-
-def no_signature_fn():
-    tf.compat.v1.placeholder(tf.float32, [None, 2])
-
-
-def indexed_slices_input_fn():
-    x = tf.IndexedSlices(tf.compat.v1.placeholder(tf.int64, None), tf.compat.v1.placeholder(tf.int64, None))
-    hub.add_signature(inputs={"x": x}, outputs=x.values)
-
-
-def indexed_slices_output_fn():
-    x = tf.compat.v1.placeholder(tf.int64, None)
-    y = tf.compat.v1.placeholder(tf.int64, None)
-    hub.add_signature(inputs={"x": x, "y": y}, outputs=tf.IndexedSlices(x, y))
-
-
-def scaled_fn(scale):
-    x = tf.compat.v1.placeholder(tf.float32, [None, 2])
-    w = tf.compat.v1.get_variable("w", [2], initializer=tf.compat.v1.constant_initializer([0.5, 3.0]))
-    hub.add_signature(inputs=x, outputs=x * w * scale)
-
-
-NO_INFERENCE = [({"train"}, {"scale": 2.0}), ({"eval"}, {"scale": 1.0})]
-
-
-def dense_fn(dim, dtype=tf.float32):
-    x = tf.compat.v1.placeholder(dtype, [None, dim])
-    kernel = tf.compat.v1.get_variable("dense/kernel", [dim, dim], dtype=dtype)
-    bias = tf.compat.v1.get_variable("dense/bias", [dim], dtype=dtype)
-    hub.add_signature(inputs=x, outputs=tf.matmul(x, kernel) + bias)
-
-
-def write_checkpoint(path: str, scope: str, dim: int) -> dict:
-    with tf.Graph().as_default():
-        tf.compat.v1.get_variable("step", [], initializer=tf.compat.v1.zeros_initializer())
-        with tf.compat.v1.variable_scope(scope):
-            tf.compat.v1.get_variable("dense/kernel", [dim, dim])
-            tf.compat.v1.get_variable("dense/bias", [dim], initializer=tf.compat.v1.ones_initializer())
-        saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            saver.save(sess, path)
-            return {v.op.name: sess.run(v) for v in tf.compat.v1.global_variables()}
-
-
-def state_colocation_fn():
-    w = tf.Variable(42 + 69, name="w")
-    with tf.compat.v1.colocate_with(w.op):
-        v = tf.Variable(1.0, name="v")
-        y = tf.add(v, 1, name="y")
-    x = tf.compat.v1.placeholder(dtype=tf.float32, name="x")
-    with tf.compat.v1.colocate_with(x):
-        z = tf.add(x, 1, name="z")
-    hub.add_signature(inputs=dict(x=x), outputs=dict(y=y, z=z))
-
-
-def split_colocation_fn():
-    x, y = tf.split([1, 2], 2, name="split")
-    with tf.compat.v1.colocate_with(x), tf.compat.v1.colocate_with(y):
-        z = tf.add(x, y, name="add")
-    hub.add_signature(inputs=dict(x=x, y=y), outputs=z, name="both")
-    hub.add_signature(inputs=dict(x=x), outputs=z, name="partial")
-
-
-def assets_fn(vocabulary_file):
-    from tensorflow.python.ops import lookup_ops
-
-    indices = tf.compat.v1.placeholder(dtype=tf.int64, name="indices")
-    table = lookup_ops.index_to_string_table_from_file(vocabulary_file=vocabulary_file, default_value="UNKNOWN")
-    hub.add_signature(inputs=indices, outputs=table.lookup(indices))
-    hub.add_signature("twice", inputs=indices, outputs=tf.strings.join([table.lookup(indices)] * 2))
+# The same module_fns as tests/oracle/spec_oracle.py builds with the genuine library, on the shim.
+spec_module_fns.bind(hub)
 
 
 # -- create_module_spec mistakes: the genuine library's key phrase, in a one-line BridgeError --------------------
@@ -257,10 +190,7 @@ def test_colocation_with_outputs_of_one_op_as_genuine(genuine_spec):
     answers = genuine_spec[0]
     spec = hub.create_module_spec(split_colocation_fn)
     with tf.Graph().as_default():
-        u = tf.constant([1], name="u")
-        with tf.compat.v1.colocate_with(u):
-            v = tf.constant([2], name="v")
-        w = tf.constant([3], name="w")
+        u, v, w = spec_module_fns.split_colocation_inputs()
         m = hub.Module(spec, name="m")
         assert _groups(m(dict(x=u, y=v), signature="both")) == answers["split_colocation_same_place"]
         for key, call in (("split_colocation_apart", lambda: m(dict(x=u, y=w), signature="both")),
@@ -280,33 +210,6 @@ def test_colocation_with_outputs_of_one_op_as_genuine(genuine_spec):
 
 def test_asset_filepaths_as_genuine(genuine_spec, tmp_path):
     answers = genuine_spec[0]
-    vocabulary_file = tmp_path / "tokens.txt"
-    vocabulary_file.write_text("\n".join(["emerson", "lake", "palmer"]) + "\n")
-    work, export_path = str(tmp_path), str(tmp_path / "assets_module")
-    spec = hub.create_module_spec(assets_fn, tags_and_args=[(set(), {"vocabulary_file": str(vocabulary_file)})])
-
-    def collection(sess):
-        return [sess.run(t).decode().replace(export_path, "MODULE").replace(work, "SOURCE")
-                for t in tf.compat.v1.get_collection(ASSET_FILEPATHS)]
-
-    steps = {}
-    with tf.Graph().as_default():
-        module = hub.Module(spec)
-        with tf.compat.v1.Session() as sess:
-            steps["created/constructed"] = collection(sess)
-            out = module(tf.constant([1, 2], dtype=tf.int64))
-            steps["created/applied"] = collection(sess)
-            module(tf.constant([0], dtype=tf.int64), signature="twice")
-            steps["created/applied_twice"] = collection(sess)
-            sess.run(tf.compat.v1.tables_initializer())
-            assert [b.decode() for b in sess.run(out)] == answers["asset_lookup"]
-            module.export(export_path, sess)
-    with tf.Graph().as_default():
-        module = hub.Module(export_path)
-        out = module(tf.constant([1, 2], dtype=tf.int64))
-        with tf.compat.v1.Session() as sess:
-            steps["loaded/applied"] = collection(sess)
-            steps["loaded/names"] = [t.name for t in tf.compat.v1.get_collection(ASSET_FILEPATHS)]
-            sess.run(tf.compat.v1.tables_initializer())
-            assert [b.decode() for b in sess.run(out)] == answers["asset_lookup"]
+    steps, created, loaded = spec_module_fns.asset_filepath_steps(str(tmp_path))
+    assert created == loaded == answers["asset_lookup"] == answers["asset_lookup_loaded"]
     assert steps == answers["asset_filepaths"]

@@ -6,8 +6,8 @@ is converted into DIR/<name>/ and verified against its source (unless --no-verif
 bad model (corrupt, unsafe, failing verification, even crashing) fails alone and the rest go on. The options are
 `bridge convert`'s and apply to every model.
 
-Resumable: DIR/.bridge-migrate/<name>.json records each model's outcome. A rerun skips the models already converted
-and verified (same source, same options) and redoes the rest; a run killed at any moment (even SIGKILL) leaves
+Resumable: DIR/.bridge-migrate/<name>.json records each model's outcome. A rerun skips the models an earlier run
+converted (and verified, unless it ran with --no-verify) with the same source and options, and redoes the rest; a run killed at any moment (even SIGKILL) leaves
 complete models or nothing at each DIR/<name>, since every conversion is written atomically.
 
 Exit status: 0 every model converted, 1 some model failed (verification, or an error such as a corrupt or unsafe

@@ -16,7 +16,7 @@ from bridge import formats
 from legacy.format.archive import is_handle
 from legacy.format.graph_defs import has_tf1_loops
 from legacy.format.metadata import read_metadata
-from legacy.errors import BridgeError
+from legacy.errors import BridgeError, ModuleFormatError
 from legacy.format.reader import read_module, read_saved_model_proto, read_signature, tag_label, untrusted
 from legacy.format.safety import scan_model
 
@@ -142,7 +142,12 @@ def _inspect_tf2(path: str) -> dict:
         count = 1
         for d in v.shape.dim:
             count *= max(d.size, 0)
-        nbytes += count * dtypes.as_dtype(v.dtype).size
+        try:
+            nbytes += count * dtypes.as_dtype(v.dtype).size
+        except TypeError:  # found by fuzzing: a variable of the object graph whose dtype TensorFlow does not know
+            raise ModuleFormatError(f"{path}: the SavedModel's object graph is corrupt or inconsistent (variable "
+                                    f"{v.name or '?'} has data type {v.dtype}, which TensorFlow does not know); "
+                                    "re-download or re-export the model") from None
     metadata = read_metadata(path)
     # The object graph's node references and type specs (decoded in TensorFlow's own code) may be damaged (found by
     # fuzzing: a child id past the end of the node list).

@@ -301,3 +301,23 @@ def test_tf2_function_node_without_an_op_gives_the_projects_error(command, seeds
         line = err[-1]
         assert not os.path.exists(tmp_path / "out")
     assert (filename in line or str(model) in line) and "re-download or re-export" in line, line
+
+
+def test_object_graph_variable_of_unknown_dtype_ends_in_the_projects_error(seeds, tmp_path, capsys):
+    """Found by the campaign with seed 20292 (TypeError in bridge inspect's size of a TF2 model's variables): a
+    variable node of the object graph whose dtype field was cleared (DT_INVALID)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = str(shutil.copytree(seeds[fuzzing.TF2_SEED], tmp_path / "tf2"))
+    path = os.path.join(model, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    node = next(n for n in saved_model.meta_graphs[0].object_graph_def.nodes if n.WhichOneof("kind") == "variable")
+    node.variable.ClearField("dtype")
+    with open(path, "wb") as f:
+        f.write(saved_model.SerializeToString())
+    assert main(["inspect", model]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bridge inspect: error: ") and model in err[0], err
+    assert "has data type 0, which TensorFlow does not know" in err[0], err
